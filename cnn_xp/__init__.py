@@ -1,0 +1,67 @@
+"""cnn_xp: a small, fast, array-agnostic CNN framework — one code path for NumPy and CuPy.
+
+The layers, networks and optimizers take their array module from their inputs
+(``get_array_module(x)``), so the same code trains on the CPU (NumPy) or a CUDA GPU (CuPy).
+"""
+
+from ._version import __version__
+from .backend import (
+    Device,
+    GPUUnavailableError,
+    get_array_module,
+    gpu_available,
+    parse_device,
+    to_device,
+    to_numpy,
+)
+from .functions import col2im, get_conv_outsize, im2col
+from .init import he_normal, xavier_normal
+from .layers import (
+    Affine,
+    AvgPooling,
+    BatchNormalization,
+    Convolution,
+    Dropout,
+    Layer,
+    Pooling,
+    Relu,
+    Sigmoid,
+    SoftmaxWithLoss,
+)
+from .models import DeepConvNet, Network, SimpleConvNet
+from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+
+__all__ = [
+    "SGD",
+    "AdaGrad",
+    "Adam",
+    "Affine",
+    "AvgPooling",
+    "BatchNormalization",
+    "Convolution",
+    "DeepConvNet",
+    "Device",
+    "Dropout",
+    "GPUUnavailableError",
+    "Layer",
+    "Momentum",
+    "Nesterov",
+    "Network",
+    "Pooling",
+    "RMSprop",
+    "Relu",
+    "Sigmoid",
+    "SimpleConvNet",
+    "SoftmaxWithLoss",
+    "__version__",
+    "col2im",
+    "get_array_module",
+    "get_conv_outsize",
+    "gpu_available",
+    "he_normal",
+    "im2col",
+    "parse_device",
+    "to_device",
+    "to_numpy",
+    "xavier_normal",
+]

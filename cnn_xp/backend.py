@@ -1,0 +1,280 @@
+"""The one place where NumPy (CPU) and CuPy (CUDA GPU) differ.
+
+Everything above this module (functions, layers, models, optimizers) computes with the
+namespace returned by :func:`get_array_module`, which is taken from the arrays themselves,
+and creates new arrays on ``array_device(x)`` of an input.  This module alone knows which
+library is behind an array, how to move arrays between devices, whether a GPU is usable,
+and how to draw random numbers on each device.
+
+CuPy is optional: it is imported lazily, and a CuPy that is installed but has no usable
+driver or GPU is treated as "no GPU" (``gpu_available()`` is False and never raises).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import array_api_compat
+import numpy  # host-side conversions only; array math goes through get_array_module()
+
+__all__ = [
+    "Device",
+    "GPUUnavailableError",
+    "RNG",
+    "array_device",
+    "device_of",
+    "get_array_module",
+    "gpu_available",
+    "gpu_unavailable_reason",
+    "is_gpu_array",
+    "parse_device",
+    "to_device",
+    "to_numpy",
+]
+
+ENV_DEVICE = "CNN_XP_DEVICE"
+_INSTALL_HINT = "install CuPy with `pip install 'cnn_xp[cuda12]'` (CUDA 12) or `'cnn_xp[cuda13]'` (CUDA 13)"
+
+
+class GPUUnavailableError(RuntimeError):
+    """A GPU was asked for but cannot be used; the message says why and what to do."""
+
+
+# --------------------------------------------------------------------------- CuPy, lazily
+
+_cupy: ModuleType | None = None
+_cupy_error: str | None = None
+_cupy_tried = False
+
+
+def _get_cupy() -> ModuleType | None:
+    """Import CuPy once; return None (and remember why) when it cannot be imported."""
+    global _cupy, _cupy_error, _cupy_tried
+    if not _cupy_tried:
+        _cupy_tried = True
+        try:
+            import cupy
+
+            _cupy = cupy
+        except Exception as exc:  # ImportError, or a broken CUDA install raising at import
+            _cupy_error = f"{type(exc).__name__}: {exc}"
+    return _cupy
+
+
+def is_gpu_array(x: Any) -> bool:
+    """True if ``x`` is a CuPy array (checked without importing CuPy)."""
+    return array_api_compat.is_cupy_array(x)
+
+
+def gpu_unavailable_reason(index: int = 0) -> str | None:
+    """Why GPU ``index`` cannot be used, or None if it can. Never raises."""
+    cupy = _get_cupy()
+    if cupy is None:
+        detail = f" ({_cupy_error})" if _cupy_error and "No module named" not in _cupy_error else ""
+        return f"CuPy is not installed{detail}; {_INSTALL_HINT}"
+    try:
+        if not cupy.is_available():
+            return (
+                "CuPy is installed but finds no usable CUDA driver or GPU "
+                "(cupy.is_available() is False); check `nvidia-smi` and the driver"
+            )
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError and friends
+        return f"CuPy cannot reach the CUDA driver ({type(exc).__name__}: {exc})"
+    if index >= count:
+        return f"there is no GPU {index}: this machine has {count} CUDA device(s) (0..{count - 1})"
+    return None
+
+
+def gpu_available(index: int = 0) -> bool:
+    """True if CuPy is installed and CUDA device ``index`` is usable. Never raises."""
+    try:
+        return gpu_unavailable_reason(index) is None
+    except Exception:
+        return False
+
+
+# --------------------------------------------------------------------------- devices
+
+
+@dataclass(frozen=True)
+class Device:
+    """A compute device: ``Device("cpu")`` or ``Device("gpu", index)``."""
+
+    kind: str
+    index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("cpu", "gpu"):
+            raise ValueError(f"Device kind must be 'cpu' or 'gpu', got {self.kind!r}")
+        if not isinstance(self.index, int) or self.index < 0:
+            raise ValueError(f"Device index must be an int >= 0, got {self.index!r}")
+
+    @property
+    def is_gpu(self) -> bool:
+        return self.kind == "gpu"
+
+    def __str__(self) -> str:
+        return "cpu" if self.kind == "cpu" else f"gpu:{self.index}"
+
+
+CPU = Device("cpu")
+_DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
+
+
+def parse_device(spec: str | Device | None = None) -> Device:
+    """Turn a device spec into a :class:`Device`, checking that a GPU asked for is usable.
+
+    Accepted: ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` (GPU 0
+    if usable, else CPU), a :class:`Device`, or None (the ``CNN_XP_DEVICE`` environment
+    variable, else ``"cpu"``).  Raises ValueError for an unknown spec and
+    :class:`GPUUnavailableError` for a GPU that cannot be used.
+    """
+    if spec is None:
+        spec = os.environ.get(ENV_DEVICE) or "cpu"
+    if isinstance(spec, Device):
+        device = spec
+    elif isinstance(spec, str):
+        text = spec.strip().lower()
+        if text == "auto":
+            return Device("gpu", 0) if gpu_available(0) else CPU
+        m = _DEVICE_RE.match(text)
+        if m is None or (m.group(1) == "cpu" and m.group(2) not in (None, "0")):
+            raise ValueError(
+                f"device: unknown device {spec!r}; expected 'cpu', 'gpu', 'gpu:N', 'cuda', "
+                "'cuda:N' or 'auto'"
+            )
+        device = CPU if m.group(1) == "cpu" else Device("gpu", int(m.group(2) or 0))
+    else:
+        raise TypeError(f"device: expected a str or cnn_xp.Device, got {type(spec).__name__}")
+    if device.is_gpu:
+        reason = gpu_unavailable_reason(device.index)
+        if reason is not None:
+            raise GPUUnavailableError(
+                f"device {str(device)!r} is not available: {reason}. Use device 'cpu' or 'auto'."
+            )
+    return device
+
+
+def device_of(x: Any) -> Device:
+    """The :class:`Device` holding array ``x`` (NumPy arrays and scalars are on the CPU)."""
+    if is_gpu_array(x):
+        return Device("gpu", int(x.device.id))
+    if array_api_compat.is_numpy_array(x) or isinstance(x, (int, float, bool)):
+        return CPU
+    raise TypeError(f"device_of: {type(x).__name__} is not a NumPy or CuPy array")
+
+
+def _is_foreign_device(device: Any) -> bool:
+    """An array-API device object of a library other than NumPy/CuPy (e.g. array_api_strict)."""
+    return not isinstance(device, (str, Device)) and device is not None
+
+
+def to_numpy(x: Any) -> numpy.ndarray:
+    """Copy ``x`` to a NumPy array on the host (no copy if it already is one)."""
+    if isinstance(x, numpy.ndarray):
+        return x
+    if is_gpu_array(x):
+        return x.get()
+    if array_api_compat.is_array_api_obj(x) and not array_api_compat.is_numpy_array(x):
+        # e.g. array_api_strict on a non-default device: move explicitly, then view.
+        try:
+            x = x.to_device(array_api_compat.array_namespace(x).__array_namespace_info__().default_device())
+        except Exception:
+            pass
+        return numpy.asarray(x)
+    return numpy.asarray(x)
+
+
+def to_device(x: Any, device: str | Device | Any) -> Any:
+    """Return ``x`` on ``device``; no copy when it is already there.
+
+    ``device`` is anything :func:`parse_device` accepts, or the device object of another
+    array-API library (used by the tests to place arrays on ``array_api_strict``'s fake
+    ``Device("device1")``).
+    """
+    if _is_foreign_device(device):
+        if array_api_compat.is_array_api_obj(x) and not isinstance(x, numpy.ndarray) and not is_gpu_array(x):
+            return x if array_api_compat.device(x) == device else x.to_device(device)
+        xp = _namespace_of_device(device)
+        return xp.asarray(to_numpy(x), device=device)
+    dev = parse_device(device)
+    if not dev.is_gpu:
+        return to_numpy(x)
+    cupy = _get_cupy()
+    assert cupy is not None  # parse_device checked
+    if is_gpu_array(x) and x.device.id == dev.index:
+        return x
+    with cupy.cuda.Device(dev.index):
+        return cupy.asarray(x if is_gpu_array(x) else to_numpy(x))
+
+
+def _namespace_of_device(device: Any) -> ModuleType:
+    module = type(device).__module__.split(".")[0]
+    if module == "array_api_strict":
+        import array_api_strict
+
+        return array_api_strict
+    raise TypeError(f"device: unsupported device object {device!r} of type {type(device).__name__}")
+
+
+# --------------------------------------------------------------------------- namespaces
+
+
+def get_array_module(*arrays: Any) -> ModuleType:
+    """The array-API namespace to compute with, taken from the arrays (None is ignored).
+
+    NumPy arrays give ``array_api_compat.numpy``, CuPy arrays ``array_api_compat.cupy``,
+    array-API libraries their own namespace.  Arrays of different libraries raise TypeError.
+    """
+    return array_api_compat.array_namespace(*(a for a in arrays if a is not None))
+
+
+def array_device(x: Any) -> Any:
+    """The native device object of array ``x``, to pass as ``device=`` when creating arrays."""
+    return array_api_compat.device(x)
+
+
+# --------------------------------------------------------------------------- randomness
+
+
+class RNG:
+    """A seeded source of uniform random numbers on whatever device an array lives on.
+
+    Host draws come from a NumPy ``Generator``; each GPU gets its own CuPy generator seeded
+    from it, so the CPU stream is reproducible from the seed alone.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.host = numpy.random.default_rng(seed)
+        self._gpu: dict[int, Any] = {}
+
+    def uniform(self, shape: tuple[int, ...], like: Any) -> Any:
+        """Uniform [0, 1) samples of ``shape`` with the floating dtype and device of ``like``."""
+        if is_gpu_array(like):
+            cupy = _get_cupy()
+            assert cupy is not None
+            dev = int(like.device.id)
+            if dev not in self._gpu:
+                with cupy.cuda.Device(dev):
+                    self._gpu[dev] = cupy.random.default_rng(int(self.host.integers(2**63)))
+            with cupy.cuda.Device(dev):
+                return self._gpu[dev].random(shape, dtype=like.dtype)
+        xp = get_array_module(like)
+        host_dtype = numpy.float32 if like.dtype == xp.float32 else numpy.float64
+        sample = self.host.random(shape, dtype=host_dtype)
+        if isinstance(like, numpy.ndarray):
+            return sample
+        return xp.asarray(sample, device=array_device(like))
+
+    def get_state(self) -> dict[str, Any]:
+        """The host generator's state (JSON-serialisable)."""
+        return self.host.bit_generator.state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.host.bit_generator.state = state
+        self._gpu.clear()

@@ -1,0 +1,27 @@
+"""Layers with ``forward``/``backward`` pairs, as in "Deep Learning from Scratch".
+
+Each layer takes its array namespace from its inputs and parameters, so the same code runs
+on NumPy, CuPy or any array-API library.
+"""
+
+from .activation import Relu, Sigmoid
+from .affine import Affine
+from .base import Layer
+from .batch_normalization import BatchNormalization
+from .convolution import Convolution
+from .dropout import Dropout
+from .pooling import AvgPooling, Pooling
+from .softmax_with_loss import SoftmaxWithLoss
+
+__all__ = [
+    "Affine",
+    "AvgPooling",
+    "BatchNormalization",
+    "Convolution",
+    "Dropout",
+    "Layer",
+    "Pooling",
+    "Relu",
+    "Sigmoid",
+    "SoftmaxWithLoss",
+]

@@ -1,0 +1,47 @@
+"""Element-wise activations: ReLU and sigmoid."""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ..functions.dtypes import as_float
+from .base import Array, Layer, check_dout
+
+
+class Relu(Layer):
+    """``max(x, 0)``; any shape. Integer inputs stay integer (the gradient is float)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask: Array | None = None  # True where the input was <= 0, as in the book
+
+    def forward(self, x: Array) -> Array:
+        xp = get_array_module(x)
+        self.mask = x <= 0
+        return xp.where(self.mask, 0, x)
+
+    def backward(self, dout: Array) -> Array:
+        if self.mask is None:
+            raise self._not_run()
+        check_dout(dout, self.mask.shape)
+        return get_array_module(dout).where(self.mask, 0.0, as_float(dout))
+
+
+class Sigmoid(Layer):
+    """``1 / (1 + exp(-x))``, computed without overflow for large |x|; any shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out: Array | None = None
+
+    def forward(self, x: Array) -> Array:
+        xp = get_array_module(x)
+        x = as_float(x)
+        e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
+        self.out = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return self.out
+
+    def backward(self, dout: Array) -> Array:
+        if self.out is None:
+            raise self._not_run()
+        check_dout(dout, self.out.shape)
+        return as_float(dout, like=self.out) * (1.0 - self.out) * self.out

@@ -1,0 +1,58 @@
+"""Fully connected layer ``x @ W + b``."""
+
+from __future__ import annotations
+
+import math
+
+from ..backend import get_array_module
+from ..functions.conv_utils import check_rank
+from ..functions.dtypes import as_float
+from .base import Array, Layer, check_dout, check_same_place, float_param
+
+
+class Affine(Layer):
+    """Affine map with ``W`` (D_in, D_out) and ``b`` (D_out,) — the book's (in, out) layout.
+
+    ``forward(x)``: x (N, ...) is flattened to (N, D_in) -> (N, D_out).
+    ``backward(dout)``: dout (N, D_out) -> dx in x's original shape; fills ``dW`` and ``db``.
+    """
+
+    param_names = ("W", "b")
+
+    def __init__(self, W: Array, b: Array) -> None:
+        super().__init__()
+        W, b = float_param("W", W), float_param("b", b)
+        check_rank("W", W, 2, "(D_in, D_out)")
+        if tuple(b.shape) != (W.shape[1],):
+            raise ValueError(f"b: expected shape (D_out,)=({W.shape[1]},) to match W of shape {tuple(W.shape)}, got {tuple(b.shape)}")
+        self.W, self.b = W, b
+        self.dW: Array | None = None
+        self.db: Array | None = None
+        self._x: Array | None = None
+        self._x_shape: tuple[int, ...] = ()
+
+    def forward(self, x: Array) -> Array:
+        W = self.W
+        if getattr(x, "ndim", 0) < 2:
+            raise ValueError(f"x: expected an array (N, ...) of at least 2 dimensions, got shape {tuple(getattr(x, 'shape', ()))}")
+        features = math.prod(x.shape[1:])
+        if features != W.shape[0]:
+            raise ValueError(
+                f"x: expected {W.shape[0]} features per sample to match W of shape {tuple(W.shape)}, "
+                f"got x of shape {tuple(x.shape)} ({features} features)"
+            )
+        check_same_place("x", x, W)
+        xp = get_array_module(x, W)
+        self._x_shape = tuple(x.shape)
+        self._x = xp.reshape(as_float(x, like=W), (x.shape[0], features))
+        return xp.matmul(self._x, W) + self.b
+
+    def backward(self, dout: Array) -> Array:
+        if self._x is None:
+            raise self._not_run()
+        check_dout(dout, (self._x.shape[0], self.W.shape[1]))
+        xp = get_array_module(dout, self.W)
+        dout = as_float(dout, like=self.W)
+        self.dW = xp.matmul(self._x.mT, dout)
+        self.db = xp.sum(dout, axis=0)
+        return xp.reshape(xp.matmul(dout, self.W.mT), self._x_shape)

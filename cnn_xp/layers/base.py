@@ -1,0 +1,84 @@
+"""What every layer shares: named parameters, their gradients, buffers and the train/eval mode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backend import array_device, get_array_module
+from ..functions.dtypes import is_floating
+
+Array = Any
+
+
+class Layer:
+    """Base class of the layers.
+
+    ``param_names`` lists the attributes holding trainable arrays (e.g. ``("W", "b")``); after
+    ``backward`` their gradients are in the attributes named ``"d" + name`` (``dW``, ``db``,
+    ``dgamma``, ``dbeta``), as in "Deep Learning from Scratch".  ``buffer_names`` lists
+    non-trainable state saved in checkpoints (BatchNorm running statistics).  Layers whose
+    behaviour depends on the mode (Dropout, BatchNormalization) set ``uses_mode`` and take
+    ``forward(x, train_flg=None)``; None means "use ``self.training``".
+    """
+
+    param_names: tuple[str, ...] = ()
+    buffer_names: tuple[str, ...] = ()
+    uses_mode = False
+
+    def __init__(self) -> None:
+        self.training = True
+
+    def forward(self, x: Array) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, dout: Array) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> Layer:
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Layer:
+        return self.train(False)
+
+    def _mode(self, train_flg: bool | None) -> bool:
+        return self.training if train_flg is None else bool(train_flg)
+
+    def _not_run(self) -> RuntimeError:
+        return RuntimeError(f"{type(self).__name__}.backward() called before forward(); run forward first")
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{n}={tuple(getattr(self, n).shape)}" for n in self.param_names)
+        return f"{type(self).__name__}({shapes})"
+
+
+def float_param(name: str, value: Array) -> Array:
+    """Check a parameter array; integer/bool parameters become float32 (same device)."""
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise TypeError(f"{name}: expected an array, got {type(value).__name__}")
+    if is_floating(value):
+        return value
+    return get_array_module(value).astype(value, get_array_module(value).float32)
+
+
+def check_same_place(name: str, x: Array, like: Array) -> None:
+    """Raise ValueError if ``x`` lives in another array library or on another device than ``like``."""
+    try:
+        xp = get_array_module(x, like)
+    except TypeError:
+        raise ValueError(
+            f"{name}: array of type {type(x).__name__} cannot be mixed with the layer's parameters of type "
+            f"{type(like).__name__}; move it with cnn_xp.to_device(x, ...) first"
+        ) from None
+    del xp
+    dx, dl = array_device(x), array_device(like)
+    if dx != dl:
+        raise ValueError(
+            f"{name}: is on device {dx!r} but the layer's parameters are on {dl!r}; "
+            "move it with cnn_xp.to_device(x, ...) first"
+        )
+
+
+def check_dout(dout: Array, expected: tuple[int, ...]) -> None:
+    if tuple(dout.shape) != tuple(expected):
+        raise ValueError(f"dout: expected shape {tuple(expected)} (the forward output), got {tuple(dout.shape)}")

@@ -1,0 +1,49 @@
+"""Dropout (inverted: kept units are scaled by 1/(1-p) in training, eval is the identity)."""
+
+from __future__ import annotations
+
+from ..backend import RNG, get_array_module
+from ..functions.dtypes import as_float
+from .base import Array, Layer, check_dout
+
+
+class Dropout(Layer):
+    """Zero each element with probability ``dropout_ratio`` in training mode.
+
+    Unlike the book (which scales by ``1 - p`` at test time) the kept units are scaled by
+    ``1 / (1 - p)`` while training, so evaluation is the identity; the expected output is the
+    same either way.  ``seed`` makes the masks reproducible; ``rng`` is a :class:`cnn_xp.backend.RNG`.
+    """
+
+    uses_mode = True
+
+    def __init__(self, dropout_ratio: float = 0.5, seed: int | None = None) -> None:
+        super().__init__()
+        if isinstance(dropout_ratio, bool) or not isinstance(dropout_ratio, (int, float)) or not 0 <= dropout_ratio < 1:
+            raise ValueError(f"dropout_ratio: expected a number in [0, 1), got {dropout_ratio!r}")
+        self.dropout_ratio = float(dropout_ratio)
+        self.rng = RNG(seed)
+        self.mask: Array | None = None
+        self._shape: tuple[int, ...] | None = None
+
+    def forward(self, x: Array, train_flg: bool | None = None) -> Array:
+        x = as_float(x)
+        self._shape = tuple(x.shape)
+        if not self._mode(train_flg) or self.dropout_ratio == 0:
+            self.mask = None
+            return x
+        xp = get_array_module(x)
+        self.mask = self.rng.uniform(tuple(x.shape), like=x) >= self.dropout_ratio
+        return xp.where(self.mask, x * (1.0 / (1.0 - self.dropout_ratio)), 0.0)
+
+    def backward(self, dout: Array) -> Array:
+        if self._shape is None:
+            raise self._not_run()
+        check_dout(dout, self._shape)
+        if self.mask is None:
+            return dout
+        xp = get_array_module(dout)
+        return xp.where(self.mask, dout * (1.0 / (1.0 - self.dropout_ratio)), 0.0)
+
+    def __repr__(self) -> str:
+        return f"Dropout({self.dropout_ratio})"

@@ -1,0 +1,96 @@
+"""Max and average pooling over (pool_h, pool_w) windows, by im2col."""
+
+from __future__ import annotations
+
+from ..backend import array_device, get_array_module
+from ..functions.conv_utils import IntPair, check_int, check_rank, pair, window_output_shape
+from ..functions.dtypes import as_float, is_floating
+from ..functions.im2col import fold, unfold
+from .base import Array, Layer, check_dout
+
+
+class _Pool2d(Layer):
+    def __init__(self, pool_h: int, pool_w: int, stride: IntPair = 1, pad: IntPair = 0) -> None:
+        super().__init__()
+        self.pool_h = check_int("pool_h", pool_h, 1)
+        self.pool_w = check_int("pool_w", pool_w, 1)
+        self.stride = pair("stride", stride, 1)
+        self.pad = pair("pad", pad, 0)
+        for name, p, k in (("pad", self.pad[0], self.pool_h), ("pad", self.pad[1], self.pool_w)):
+            if p > k // 2:  # else a window could see nothing but padding (PyTorch's rule too)
+                raise ValueError(f"{name}: expected at most half the pool size ({k // 2} for pool {k}), got {p}")
+        self._x_shape: tuple[int, ...] = ()
+        self._out_shape: tuple[int, ...] | None = None
+
+    def _windows(self, x: Array, pad_value: float) -> Array:
+        """(N, C, pool_h*pool_w, OH, OW) windows of x."""
+        check_rank("x", x, 4, "(N, C, H, W)")
+        (sh, sw), (ph, pw) = self.stride, self.pad
+        window_output_shape(tuple(x.shape), self.pool_h, self.pool_w, sh, sw, ph, pw, name="x")
+        xp = get_array_module(x)
+        col = unfold(x, self.pool_h, self.pool_w, sh, sw, ph, pw, pad_value)
+        n, c, _, _, oh, ow = col.shape
+        self._x_shape, self._out_shape = tuple(x.shape), (n, c, oh, ow)
+        return xp.reshape(col, (n, c, self.pool_h * self.pool_w, oh, ow))
+
+    def _fold(self, dcol: Array) -> Array:
+        xp = get_array_module(dcol)
+        n, c, _, oh, ow = dcol.shape
+        (sh, sw), (ph, pw) = self.stride, self.pad
+        return fold(xp.reshape(dcol, (n, c, self.pool_h, self.pool_w, oh, ow)), self._x_shape, sh, sw, ph, pw)
+
+    def _check_backward(self, dout: Array) -> None:
+        if self._out_shape is None:
+            raise self._not_run()
+        check_dout(dout, self._out_shape)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(pool=({self.pool_h}, {self.pool_w}), stride={self.stride}, pad={self.pad})"
+
+
+class Pooling(_Pool2d):
+    """Max pooling: x (N, C, H, W) -> (N, C, OH, OW).
+
+    Padding never wins the max (it is -inf, as in PyTorch); ties go to the first element of
+    the window in row-major order, and the gradient flows to that element only.
+    """
+
+    def __init__(self, pool_h: int, pool_w: int, stride: IntPair = 1, pad: IntPair = 0) -> None:
+        super().__init__(pool_h, pool_w, stride, pad)
+        self._arg: Array | None = None
+
+    def forward(self, x: Array) -> Array:
+        xp = get_array_module(x)
+        lowest = -float("inf") if is_floating(x) else int(xp.iinfo(x.dtype).min)
+        col = self._windows(x, lowest)
+        self._arg = xp.argmax(col, axis=2)
+        return xp.max(col, axis=2)
+
+    def backward(self, dout: Array) -> Array:
+        self._check_backward(dout)
+        xp = get_array_module(dout)
+        k = self.pool_h * self.pool_w
+        offsets = xp.reshape(xp.arange(k, device=array_device(dout)), (1, 1, k, 1, 1))
+        hit = offsets == xp.expand_dims(self._arg, axis=2)
+        return self._fold(xp.where(hit, xp.expand_dims(as_float(dout), axis=2), 0.0))
+
+
+class AvgPooling(_Pool2d):
+    """Average pooling: x (N, C, H, W) -> (N, C, OH, OW).
+
+    Padding counts as zeros in the average (PyTorch's ``count_include_pad=True``).
+    Integer inputs are averaged in float32.
+    """
+
+    def forward(self, x: Array) -> Array:
+        xp = get_array_module(x)
+        col = self._windows(as_float(x), 0)
+        return xp.sum(col, axis=2) / (self.pool_h * self.pool_w)
+
+    def backward(self, dout: Array) -> Array:
+        self._check_backward(dout)
+        xp = get_array_module(dout)
+        k = self.pool_h * self.pool_w
+        share = xp.expand_dims(as_float(dout) / k, axis=2)
+        n, c, oh, ow = dout.shape
+        return self._fold(xp.broadcast_to(share, (n, c, k, oh, ow)))

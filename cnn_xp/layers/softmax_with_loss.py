@@ -1,0 +1,64 @@
+"""Softmax followed by the mean cross-entropy loss."""
+
+from __future__ import annotations
+
+from ..backend import array_device, get_array_module
+from ..functions.conv_utils import check_rank
+from ..functions.dtypes import as_float
+from ..functions.softmax import log_softmax
+from .base import Array, Layer
+
+
+class SoftmaxWithLoss(Layer):
+    """``forward(x, t)``: scores x (N, K) and targets t -> mean cross-entropy (a 0-d array
+    that stays on x's device).
+
+    ``t`` is either class labels (N,) of an integer dtype in [0, K) or one-hot /
+    probability rows (N, K).  The loss uses a stable log-softmax (no ``+1e-7`` inside the
+    log), so its gradient ``backward(dout=1) = (softmax(x) - t) * dout / N`` matches it exactly.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loss: Array | None = None
+        self.y: Array | None = None  # softmax output (N, K)
+        self.t: Array | None = None  # one-hot / probability targets (N, K)
+
+    def forward(self, x: Array, t: Array) -> Array:
+        check_rank("x", x, 2, "(N, K) of class scores")
+        xp = get_array_module(x, t)
+        n, k = x.shape
+        if n == 0:
+            raise ValueError("x: empty batch (N=0); expected at least one sample")
+        x = as_float(x)
+        self.t = self._targets(xp, x, t)
+        logp = log_softmax(x)
+        self.y = xp.exp(logp)
+        self.loss = -xp.sum(self.t * logp) / n
+        return self.loss
+
+    @staticmethod
+    def _targets(xp, x: Array, t: Array) -> Array:  # noqa: ANN001 - xp is a namespace
+        n, k = x.shape
+        if getattr(t, "ndim", None) == 1:
+            if t.shape[0] != n:
+                raise ValueError(f"t: expected {n} labels to match x of shape {tuple(x.shape)}, got t of shape {tuple(t.shape)}")
+            if not xp.isdtype(t.dtype, "integral"):
+                raise TypeError(f"t: class labels must have an integer dtype, got {t.dtype}")
+            if bool(xp.any((t < 0) | (t >= k))):
+                lo, hi = int(xp.min(t)), int(xp.max(t))
+                raise ValueError(f"t: labels must be in [0, {k}) for {k} classes, got values in [{lo}, {hi}]")
+            classes = xp.arange(k, device=array_device(x))
+            return xp.astype(xp.expand_dims(t, axis=1) == xp.expand_dims(classes, axis=0), x.dtype)
+        if getattr(t, "ndim", None) == 2:
+            if tuple(t.shape) != (n, k):
+                raise ValueError(f"t: one-hot targets must have shape (N, K)={(n, k)}, got {tuple(t.shape)}")
+            return as_float(t, like=x)
+        raise ValueError(
+            f"t: expected labels (N,)=({n},) or one-hot targets (N, K)={(n, k)}, got shape {tuple(getattr(t, 'shape', ()))}"
+        )
+
+    def backward(self, dout: Array | float = 1) -> Array:
+        if self.y is None or self.t is None:
+            raise self._not_run()
+        return (self.y - self.t) * (dout / self.y.shape[0])

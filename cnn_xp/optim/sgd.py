@@ -1,0 +1,54 @@
+"""Gradient descent with and without momentum (the book's SGD, Momentum, Nesterov)."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+from .base import Array, Optimizer, check_hyper
+
+
+class SGD(Optimizer):
+    """``p -= lr * g``."""
+
+    def __init__(self, lr: float = 0.01) -> None:
+        super().__init__(lr)
+
+    def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
+        params[key] -= self.lr * grad
+
+
+class Momentum(Optimizer):
+    """``v = momentum * v - lr * g; p += v``."""
+
+    state_names = ("v",)
+    hyper_names = ("lr", "momentum")
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
+        super().__init__(lr)
+        self.momentum = check_hyper("momentum", momentum, 0.0, 1.0, low_inclusive=True)
+
+    def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
+        v = self._slot("v", key, params[key])
+        v *= self.momentum
+        v -= self.lr * grad
+        params[key] += v
+
+
+class Nesterov(Optimizer):
+    """Nesterov's accelerated gradient in the book's form:
+    ``v = m*v - lr*g; p += m*m*v - (1 + m)*lr*g``."""
+
+    state_names = ("v",)
+    hyper_names = ("lr", "momentum")
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
+        super().__init__(lr)
+        self.momentum = check_hyper("momentum", momentum, 0.0, 1.0, low_inclusive=True)
+
+    def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
+        m = self.momentum
+        v = self._slot("v", key, params[key])
+        v *= m
+        v -= self.lr * grad
+        params[key] += (m * m) * v
+        params[key] -= ((1 + m) * self.lr) * grad
