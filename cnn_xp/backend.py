@@ -22,9 +22,9 @@ import array_api_compat
 import numpy  # host-side conversions only; array math goes through get_array_module()
 
 __all__ = [
+    "RNG",
     "Device",
     "GPUUnavailableError",
-    "RNG",
     "array_device",
     "device_of",
     "get_array_module",
@@ -145,8 +145,7 @@ def parse_device(spec: str | Device | None = None) -> Device:
         m = _DEVICE_RE.match(text)
         if m is None or (m.group(1) == "cpu" and m.group(2) not in (None, "0")):
             raise ValueError(
-                f"device: unknown device {spec!r}; expected 'cpu', 'gpu', 'gpu:N', 'cuda', "
-                "'cuda:N' or 'auto'"
+                f"device: unknown device {spec!r}; expected 'cpu', 'gpu', 'gpu:N', 'cuda', 'cuda:N' or 'auto'"
             )
         device = CPU if m.group(1) == "cpu" else Device("gpu", int(m.group(2) or 0))
     else:
@@ -154,9 +153,7 @@ def parse_device(spec: str | Device | None = None) -> Device:
     if device.is_gpu:
         reason = gpu_unavailable_reason(device.index)
         if reason is not None:
-            raise GPUUnavailableError(
-                f"device {str(device)!r} is not available: {reason}. Use device 'cpu' or 'auto'."
-            )
+            raise GPUUnavailableError(f"device {str(device)!r} is not available: {reason}. Use device 'cpu' or 'auto'.")
     return device
 
 
@@ -182,11 +179,8 @@ def to_numpy(x: Any) -> numpy.ndarray:
         return x.get()
     if array_api_compat.is_array_api_obj(x) and not array_api_compat.is_numpy_array(x):
         # e.g. array_api_strict on a non-default device: move explicitly, then view.
-        try:
-            x = x.to_device(array_api_compat.array_namespace(x).__array_namespace_info__().default_device())
-        except Exception:
-            pass
-        return numpy.asarray(x)
+        xp = array_api_compat.array_namespace(x)
+        return numpy.asarray(x.to_device(xp.__array_namespace_info__().default_device()))
     return numpy.asarray(x)
 
 
@@ -273,7 +267,7 @@ class RNG:
 
     def get_state(self) -> dict[str, Any]:
         """The host generator's state (JSON-serialisable)."""
-        return self.host.bit_generator.state
+        return dict(self.host.bit_generator.state)
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.host.bit_generator.state = state

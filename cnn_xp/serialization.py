@@ -20,7 +20,9 @@ import safetensors.numpy
 _PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, zip (torch/npz)
 
 
-def save_arrays(path: str | os.PathLike[str], arrays: dict[str, numpy.ndarray], metadata: dict[str, str] | None = None) -> Path:
+def save_arrays(
+    path: str | os.PathLike[str], arrays: dict[str, numpy.ndarray], metadata: dict[str, str] | None = None
+) -> Path:
     """Write host arrays and string metadata to ``path`` atomically. Returns the path."""
     path = Path(path)
     blob = safetensors.numpy.save({k: numpy.ascontiguousarray(v) for k, v in arrays.items()}, metadata=metadata)
@@ -62,14 +64,15 @@ def load_arrays(path: str | os.PathLike[str]) -> tuple[dict[str, numpy.ndarray],
     with open(path, "rb") as f:
         head = f.read(8)
     if head.startswith(_PICKLE_MAGIC):
-        raise ValueError(f"{path}: is a pickle/zip file, not safetensors; cnn_xp never loads pickles (nothing was executed)")
+        raise ValueError(
+            f"{path}: is a pickle/zip file, not safetensors; cnn_xp never loads pickles (nothing was executed)"
+        )
     if len(head) < 8:
         raise ValueError(f"{path}: not a safetensors file (only {len(head)} bytes)")
     try:
         with safetensors.safe_open(str(path), framework="numpy") as f:
             metadata = dict(f.metadata() or {})
-            arrays = {key: f.get_tensor(key) for key in f.keys()}
+            arrays = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open is not a dict
     except (safetensors.SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {exc}") from None
     return arrays, metadata
-

@@ -45,9 +45,9 @@ def unfold(x: Array, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, pad_v
     img = pad2d(x, ph, pw, pad_value)
     col = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype, device=array_device(x))
     for i in range(kh):
-        i_end = i + sh * oh
+        i_end = i + sh * (oh - 1) + 1  # last row read + 1 (in bounds: the array API leaves larger stops unspecified)
         for j in range(kw):
-            j_end = j + sw * ow
+            j_end = j + sw * (ow - 1) + 1
             col[:, :, i, j, :, :] = img[:, :, i:i_end:sh, j:j_end:sw]
     return col
 
@@ -59,9 +59,9 @@ def fold(col: Array, x_shape: tuple[int, ...], sh: int, sw: int, ph: int, pw: in
     h, w = x_shape[2], x_shape[3]
     img = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype, device=array_device(col))
     for i in range(kh):
-        i_end = i + sh * oh
+        i_end = i + sh * (oh - 1) + 1
         for j in range(kw):
-            j_end = j + sw * ow
+            j_end = j + sw * (ow - 1) + 1
             img[:, :, i:i_end:sh, j:j_end:sw] += col[:, :, i, j, :, :]
     if ph == 0 and pw == 0:
         return img
@@ -109,8 +109,7 @@ def col2im(
     expected = (n * oh * ow, c * kh * kw)
     if tuple(col.shape) != expected:
         raise ValueError(
-            f"col: expected shape (N*OH*OW, C*FH*FW)={expected} for input_shape {(n, c, h, w)}, "
-            f"got {tuple(col.shape)}"
+            f"col: expected shape (N*OH*OW, C*FH*FW)={expected} for input_shape {(n, c, h, w)}, got {tuple(col.shape)}"
         )
     xp = get_array_module(col)
     col6 = xp.permute_dims(xp.reshape(col, (n, oh, ow, c, kh, kw)), (0, 3, 4, 5, 1, 2))

@@ -24,7 +24,9 @@ class Affine(Layer):
         W, b = float_param("W", W), float_param("b", b)
         check_rank("W", W, 2, "(D_in, D_out)")
         if tuple(b.shape) != (W.shape[1],):
-            raise ValueError(f"b: expected shape (D_out,)=({W.shape[1]},) to match W of shape {tuple(W.shape)}, got {tuple(b.shape)}")
+            raise ValueError(
+                f"b: expected shape (D_out,)=({W.shape[1]},) to match W of shape {tuple(W.shape)}, got {tuple(b.shape)}"
+            )
         self.W, self.b = W, b
         self.dW: Array | None = None
         self.db: Array | None = None
@@ -34,7 +36,9 @@ class Affine(Layer):
     def forward(self, x: Array) -> Array:
         W = self.W
         if getattr(x, "ndim", 0) < 2:
-            raise ValueError(f"x: expected an array (N, ...) of at least 2 dimensions, got shape {tuple(getattr(x, 'shape', ()))}")
+            raise ValueError(
+                f"x: expected an array (N, ...) of at least 2 dimensions, got shape {tuple(getattr(x, 'shape', ()))}"
+            )
         features = math.prod(x.shape[1:])
         if features != W.shape[0]:
             raise ValueError(

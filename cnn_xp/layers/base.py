@@ -28,7 +28,7 @@ class Layer:
     def __init__(self) -> None:
         self.training = True
 
-    def forward(self, x: Array) -> Array:  # pragma: no cover - abstract
+    def forward(self, x: Array, *args: Any, **kwargs: Any) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def backward(self, dout: Array) -> Array:  # pragma: no cover - abstract

@@ -55,6 +55,8 @@ class BatchNormalization(Layer):
     def _axes(self, x: Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Reduction axes and the broadcast shape of a per-channel vector."""
         c = self.gamma.shape[0]
+        axes: tuple[int, ...]
+        shape: tuple[int, ...]
         if getattr(x, "ndim", None) == 4:
             axes, shape = (0, 2, 3), (1, c, 1, 1)
         else:
@@ -76,7 +78,9 @@ class BatchNormalization(Layer):
         count = x.size // self.gamma.shape[0]
         if train:
             if count < 2:
-                raise ValueError(f"x: training-mode batch statistics need more than 1 value per channel, got x of shape {tuple(x.shape)}")
+                raise ValueError(
+                    f"x: training-mode batch statistics need more than 1 value per channel, got x of shape {tuple(x.shape)}"
+                )
             mean = xp.mean(x, axis=axes)
             xc = x - xp.reshape(mean, shape)
             var = xp.mean(xc * xc, axis=axes)

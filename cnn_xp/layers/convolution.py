@@ -24,7 +24,9 @@ class Convolution(Layer):
         W, b = float_param("W", W), float_param("b", b)
         check_rank("W", W, 4, "(FN, C, FH, FW)")
         if tuple(b.shape) != (W.shape[0],):
-            raise ValueError(f"b: expected shape (FN,)=({W.shape[0]},) to match W of shape {tuple(W.shape)}, got {tuple(b.shape)}")
+            raise ValueError(
+                f"b: expected shape (FN,)=({W.shape[0]},) to match W of shape {tuple(W.shape)}, got {tuple(b.shape)}"
+            )
         self.W, self.b = W, b
         self.stride = pair("stride", stride, 1)
         self.pad = pair("pad", pad, 0)
@@ -38,7 +40,9 @@ class Convolution(Layer):
         fn, c, fh, fw = W.shape
         check_rank("x", x, 4, "(N, C, H, W)")
         if x.shape[1] != c:
-            raise ValueError(f"x: expected {c} input channels to match W of shape {tuple(W.shape)}, got x of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x: expected {c} input channels to match W of shape {tuple(W.shape)}, got x of shape {tuple(x.shape)}"
+            )
         check_same_place("x", x, W)
         (sh, sw), (ph, pw) = self.stride, self.pad
         oh, ow = window_output_shape(tuple(x.shape), fh, fw, sh, sw, ph, pw, name="x")

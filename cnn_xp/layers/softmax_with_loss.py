@@ -27,7 +27,7 @@ class SoftmaxWithLoss(Layer):
     def forward(self, x: Array, t: Array) -> Array:
         check_rank("x", x, 2, "(N, K) of class scores")
         xp = get_array_module(x, t)
-        n, k = x.shape
+        n = x.shape[0]
         if n == 0:
             raise ValueError("x: empty batch (N=0); expected at least one sample")
         x = as_float(x)
@@ -38,11 +38,13 @@ class SoftmaxWithLoss(Layer):
         return self.loss
 
     @staticmethod
-    def _targets(xp, x: Array, t: Array) -> Array:  # noqa: ANN001 - xp is a namespace
+    def _targets(xp, x: Array, t: Array) -> Array:
         n, k = x.shape
         if getattr(t, "ndim", None) == 1:
             if t.shape[0] != n:
-                raise ValueError(f"t: expected {n} labels to match x of shape {tuple(x.shape)}, got t of shape {tuple(t.shape)}")
+                raise ValueError(
+                    f"t: expected {n} labels to match x of shape {tuple(x.shape)}, got t of shape {tuple(t.shape)}"
+                )
             if not xp.isdtype(t.dtype, "integral"):
                 raise TypeError(f"t: class labels must have an integer dtype, got {t.dtype}")
             if bool(xp.any((t < 0) | (t >= k))):

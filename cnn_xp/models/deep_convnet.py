@@ -53,7 +53,10 @@ class DeepConvNet(Network):
     ) -> None:
         c, h, w = check_input_dim(input_dim)
         given = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
-        convs = [conv_settings(f"conv_param_{i + 1}", p or {}, d) for i, (p, d) in enumerate(zip(given, DEFAULT_CONV_PARAMS))]
+        convs = [
+            conv_settings(f"conv_param_{i + 1}", p or {}, d)
+            for i, (p, d) in enumerate(zip(given, DEFAULT_CONV_PARAMS, strict=True))
+        ]
         hidden_size = check_int("hidden_size", hidden_size, 1)
         output_size = check_int("output_size", output_size, 1)
         make = LayerFactory(weight_init_std, dtype, device, seed)

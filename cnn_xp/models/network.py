@@ -42,7 +42,12 @@ class Network:
     ``beta`` and the BatchNorm buffers ``running_mean``/``running_var``.
     """
 
-    def __init__(self, layers: Mapping[str, Layer] | Iterable[tuple[str, Layer]], last_layer: Layer | None = None, config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        layers: Mapping[str, Layer] | Iterable[tuple[str, Layer]],
+        last_layer: Layer | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self.layers: OrderedDict[str, Layer] = OrderedDict(layers)
         if not self.layers:
             raise ValueError("layers: expected at least one layer")
@@ -106,15 +111,19 @@ class Network:
             raise ValueError(f"batch_size: expected an int >= 1, got {batch_size}")
         n = x.shape[0]
         if n == 0 or t.shape[0] != n:
-            raise ValueError(f"x, t: expected a non-empty batch with one target per sample, got x {tuple(x.shape)} and t {tuple(t.shape)}")
+            raise ValueError(
+                f"x, t: expected a non-empty batch with one target per sample, got x {tuple(x.shape)} and t {tuple(t.shape)}"
+            )
         xp = get_array_module(x, t)
         if t.ndim != 1:
             t = xp.argmax(t, axis=1)
         correct = None
         for i in range(0, n, batch_size):
-            y = self.predict(x[i : i + batch_size], train_flg=False)
-            hits = xp.sum(xp.astype(xp.argmax(y, axis=1) == xp.astype(t[i : i + batch_size], xp.int64), xp.int64))
+            j = min(i + batch_size, n)  # in-bounds stop (larger stops are unspecified in the array API)
+            y = self.predict(x[i:j, ...], train_flg=False)
+            hits = xp.sum(xp.astype(xp.argmax(y, axis=1) == xp.astype(t[i:j], xp.int64), xp.int64))
             correct = hits if correct is None else correct + hits
+        assert correct is not None  # n >= 1
         return int(correct) / n
 
     # ------------------------------------------------------------------ state
@@ -137,7 +146,11 @@ class Network:
                 f"state: does not match this {self.config.get('name', type(self).__name__)} "
                 f"(missing keys {missing}, unexpected keys {unexpected})"
             )
-        bad = [f"{k}: expected {tuple(getattr(*slots[k]).shape)}, got {tuple(state[k].shape)}" for k in slots if k in state and tuple(state[k].shape) != tuple(getattr(*slots[k]).shape)]
+        bad = [
+            f"{k}: expected {tuple(getattr(*slots[k]).shape)}, got {tuple(state[k].shape)}"
+            for k in slots
+            if k in state and tuple(state[k].shape) != tuple(getattr(*slots[k]).shape)
+        ]
         if bad:
             raise ValueError("state: shapes do not match this network (another architecture?): " + "; ".join(bad))
         new = {}

@@ -33,7 +33,9 @@ class ParamView(MutableMapping[str, Any]):
         if value is old:  # in-place update (``params[k] -= lr * g``)
             return
         if tuple(getattr(value, "shape", ())) != tuple(old.shape) or not hasattr(value, "dtype"):
-            raise ValueError(f"params[{key!r}]: expected an array of shape {tuple(old.shape)}, got {type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}")
+            raise ValueError(
+                f"params[{key!r}]: expected an array of shape {tuple(old.shape)}, got {type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}"
+            )
         check_same_place(f"params[{key!r}]", value, old)
         if value.dtype != old.dtype:
             value = get_array_module(value).astype(value, old.dtype)

@@ -44,7 +44,7 @@ class Optimizer:
         self._check(params, grads)
         self.iter += 1
         self._begin_step()
-        for key in params.keys():
+        for key in params:
             self._update_one(key, params, grads[key])
 
     def _begin_step(self) -> None:
@@ -62,12 +62,16 @@ class Optimizer:
 
     @staticmethod
     def _check(params: Mapping[str, Array], grads: Mapping[str, Array]) -> None:
-        for key in params.keys():
+        for key in params:
             if key not in grads or grads[key] is None:
-                raise ValueError(f"grads: no gradient for parameter {key!r} (got keys {list(grads)}); run backward/gradient first")
+                raise ValueError(
+                    f"grads: no gradient for parameter {key!r} (got keys {list(grads)}); run backward/gradient first"
+                )
             p, g = params[key], grads[key]
             if tuple(g.shape) != tuple(p.shape):
-                raise ValueError(f"grads[{key!r}]: expected shape {tuple(p.shape)} to match the parameter, got {tuple(g.shape)}")
+                raise ValueError(
+                    f"grads[{key!r}]: expected shape {tuple(p.shape)} to match the parameter, got {tuple(g.shape)}"
+                )
             check_same_place(f"grads[{key!r}]", g, p)
 
     # ------------------------------------------------------------------ state I/O
@@ -85,7 +89,7 @@ class Optimizer:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore from :meth:`state_dict` output (arrays are used as given: move them first)."""
+        """Restore from :meth:`state_dict` output (arrays are copied as they are: move them first)."""
         if state.get("name") != type(self).__name__:
             raise ValueError(f"state: is for optimizer {state.get('name')!r}, not {type(self).__name__}")
         slots = state.get("state", {})
@@ -96,7 +100,11 @@ class Optimizer:
                 raise ValueError(f"state: unknown hyperparameter {name!r} for {type(self).__name__}")
             setattr(self, name, float(value))
         self.iter = int(state.get("iter", 0))
-        self.state = {name: dict(slots[name]) for name in self.state_names}
+        # copies, so that this optimizer never shares state arrays with another one
+        self.state = {
+            name: {k: get_array_module(v).asarray(v, copy=True) for k, v in slots[name].items()}
+            for name in self.state_names
+        }
 
     def to_device(self, device: Any) -> Optimizer:
         """Move the optimizer's state arrays to ``device``; returns self."""

@@ -35,8 +35,12 @@ class Momentum(Optimizer):
 
 
 class Nesterov(Optimizer):
-    """Nesterov's accelerated gradient in the book's form:
-    ``v = m*v - lr*g; p += m*m*v - (1 + m)*lr*g``."""
+    """Nesterov's accelerated gradient in the form of Bengio et al. (arXiv:1212.0901), which
+    the book cites: ``p += m*m*v - (1 + m)*lr*g; v = m*v - lr*g``.
+
+    The book's code applies ``m*m`` to the *updated* velocity, which adds an extra
+    ``-m*m*lr*g`` step each update; that fault is not copied here.
+    """
 
     state_names = ("v",)
     hyper_names = ("lr", "momentum")
@@ -48,7 +52,7 @@ class Nesterov(Optimizer):
     def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
         m = self.momentum
         v = self._slot("v", key, params[key])
-        v *= m
-        v -= self.lr * grad
         params[key] += (m * m) * v
         params[key] -= ((1 + m) * self.lr) * grad
+        v *= m
+        v -= self.lr * grad

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import pytest
+
+from .helpers import NUMPY, cupy_backend, gpu_skip_reason, strict_backend
+
+
+@pytest.fixture(params=["numpy", "strict", pytest.param("cupy", marks=pytest.mark.gpu)])
+def backend(request):
+    """Every test using this fixture runs on NumPy, on array_api_strict's fake device
+    ``Device("device1")`` (which refuses silent conversion to NumPy and mixing devices), and on
+    CuPy with a real GPU (skipped, with the reason, when there is none)."""
+    if request.param == "numpy":
+        return NUMPY
+    if request.param == "strict":
+        pytest.importorskip("array_api_strict", reason="array_api_strict is not installed")
+        return strict_backend()
+    reason = gpu_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    return cupy_backend()
+
+
+@pytest.fixture(params=["float32", "float64"])
+def float_dtype(request):
+    return request.param

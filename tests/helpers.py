@@ -1,0 +1,88 @@
+"""Shared test helpers: array backends, finite differences, comparisons."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cnn_xp.backend import gpu_unavailable_reason, to_device, to_numpy
+
+
+@dataclass(frozen=True)
+class ArrayBackend:
+    """Where a test puts its arrays: ``asarray`` moves host data there, ``numpy`` brings it back."""
+
+    name: str
+    device: Any
+    exact: bool  # same kernels as NumPy underneath, so results must be bit-identical
+
+    def asarray(self, a: Any) -> Any:
+        return to_device(np.asarray(a), self.device)
+
+    def numpy(self, a: Any) -> np.ndarray:
+        return np.asarray(to_numpy(a))
+
+    def assert_matches(self, got: Any, expected: Any, dtype: Any = np.float64) -> None:
+        """Compare a result on this backend with NumPy's. Tolerances for a real GPU:
+        float64 rtol 1e-10 / atol 1e-12, float32 rtol 2e-4 / atol 1e-5 (different BLAS/reduction order)."""
+        got_np = self.numpy(got)
+        expected = np.asarray(to_numpy(expected))
+        assert got_np.shape == expected.shape
+        assert got_np.dtype == expected.dtype
+        if self.exact:
+            np.testing.assert_array_equal(got_np, expected)
+        elif np.dtype(dtype) == np.float64:
+            np.testing.assert_allclose(got_np, expected, rtol=1e-10, atol=1e-12)
+        else:
+            np.testing.assert_allclose(got_np, expected, rtol=2e-4, atol=1e-5)
+
+
+def strict_backend() -> ArrayBackend:
+    import array_api_strict
+
+    return ArrayBackend("strict", array_api_strict.Device("device1"), exact=True)
+
+
+NUMPY = ArrayBackend("numpy", "cpu", exact=True)
+
+
+def cupy_backend() -> ArrayBackend:
+    return ArrayBackend("cupy", "gpu:0", exact=False)
+
+
+def gpu_skip_reason() -> str | None:
+    reason = gpu_unavailable_reason(0)
+    return None if reason is None else f"no usable GPU: {reason}"
+
+
+def numeric_grad(f: Callable[[], float], x: np.ndarray, h: float = 1e-6, indices: Any = None) -> np.ndarray:
+    """Central differences of scalar ``f()`` w.r.t. the host array ``x`` (changed in place and
+    restored).  ``indices`` limits the check to some flat positions (others are NaN)."""
+    grad = np.full(x.shape, np.nan)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size) if indices is None else indices:
+        old = flat[i]
+        flat[i] = old + h
+        fp = f()
+        flat[i] = old - h
+        fm = f()
+        flat[i] = old
+        gflat[i] = (fp - fm) / (2 * h)
+    return grad
+
+
+def rel_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
+    """max |a - n| / max(|a|, |n|) over the checked (non-NaN) positions."""
+    mask = ~np.isnan(numeric)
+    a, n = np.asarray(analytic)[mask], numeric[mask]
+    scale = max(np.max(np.abs(a)), np.max(np.abs(n)), 1e-12)
+    return float(np.max(np.abs(a - n)) / scale)
+
+
+# Finite-difference tolerance: central differences in float64 with h = 1e-6 have truncation
+# error O(h^2) ~ 1e-12 and round-off ~ 1e-16 / h ~ 1e-10, so a correct gradient has relative
+# error around 1e-9; we require < 1e-7 ("well under 1e-6").
+GRAD_RTOL = 1e-7
