@@ -15,6 +15,7 @@ deterministic on every device.  All arrays keep the input's dtype (no float64 sc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from ..backend import array_device, get_array_module
@@ -34,6 +35,21 @@ def pad2d(x: Array, ph: int, pw: int, value: float = 0) -> Array:
     return out
 
 
+def window_slices(kh: int, kw: int, sh: int, sw: int, oh: int, ow: int) -> Iterator[tuple[slice, slice]]:
+    """For each kernel offset (i, j) in row-major order, the (rows, cols) slices of the padded
+    image that offset reads for all OH x OW outputs. Stops stay in bounds (larger stops are
+    unspecified in the array API)."""
+    for i in range(kh):
+        for j in range(kw):
+            yield slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+
+
+def window_views(img: Array, kh: int, kw: int, sh: int, sw: int, oh: int, ow: int) -> Iterator[Array]:
+    """The (N, C, OH, OW) strided slice of padded ``img`` read by each kernel offset."""
+    for rows, cols in window_slices(kh, kw, sh, sw, oh, ow):
+        yield img[:, :, rows, cols]
+
+
 def unfold(x: Array, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, pad_value: float = 0) -> Array:
     """Windows of ``x`` (N, C, H, W) as ``col`` of shape (N, C, KH, KW, OH, OW).
 
@@ -44,11 +60,8 @@ def unfold(x: Array, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, pad_v
     oh, ow = window_output_shape(tuple(x.shape), kh, kw, sh, sw, ph, pw)
     img = pad2d(x, ph, pw, pad_value)
     col = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype, device=array_device(x))
-    for i in range(kh):
-        i_end = i + sh * (oh - 1) + 1  # last row read + 1 (in bounds: the array API leaves larger stops unspecified)
-        for j in range(kw):
-            j_end = j + sw * (ow - 1) + 1
-            col[:, :, i, j, :, :] = img[:, :, i:i_end:sh, j:j_end:sw]
+    for k, view in enumerate(window_views(img, kh, kw, sh, sw, oh, ow)):
+        col[:, :, k // kw, k % kw, :, :] = view
     return col
 
 
@@ -58,11 +71,8 @@ def fold(col: Array, x_shape: tuple[int, ...], sh: int, sw: int, ph: int, pw: in
     n, c, kh, kw, oh, ow = col.shape
     h, w = x_shape[2], x_shape[3]
     img = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype, device=array_device(col))
-    for i in range(kh):
-        i_end = i + sh * (oh - 1) + 1
-        for j in range(kw):
-            j_end = j + sw * (ow - 1) + 1
-            img[:, :, i:i_end:sh, j:j_end:sw] += col[:, :, i, j, :, :]
+    for k, (rows, cols) in enumerate(window_slices(kh, kw, sh, sw, oh, ow)):
+        img[:, :, rows, cols] += col[:, :, k // kw, k % kw, :, :]
     if ph == 0 and pw == 0:
         return img
     return img[:, :, ph : ph + h, pw : pw + w]

@@ -17,13 +17,16 @@ class Relu(Layer):
     def forward(self, x: Array) -> Array:
         xp = get_array_module(x)
         self.mask = x <= 0
-        return xp.where(self.mask, 0, x)
+        return xp.maximum(x, 0)  # faster than where(mask, 0, x); NaN propagates either way
 
     def backward(self, dout: Array) -> Array:
         if self.mask is None:
             raise self._not_run()
         check_dout(dout, self.mask.shape)
-        return get_array_module(dout).where(self.mask, 0.0, as_float(dout))
+        xp = get_array_module(dout)
+        dout = as_float(dout)
+        # mask * dout is several times faster than where(mask, 0, dout) on NumPy
+        return dout * xp.astype(xp.logical_not(self.mask), dout.dtype)
 
 
 class Sigmoid(Layer):

@@ -23,7 +23,8 @@ class Dropout(Layer):
             raise ValueError(f"dropout_ratio: expected a number in [0, 1), got {dropout_ratio!r}")
         self.dropout_ratio = float(dropout_ratio)
         self.rng = RNG(seed)
-        self.mask: Array | None = None
+        self.mask: Array | None = None  # True where a unit is kept
+        self._scale: Array | None = None  # mask / (1 - p), in the input's dtype
         self._shape: tuple[int, ...] | None = None
 
     def forward(self, x: Array, train_flg: bool | None = None) -> Array:
@@ -34,7 +35,8 @@ class Dropout(Layer):
             return x
         xp = get_array_module(x)
         self.mask = self.rng.uniform(tuple(x.shape), like=x) >= self.dropout_ratio
-        return xp.where(self.mask, x * (1.0 / (1.0 - self.dropout_ratio)), 0.0)
+        self._scale = xp.astype(self.mask, x.dtype) * (1.0 / (1.0 - self.dropout_ratio))
+        return x * self._scale
 
     def backward(self, dout: Array) -> Array:
         if self._shape is None:
@@ -42,8 +44,7 @@ class Dropout(Layer):
         check_dout(dout, self._shape)
         if self.mask is None:
             return dout
-        xp = get_array_module(dout)
-        return xp.where(self.mask, dout * (1.0 / (1.0 - self.dropout_ratio)), 0.0)
+        return dout * self._scale
 
     def __repr__(self) -> str:
         return f"Dropout({self.dropout_ratio})"

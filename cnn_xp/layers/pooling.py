@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..backend import array_device, get_array_module
 from ..functions.conv_utils import IntPair, check_int, check_rank, pair, window_output_shape
 from ..functions.dtypes import as_float, is_floating
-from ..functions.im2col import fold, unfold
+from ..functions.im2col import fold, pad2d, unfold, window_slices, window_views
 from .base import Array, Layer, check_dout
 
 
@@ -53,26 +53,55 @@ class Pooling(_Pool2d):
 
     Padding never wins the max (it is -inf, as in PyTorch); ties go to the first element of
     the window in row-major order, and the gradient flows to that element only.
+
+    Implemented over the pool_h*pool_w window offsets, each a strided (N, C, OH, OW) slice of
+    the padded input: forward is a chain of element-wise maxima and backward finds, offset by
+    offset, the first element equal to the max.  No (N, C, KH*KW, OH, OW) column array is
+    built and nothing is reduced along a strided axis.
     """
 
     def __init__(self, pool_h: int, pool_w: int, stride: IntPair = 1, pad: IntPair = 0) -> None:
         super().__init__(pool_h, pool_w, stride, pad)
-        self._arg: Array | None = None
+        self._img: Array | None = None
+        self._out: Array | None = None
 
     def forward(self, x: Array) -> Array:
         xp = get_array_module(x)
+        check_rank("x", x, 4, "(N, C, H, W)")
+        (sh, sw), (ph, pw) = self.stride, self.pad
+        oh, ow = window_output_shape(tuple(x.shape), self.pool_h, self.pool_w, sh, sw, ph, pw, name="x")
         lowest = -float("inf") if is_floating(x) else int(xp.iinfo(x.dtype).min)
-        col = self._windows(x, lowest)
-        self._arg = xp.argmax(col, axis=2)
-        return xp.max(col, axis=2)
+        img = pad2d(x, ph, pw, lowest)
+        views = window_views(img, self.pool_h, self.pool_w, sh, sw, oh, ow)
+        out = xp.asarray(next(views), copy=True)
+        for view in views:
+            out = xp.maximum(out, view)
+        self._x_shape, self._out_shape = tuple(x.shape), tuple(out.shape)
+        self._img, self._out = img, out
+        return out
 
     def backward(self, dout: Array) -> Array:
         self._check_backward(dout)
         xp = get_array_module(dout)
-        k = self.pool_h * self.pool_w
-        offsets = xp.reshape(xp.arange(k, device=array_device(dout)), (1, 1, k, 1, 1))
-        hit = offsets == xp.expand_dims(self._arg, axis=2)
-        return self._fold(xp.where(hit, xp.expand_dims(as_float(dout), axis=2), 0.0))
+        dout = as_float(dout)
+        n, c, h, w = self._x_shape
+        (sh, sw), (ph, pw) = self.stride, self.pad
+        oh, ow = self._out.shape[2], self._out.shape[3]
+        dimg = xp.zeros(self._img.shape, dtype=dout.dtype, device=array_device(dout))
+        taken = None  # outputs whose gradient already went to an earlier (first) maximum
+        slices = window_slices(self.pool_h, self.pool_w, sh, sw, oh, ow)
+        for (rows, cols), view in zip(
+            slices, window_views(self._img, self.pool_h, self.pool_w, sh, sw, oh, ow), strict=True
+        ):
+            hit = view == self._out
+            if taken is not None:
+                hit = xp.logical_and(hit, xp.logical_not(taken))
+            taken = hit if taken is None else xp.logical_or(taken, hit)
+            # mask * dout is several times faster than where(mask, dout, 0) on NumPy
+            dimg[:, :, rows, cols] += xp.astype(hit, dout.dtype) * dout
+        if ph == 0 and pw == 0:
+            return dimg
+        return dimg[:, :, ph : ph + h, pw : pw + w]
 
 
 class AvgPooling(_Pool2d):
