@@ -84,8 +84,9 @@ class Pooling(_Pool2d):
         self._check_backward(dout)
         xp = get_array_module(dout)
         dout = as_float(dout)
-        n, c, h, w = self._x_shape
+        h, w = self._x_shape[2], self._x_shape[3]
         (sh, sw), (ph, pw) = self.stride, self.pad
+        assert self._img is not None and self._out is not None  # _check_backward ran
         oh, ow = self._out.shape[2], self._out.shape[3]
         dimg = xp.zeros(self._img.shape, dtype=dout.dtype, device=array_device(dout))
         taken = None  # outputs whose gradient already went to an earlier (first) maximum
