@@ -25,6 +25,7 @@ __all__ = [
     "RNG",
     "Device",
     "GPUUnavailableError",
+    "HostToDevice",
     "array_device",
     "device_of",
     "get_array_module",
@@ -231,6 +232,54 @@ def get_array_module(*arrays: Any) -> ModuleType:
 def array_device(x: Any) -> Any:
     """The native device object of array ``x``, to pass as ``device=`` when creating arrays."""
     return array_api_compat.device(x)
+
+
+# --------------------------------------------------------------------------- host -> device copies
+
+
+class HostToDevice:
+    """Copies host batches to ``device``, one batch ahead of use.
+
+    ``submit(arrays)`` starts the copy and returns a ticket; ``receive(ticket)`` returns the
+    arrays on the device.  On the CPU both are free (the arrays are returned as they are, no
+    copy).  On a GPU, ``submit`` stages the batch in pinned host memory and copies it on a
+    separate non-blocking CUDA stream, so the copy of batch k+1 overlaps the compute of batch
+    k; ``receive`` waits for that copy only (not for the compute stream).
+    """
+
+    def __init__(self, device: str | Device | None = "cpu") -> None:
+        self.device = parse_device(device)
+        self._stream = None
+        if self.device.is_gpu:
+            cupy = _get_cupy()
+            assert cupy is not None
+            with cupy.cuda.Device(self.device.index):
+                self._stream = cupy.cuda.Stream(non_blocking=True)
+
+    def submit(self, arrays: tuple[numpy.ndarray, ...]) -> Any:
+        if self._stream is None:
+            return arrays
+        cupy = _get_cupy()
+        assert cupy is not None
+        import cupyx
+
+        staged = []
+        with cupy.cuda.Device(self.device.index):
+            for a in arrays:
+                pinned = cupyx.empty_pinned(a.shape, a.dtype)
+                pinned[...] = a
+                dev = cupy.empty(a.shape, a.dtype)
+                dev.set(pinned, stream=self._stream)
+                staged.append((dev, pinned))  # pinned must outlive the asynchronous copy
+            event = self._stream.record()
+        return staged, event
+
+    def receive(self, ticket: Any) -> tuple[Any, ...]:
+        if self._stream is None:
+            return tuple(ticket)
+        staged, event = ticket
+        event.synchronize()  # the copy is done; the pinned buffers may now be reused
+        return tuple(dev for dev, _ in staged)
 
 
 # --------------------------------------------------------------------------- randomness

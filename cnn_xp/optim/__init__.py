@@ -2,6 +2,7 @@
 
 from .adaptive import AdaGrad, Adam, RMSprop
 from .base import Optimizer
+from .schedules import Schedule, constant, cosine
 from .sgd import SGD, Momentum, Nesterov
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
@@ -13,4 +14,16 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "adam": Adam,
 }
 
-__all__ = ["OPTIMIZERS", "SGD", "AdaGrad", "Adam", "Momentum", "Nesterov", "Optimizer", "RMSprop"]
+__all__ = [
+    "OPTIMIZERS",
+    "SGD",
+    "AdaGrad",
+    "Adam",
+    "Momentum",
+    "Nesterov",
+    "Optimizer",
+    "RMSprop",
+    "Schedule",
+    "constant",
+    "cosine",
+]

@@ -1,0 +1,5 @@
+"""Feeding data to the networks: :class:`DataLoader`."""
+
+from .loader import DataLoader
+
+__all__ = ["DataLoader"]

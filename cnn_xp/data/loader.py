@@ -1,0 +1,118 @@
+"""DataLoader: shuffled mini-batches of host arrays, delivered on the target device and dtype."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy
+
+from ..backend import Device, HostToDevice, get_array_module, parse_device
+from ..functions.conv_utils import check_int
+
+Array = Any
+
+
+class DataLoader:
+    """Mini-batches ``(x, t)`` of host arrays ``x`` (N, ...) and ``t`` (N,) or (N, K).
+
+    * Each epoch is a permutation of all N samples (no sampling with replacement), drawn from
+      ``numpy.random.default_rng([seed, epoch])``: the order of epoch e depends only on the
+      seed and e, so a run resumed mid-way sees exactly the batches it would have seen.
+    * ``drop_last`` drops the final partial batch; otherwise it is yielded.
+    * Batches arrive on ``device`` with images cast to ``dtype`` and multiplied by ``scale``
+      (e.g. uint8 images with ``scale=1/255``); the cast happens on the device, so a GPU gets
+      the 4x smaller uint8 batch.  On a GPU the next batch's copy overlaps the current step
+      (see :class:`cnn_xp.backend.HostToDevice`); on the CPU, unshuffled batches of an array
+      already in ``dtype`` are views, not copies.
+    """
+
+    def __init__(
+        self,
+        x: numpy.ndarray,
+        t: numpy.ndarray,
+        batch_size: int = 100,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int | None = None,
+        device: str | Device | None = "cpu",
+        dtype: Any = "float32",
+        scale: float | None = None,
+    ) -> None:
+        if not isinstance(x, numpy.ndarray) or not isinstance(t, numpy.ndarray):
+            raise TypeError(f"x, t: expected host NumPy arrays, got {type(x).__name__} and {type(t).__name__}")
+        if x.ndim < 2 or x.shape[0] == 0:
+            raise ValueError(f"x: expected a non-empty array (N, ...), got shape {x.shape}")
+        if t.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"t: expected {x.shape[0]} targets to match x of shape {x.shape}, got t of shape {t.shape}"
+            )
+        self.x, self.t = x, t
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        if self.drop_last and self.batch_size > x.shape[0]:
+            raise ValueError(
+                f"batch_size: {batch_size} is larger than the {x.shape[0]} samples and drop_last=True would yield nothing"
+            )
+        self.seed = int(numpy.random.default_rng().integers(2**63)) if seed is None else check_int("seed", seed, 0)
+        self.device = parse_device(device)
+        self.dtype = numpy.dtype(dtype)
+        if self.dtype.kind != "f":
+            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+        self.scale = scale
+        self.epoch = 0
+        self._copier = HostToDevice(self.device)
+
+    def __len__(self) -> int:
+        n = self.x.shape[0]
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per epoch (after ``drop_last``)."""
+        return len(self) * self.batch_size if self.drop_last else self.x.shape[0]
+
+    def order(self, epoch: int) -> numpy.ndarray | None:
+        """Sample order of ``epoch`` (None: the natural order)."""
+        if not self.shuffle:
+            return None
+        return numpy.random.default_rng([self.seed, epoch]).permutation(self.x.shape[0])
+
+    def _host_batch(self, order: numpy.ndarray | None, k: int) -> tuple[numpy.ndarray, numpy.ndarray]:
+        lo, hi = k * self.batch_size, min((k + 1) * self.batch_size, self.x.shape[0])
+        if order is None:
+            return self.x[lo:hi], self.t[lo:hi]
+        idx = order[lo:hi]
+        return self.x[idx], self.t[idx]
+
+    def _finish(self, xb: Array, tb: Array) -> tuple[Array, Array]:
+        """Cast (and scale) on the device."""
+        xp = get_array_module(xb)
+        target = getattr(xp, self.dtype.name)
+        if xb.dtype != target:
+            xb = xp.astype(xb, target)
+        if self.scale is not None:
+            xb = xb * self.scale
+        if tb.ndim == 2 and tb.dtype != target:
+            tb = xp.astype(tb, target)
+        return xb, tb
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[Array, Array]]:
+        """The batches of ``epoch`` from batch index ``start`` on (for resuming mid-epoch)."""
+        order = self.order(epoch)
+        ks = range(start, len(self))
+        if not ks:
+            return
+        ticket = self._copier.submit(self._host_batch(order, ks[0]))
+        for k in ks:
+            xb, tb = self._copier.receive(ticket)
+            if k + 1 < len(self):
+                ticket = self._copier.submit(self._host_batch(order, k + 1))  # overlaps this step on a GPU
+            yield self._finish(xb, tb)
+
+    def __iter__(self) -> Iterator[tuple[Array, Array]]:
+        """One epoch; the next ``iter()`` gives the next epoch's order."""
+        epoch = self.epoch
+        self.epoch += 1
+        return self.batches(epoch)

@@ -1,0 +1,54 @@
+"""Datasets, all offline: bundled MNIST, Fashion-MNIST from Debian's package, any IDX
+directory (KMNIST, EMNIST, ...), and the CIFAR-10 binary version.
+
+Every loader returns ``((x_train, t_train), (x_test, t_test))`` as host NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy
+
+from .cifar10 import is_cifar10_directory, load_cifar10, read_cifar10_batch
+from .fashion_mnist import find_fashion_mnist, load_fashion_mnist
+from .idx import is_idx_directory, load_idx_directory, read_idx
+from .mnist import load_mnist
+
+Split = tuple[numpy.ndarray, numpy.ndarray]
+NAMES = ("mnist", "fashion-mnist")
+
+
+def load_dataset(name_or_path: str | os.PathLike[str], normalize: bool = True) -> tuple[Split, Split]:
+    """``'mnist'``, ``'fashion-mnist'``, or a directory (IDX files or CIFAR-10 binary)."""
+    key = str(name_or_path)
+    if key == "mnist":
+        return load_mnist(normalize=normalize)
+    if key == "fashion-mnist":
+        return load_fashion_mnist(normalize=normalize)
+    path = Path(name_or_path)
+    if is_cifar10_directory(path):
+        return load_cifar10(path, normalize=normalize)
+    if is_idx_directory(path):
+        return load_idx_directory(path, normalize=normalize)
+    if path.exists():
+        raise ValueError(
+            f"dataset: {path} is neither an IDX dataset directory (*-ubyte[.gz] files) nor a CIFAR-10 binary directory (data_batch_*.bin)"
+        )
+    raise ValueError(f"dataset: unknown dataset {key!r}; expected one of {list(NAMES)} or a dataset directory")
+
+
+__all__ = [
+    "NAMES",
+    "find_fashion_mnist",
+    "is_cifar10_directory",
+    "is_idx_directory",
+    "load_cifar10",
+    "load_dataset",
+    "load_fashion_mnist",
+    "load_idx_directory",
+    "load_mnist",
+    "read_cifar10_batch",
+    "read_idx",
+]

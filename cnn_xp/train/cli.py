@@ -1,0 +1,321 @@
+"""``python -m cnn_xp.train``: train a network on a bundled or local dataset.
+
+Every bad argument (or a GPU that is not there) is one line on stderr and exit status 2,
+without a traceback; Ctrl-C saves a checkpoint and exits 130; a diverging run exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy
+
+from ..data import DataLoader
+from ..datasets import NAMES, load_dataset
+from ..models import DeepConvNet, Network, SimpleConvNet
+from ..optim import OPTIMIZERS, constant, cosine
+from .checkpoint import load_checkpoint
+from .commands import OneLineParser, UsageError, device_arg, run_command
+from .trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+
+PROG = "python -m cnn_xp.train"
+MODELS = {"simple": SimpleConvNet, "deep": DeepConvNet}
+DEFAULTS = {"epochs": 6, "batch_size": 100, "optimizer": "adam", "lr": None, "seed": 0}
+
+
+def positive(kind: str) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive integer {kind}, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive integer {kind}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(
+        prog=PROG,
+        description="Train a CNN (the book's SimpleConvNet or DeepConvNet) on MNIST, Fashion-MNIST, an IDX directory "
+        "or the CIFAR-10 binary directory, on the CPU or a CUDA GPU. Writes last.safetensors, best.safetensors, "
+        "metrics.csv, curves.png and filters.png to --out.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="'auto' (a GPU if usable, else the CPU), 'cpu', 'gpu' or 'gpu:N' (also 'cuda', 'cuda:N')",
+    )
+    p.add_argument(
+        "--model",
+        choices=sorted(MODELS),
+        default="simple",
+        help="SimpleConvNet (book ch. 7) or DeepConvNet (book ch. 8)",
+    )
+    p.add_argument(
+        "--dataset",
+        default="mnist",
+        help=f"{' or '.join(NAMES)} (both offline), or a directory of IDX files (*-ubyte[.gz]) or of CIFAR-10 binary batches",
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive("number of epochs"),
+        default=DEFAULTS["epochs"],
+        help="total epochs (a resumed run continues up to this number)",
+    )
+    p.add_argument(
+        "--batch-size", type=positive("batch size"), default=DEFAULTS["batch_size"], help="training mini-batch size"
+    )
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=DEFAULTS["optimizer"], help="update rule")
+    p.add_argument(
+        "--lr",
+        type=positive_float,
+        default=None,
+        help="learning rate (default: the optimizer's: 0.001 for adam, 0.01 for the others)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "cosine"),
+        default="cosine",
+        help="learning rate over the run: constant, or cosine decay to 0 by the last step",
+    )
+    p.add_argument(
+        "--seed",
+        type=non_negative,
+        default=DEFAULTS["seed"],
+        help="seed for the initial weights, dropout and the batch order (same seed on the CPU: bit-identical weights)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="floating-point type of weights and activations",
+    )
+    p.add_argument(
+        "--train-size",
+        type=positive("sample count"),
+        default=None,
+        metavar="N",
+        help="use only the first N training samples (quick runs)",
+    )
+    p.add_argument(
+        "--test-size",
+        type=positive("sample count"),
+        default=None,
+        metavar="N",
+        help="use only the first N test samples",
+    )
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: a fresh folder under runs/)")
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="continue exactly from a checkpoint (e.g. runs/.../last.safetensors)",
+    )
+    p.add_argument(
+        "--save-every",
+        type=non_negative,
+        default=0,
+        metavar="STEPS",
+        help="also write last.safetensors every STEPS optimizer steps (0: only at the end of each epoch)",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar or per-epoch lines; print only the final summary"
+    )
+    return p
+
+
+def fresh_out_dir(model: str, dataset: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{stamp}-{model}-{Path(dataset).name or dataset}"
+    out, k = base, 1
+    while out.exists():
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
+    """Everything that can fail on bad input, checked before any work is done."""
+    device = device_arg(args.device)
+    ckpt = None
+    if args.resume is not None:
+        if not args.resume.is_file():
+            raise UsageError(f"--resume: no such checkpoint file: {args.resume}")
+        try:
+            ckpt = load_checkpoint(args.resume)
+        except ValueError as exc:
+            raise UsageError(f"--resume: {exc}") from None
+        if ckpt.optimizer is None or not ckpt.trainer:
+            raise UsageError(f"--resume: {args.resume} holds parameters only, not a training checkpoint")
+        # the run's settings come from the checkpoint; --epochs, --device, --out, --quiet, --save-every may change
+        for key in (
+            "model",
+            "dataset",
+            "batch_size",
+            "optimizer",
+            "lr",
+            "lr_schedule",
+            "seed",
+            "dtype",
+            "train_size",
+            "test_size",
+        ):
+            setattr(args, key, ckpt.run.get(key, getattr(args, key)))
+    try:
+        (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, normalize=False)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(f"--dataset: {exc}") from None
+    if args.train_size:
+        x_train, t_train = x_train[: args.train_size], t_train[: args.train_size]
+    if args.test_size:
+        x_test, t_test = x_test[: args.test_size], t_test[: args.test_size]
+    if args.batch_size > x_train.shape[0]:
+        raise UsageError(f"--batch-size: {args.batch_size} is larger than the {x_train.shape[0]} training samples")
+    num_classes = int(max(t_train.max(), t_test.max())) + 1
+    out = args.out or (args.resume.parent if args.resume is not None else fresh_out_dir(args.model, str(args.dataset)))
+    run = {
+        "model": args.model,
+        "dataset": str(args.dataset),
+        "batch_size": args.batch_size,
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
+        "seed": args.seed,
+        "dtype": args.dtype,
+        "train_size": args.train_size,
+        "test_size": args.test_size,
+        "epochs": args.epochs,
+        "num_classes": num_classes,
+    }
+    if ckpt is not None:
+        model: Network = ckpt.build_model(device=device, dtype=args.dtype)
+        optimizer = ckpt.build_optimizer(device=device)
+    else:
+        input_dim = tuple(int(v) for v in x_train.shape[1:])
+        model = MODELS[args.model](
+            input_dim=input_dim,
+            output_size=num_classes,
+            dtype=args.dtype,
+            device=device,
+            seed=args.seed,
+            **({"weight_init_std": "he"} if args.model == "simple" else {}),
+        )
+        optimizer = OPTIMIZERS[args.optimizer](**({} if args.lr is None else {"lr": args.lr}))
+    loader_kw = {"device": device, "dtype": args.dtype, "scale": 1.0 / 255.0}
+    train_loader = DataLoader(x_train, t_train, args.batch_size, shuffle=True, seed=args.seed, **loader_kw)
+    test_loader = DataLoader(x_test, t_test, 1000, shuffle=False, **loader_kw)
+    lr0 = args.lr if args.lr is not None else inspect.signature(OPTIMIZERS[args.optimizer]).parameters["lr"].default
+    schedule = cosine(lr0, args.epochs * len(train_loader)) if args.lr_schedule == "cosine" else constant(lr0)
+    trainer = Trainer(
+        model,
+        optimizer,
+        train_loader,
+        test_loader,
+        device=device,
+        out_dir=out,
+        save_every=args.save_every,
+        quiet=args.quiet,
+        run=run,
+        lr_schedule=schedule,
+    )
+    if ckpt is not None:
+        try:
+            trainer.load_state(ckpt.trainer, ckpt.rng)
+        except ValueError as exc:
+            raise UsageError(f"--resume: {exc}") from None
+        if trainer.epoch >= args.epochs:
+            raise UsageError(
+                f"--epochs: the checkpoint already has {trainer.epoch} epochs; ask for more than that to continue"
+            )
+    return trainer, run
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(PROG, _main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    trainer, run = prepare(args)
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say(
+        f"device: {trainer.device}  model: {type(trainer.model).__name__}  dataset: {run['dataset']} "
+        f"({trainer.train_loader.x.shape[0]} train / {trainer.test_loader.x.shape[0] if trainer.test_loader else 0} test)  out: {trainer.out_dir}"
+    )
+    start = time.perf_counter()
+    try:
+        history = trainer.fit(args.epochs)
+    except TrainingInterrupted as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 130
+    except NonFiniteLossError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    total = time.perf_counter() - start
+    assert trainer.out_dir is not None
+    write_plots(trainer)
+    last = history[-1]
+    images = sum(h["seconds"] * h["images_per_s"] for h in history)
+    train_seconds = sum(h["seconds"] for h in history)
+    print(f"final test accuracy: {last['test_acc']:.2%}  (best {trainer.best_test_acc:.2%})")
+    print(f"total time: {total:.1f} s  training throughput: {images / max(train_seconds, 1e-9):.0f} images/s")
+    print(f"results: {trainer.out_dir} (last.safetensors, best.safetensors, metrics.csv, curves.png, filters.png)")
+    (trainer.out_dir / "summary.json").write_text(
+        json.dumps(
+            {
+                "final_test_acc": last["test_acc"],
+                "best_test_acc": trainer.best_test_acc,
+                "total_seconds": total,
+                "images_per_s": images / max(train_seconds, 1e-9),
+                "run": run,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+def write_plots(trainer: Trainer) -> None:
+    from ..backend import to_numpy
+    from .plots import plot_curves, plot_filters
+
+    assert trainer.out_dir is not None
+    plot_curves(trainer.history, trainer.out_dir / "curves.png")
+    first_conv = next(
+        (layer for layer in trainer.model.layers.values() if hasattr(layer, "W") and getattr(layer.W, "ndim", 0) == 4),
+        None,
+    )
+    if first_conv is not None:
+        plot_filters(numpy.asarray(to_numpy(first_conv.W)), trainer.out_dir / "filters.png")
