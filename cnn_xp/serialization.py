@@ -17,7 +17,7 @@ import numpy
 import safetensors
 import safetensors.numpy
 
-_PICKLE_MAGIC = (b"\x80", b"PK\x03\x04")  # pickle protocol 2+, zip (torch/npz)
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save / .npz archives (which may hold pickles)
 
 
 def save_arrays(
@@ -69,13 +69,13 @@ def load_arrays(path: str | os.PathLike[str]) -> tuple[dict[str, numpy.ndarray],
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head.startswith(_PICKLE_MAGIC):
-        raise ValueError(
-            f"{path}: is a pickle/zip file, not safetensors; cnn_xp never loads pickles (nothing was executed)"
-        )
-    if len(head) < 8:
-        raise ValueError(f"{path}: not a safetensors file (only {len(head)} bytes)")
+        head = f.read(9)
+    if len(head) < 9 or head[8:9] != b"{":  # safetensors: u64 header length, then a JSON object
+        is_pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        if is_pickle or head.startswith(_ZIP_MAGIC):
+            kind = "a pickle" if is_pickle else "a zip archive (torch.save/npz)"
+            raise ValueError(f"{path}: is {kind}, not safetensors; cnn_xp never loads pickles (nothing was executed)")
+        raise ValueError(f"{path}: not a safetensors file (it does not start with a safetensors header)")
     try:
         with safetensors.safe_open(str(path), framework="numpy") as f:
             metadata = dict(f.metadata() or {})

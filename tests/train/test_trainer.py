@@ -1,0 +1,142 @@
+"""Trainer: history, determinism, exact resume, divergence, interruption."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from cnn_xp import Adam
+from cnn_xp.optim import cosine
+from cnn_xp.train import NonFiniteLossError, Trainer, TrainingInterrupted, load_checkpoint
+
+from .conftest import loaders, small_net
+
+
+def weights(trainer):
+    return {k: np.array(v) for k, v in trainer.model.params.items()}
+
+
+def test_history_and_files(make_trainer, tmp_path):
+    trainer = make_trainer(out=tmp_path)
+    history = trainer.fit(2)
+    assert [h["epoch"] for h in history] == [1, 2] and history[-1]["step"] == 16
+    for h in history:
+        assert set(h) == {"epoch", "step", "loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s"}
+        assert 0 <= h["train_acc"] <= 1 and 0 <= h["test_acc"] <= 1 and h["images_per_s"] > 0
+    assert history[1]["loss"] < history[0]["loss"]
+    assert {"last.safetensors", "best.safetensors", "metrics.csv"} <= {p.name for p in tmp_path.iterdir()}
+    assert len((tmp_path / "metrics.csv").read_text().strip().splitlines()) == 3
+    assert load_checkpoint(tmp_path / "last.safetensors").trainer["epoch"] == 2
+
+
+def test_same_seed_bit_identical(make_trainer):
+    a, b = make_trainer(), make_trainer()
+    a.fit(2)
+    b.fit(2)
+    for k, v in weights(a).items():
+        np.testing.assert_array_equal(v, weights(b)[k])
+
+
+def _resumed(mnist_small, path, epochs, schedule_total):
+    ck = load_checkpoint(path)
+    train, test = loaders(mnist_small)
+    t = Trainer(
+        ck.build_model(), ck.build_optimizer(), train, test, quiet=True, lr_schedule=cosine(0.01, schedule_total)
+    )
+    t.load_state(ck.trainer, ck.rng)
+    t.fit(epochs)
+    return t
+
+
+def test_resume_at_an_epoch_boundary_is_bit_exact(mnist_small, tmp_path):
+    train, test = loaders(mnist_small)
+    straight = Trainer(small_net(), Adam(lr=0.01), train, test, quiet=True, lr_schedule=cosine(0.01, 24))
+    straight.fit(3)
+    train, test = loaders(mnist_small)
+    first = Trainer(small_net(), Adam(lr=0.01), train, test, out_dir=tmp_path, quiet=True, lr_schedule=cosine(0.01, 24))
+    first.fit(1)
+    resumed = _resumed(mnist_small, tmp_path / "last.safetensors", 3, 24)
+    for k, v in weights(straight).items():
+        np.testing.assert_array_equal(weights(resumed)[k], v)
+    assert [h["test_acc"] for h in resumed.history] == [h["test_acc"] for h in straight.history]
+
+
+def test_resume_mid_epoch_is_bit_exact(mnist_small, tmp_path):
+    train, test = loaders(mnist_small)
+    straight = Trainer(small_net(), Adam(lr=0.01), train, test, quiet=True)
+    straight.fit(2)
+    train, test = loaders(mnist_small)
+    first = Trainer(small_net(), Adam(lr=0.01), train, test, out_dir=tmp_path, quiet=True, save_every=5)
+
+    class Stop(Exception):
+        pass
+
+    original = first.save_checkpoint
+
+    def save_then_stop(path):
+        out = original(path)
+        if first.step == 10:  # epoch 2, step 2 of 8
+            raise Stop
+        return out
+
+    first.save_checkpoint = save_then_stop
+    with pytest.raises(Stop):
+        first.fit(2)
+    ck = load_checkpoint(tmp_path / "last.safetensors")
+    assert ck.trainer["step"] == 10 and ck.trainer["step_in_epoch"] == 2
+    train, test = loaders(mnist_small)
+    resumed = Trainer(ck.build_model(), ck.build_optimizer(), train, test, quiet=True)
+    resumed.load_state(ck.trainer, ck.rng)
+    resumed.fit(2)
+    for k, v in weights(straight).items():
+        np.testing.assert_array_equal(weights(resumed)[k], v)
+    assert resumed.history[-1]["loss"] == straight.history[-1]["loss"]
+
+
+@pytest.mark.filterwarnings(
+    "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning"
+)
+def test_non_finite_loss_stops_and_keeps_last_checkpoint(make_trainer, tmp_path):
+    trainer = make_trainer(out=tmp_path, lr=0.01)
+    trainer.fit(1)
+    before = (tmp_path / "last.safetensors").read_bytes()
+    trainer.optimizer.lr = 1e30  # diverge
+    trainer.lr_schedule = None
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite loss .* at epoch 2, step \d+ \(global step \d+\).*last good checkpoint is .*last\.safetensors",
+    ):
+        trainer.fit(2)
+    assert (tmp_path / "last.safetensors").read_bytes() == before
+
+
+def test_sigint_finishes_the_step_saves_and_stops(make_trainer, tmp_path):
+    trainer = make_trainer(out=tmp_path)
+    real_update = trainer.optimizer.update
+    calls = []
+
+    def update(params, grads):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of a step
+        real_update(params, grads)
+
+    trainer.optimizer.update = update
+    with pytest.raises(TrainingInterrupted) as info:
+        trainer.fit(2)
+    assert info.value.checkpoint == tmp_path / "last.safetensors"
+    ck = load_checkpoint(info.value.checkpoint)
+    assert ck.trainer["step"] == 3 and ck.optimizer["iter"] == 3  # the interrupted step completed
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_loader_on_another_device_is_refused(mnist_small):
+    train, test = loaders(mnist_small)
+    xps = pytest.importorskip("array_api_strict")
+    del xps
+    train.device = type(train.device)("gpu", 0)
+    with pytest.raises(ValueError, match="train_loader: delivers batches on gpu:0 but the trainer's device is cpu"):
+        Trainer(small_net(), Adam(), train, test, device="cpu")
