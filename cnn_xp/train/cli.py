@@ -27,7 +27,7 @@ from .trainer import NonFiniteLossError, Trainer, TrainingInterrupted
 
 PROG = "python -m cnn_xp.train"
 MODELS = {"simple": SimpleConvNet, "deep": DeepConvNet}
-DEFAULTS = {"epochs": 6, "batch_size": 100, "optimizer": "adam", "lr": None, "seed": 0}
+DEFAULTS = {"epochs": 8, "batch_size": 100, "optimizer": "adam", "lr": None, "seed": 0}
 
 
 def positive(kind: str) -> Any:

@@ -77,7 +77,7 @@ def make_idx_dir(d, n_train=12, n_test=5, prefix="", gz=True):
 @pytest.mark.parametrize(("gz", "prefix"), [(True, ""), (False, ""), (True, "emnist-digits-")])
 def test_idx_directory_round_trip(tmp_path, gz, prefix):
     arrays = make_idx_dir(tmp_path, prefix=prefix, gz=gz)
-    (x, t), (xt, tt) = load_idx_directory(tmp_path, normalize=False)
+    (x, _t), (xt, tt) = load_idx_directory(tmp_path, normalize=False)
     assert x.shape == (12, 1, 28, 28) and xt.shape == (5, 1, 28, 28)
     np.testing.assert_array_equal(x[:, 0], arrays["train-images-idx3-ubyte"])
     np.testing.assert_array_equal(tt, arrays["t10k-labels-idx1-ubyte"])
@@ -158,8 +158,8 @@ def write_cifar(path, n, seed):
 
 def test_cifar10_binary(tmp_path):
     parts = [write_cifar(tmp_path / f"data_batch_{i}.bin", 4, i) for i in range(1, 3)]
-    tl, tx = write_cifar(tmp_path / "test_batch.bin", 3, 9)
-    (x, t), (xt, tt) = load_cifar10(tmp_path, normalize=False)
+    _tl, tx = write_cifar(tmp_path / "test_batch.bin", 3, 9)
+    (x, t), (xt, _tt) = load_cifar10(tmp_path, normalize=False)
     assert x.shape == (8, 3, 32, 32) and xt.shape == (3, 3, 32, 32)
     np.testing.assert_array_equal(x[:4], parts[0][1])
     np.testing.assert_array_equal(t[4:], parts[1][0])

@@ -112,13 +112,13 @@ def test_refusals(tmp_path):
     torn.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
     with pytest.raises(ValueError, match=r"torn\.safetensors: not a valid safetensors file"):
         load_checkpoint(torn)
-    with pytest.raises(ValueError, match="shapes do not match|missing keys"):
+    with pytest.raises(ValueError, match=r"shapes do not match|missing keys"):
         DeepConvNet().load_params(good)
     future = tmp_path / "future.safetensors"
     serialization.save_arrays(
         future, {"model/W1": np.zeros(1)}, {"format": "cnn_xp.checkpoint", "format_version": "99", "model": "{}"}
     )
-    with pytest.raises(ValueError, match="format version 99.*upgrade cnn_xp"):
+    with pytest.raises(ValueError, match=r"format version 99.*upgrade cnn_xp"):
         load_checkpoint(future)
     bad_meta = tmp_path / "badmeta.safetensors"
     serialization.save_arrays(

@@ -190,7 +190,7 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     while not (tmp_path / "metrics.csv").exists() and time.time() < deadline:
         time.sleep(0.2)  # wait until training is under way (one epoch done)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "interrupted at epoch" in err and "checkpoint saved to" in err and "Traceback" not in err
     ck = load_checkpoint(tmp_path / "last.safetensors")
@@ -224,7 +224,7 @@ def test_predict_images(trained, tmp_path, capsys):
     from cnn_xp.datasets import load_mnist
 
     out, _ = trained
-    _, (x, t) = load_mnist(normalize=False)
+    _, (x, _t) = load_mnist(normalize=False)
     paths = []
     for i in range(3):
         # as a person would draw it: dark ink on white, larger than 28x28, as PNG and JPEG

@@ -71,7 +71,7 @@ def test_resume_mid_epoch_is_bit_exact(mnist_small, tmp_path):
     train, test = loaders(mnist_small)
     first = Trainer(small_net(), Adam(lr=0.01), train, test, out_dir=tmp_path, quiet=True, save_every=5)
 
-    class Stop(Exception):
+    class Stop(Exception):  # noqa: N818 - a test signal, not an error
         pass
 
     original = first.save_checkpoint
