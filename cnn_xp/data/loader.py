@@ -23,7 +23,10 @@ class DataLoader:
     * ``drop_last`` drops the final partial batch; otherwise it is yielded.
     * Batches arrive on ``device`` with images cast to ``dtype`` and multiplied by ``scale``
       (e.g. uint8 images with ``scale=1/255``); the cast happens on the device, so a GPU gets
-      the 4x smaller uint8 batch.  On a GPU the next batch's copy overlaps the current step
+      the 4x smaller uint8 batch.
+    * ``shift`` > 0 translates each training image by a random whole number of pixels in
+      [-shift, shift] along H and W (zero fill), drawn from ``default_rng([seed, epoch, batch])``
+      so that a resumed run applies the same shifts.  On a GPU the next batch's copy overlaps the current step
       (see :class:`cnn_xp.backend.HostToDevice`); on the CPU, unshuffled batches of an array
       already in ``dtype`` are views, not copies.
     """
@@ -39,6 +42,7 @@ class DataLoader:
         device: str | Device | None = "cpu",
         dtype: Any = "float32",
         scale: float | None = None,
+        shift: int = 0,
     ) -> None:
         if not isinstance(x, numpy.ndarray) or not isinstance(t, numpy.ndarray):
             raise TypeError(f"x, t: expected host NumPy arrays, got {type(x).__name__} and {type(t).__name__}")
@@ -61,6 +65,9 @@ class DataLoader:
         if self.dtype.kind != "f":
             raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
         self.scale = scale
+        self.shift = check_int("shift", shift, 0)
+        if self.shift and x.ndim != 4:
+            raise ValueError(f"shift: random translation needs images (N, C, H, W), got x of shape {x.shape}")
         self.epoch = 0
         self._copier = HostToDevice(self.device)
 
@@ -79,12 +86,12 @@ class DataLoader:
             return None
         return numpy.random.default_rng([self.seed, epoch]).permutation(self.x.shape[0])
 
-    def _host_batch(self, order: numpy.ndarray | None, k: int) -> tuple[numpy.ndarray, numpy.ndarray]:
+    def _host_batch(self, order: numpy.ndarray | None, epoch: int, k: int) -> tuple[numpy.ndarray, numpy.ndarray]:
         lo, hi = k * self.batch_size, min((k + 1) * self.batch_size, self.x.shape[0])
-        if order is None:
-            return self.x[lo:hi], self.t[lo:hi]
-        idx = order[lo:hi]
-        return self.x[idx], self.t[idx]
+        xb, tb = (self.x[lo:hi], self.t[lo:hi]) if order is None else (self.x[order[lo:hi]], self.t[order[lo:hi]])
+        if self.shift:
+            xb = translate(xb, self.shift, numpy.random.default_rng([self.seed, epoch, k]))
+        return xb, tb
 
     def _finish(self, xb: Array, tb: Array) -> tuple[Array, Array]:
         """Cast (and scale) on the device."""
@@ -104,11 +111,11 @@ class DataLoader:
         ks = range(start, len(self))
         if not ks:
             return
-        ticket = self._copier.submit(self._host_batch(order, ks[0]))
+        ticket = self._copier.submit(self._host_batch(order, epoch, ks[0]))
         for k in ks:
             xb, tb = self._copier.receive(ticket)
             if k + 1 < len(self):
-                ticket = self._copier.submit(self._host_batch(order, k + 1))  # overlaps this step on a GPU
+                ticket = self._copier.submit(self._host_batch(order, epoch, k + 1))  # overlaps this step on a GPU
             yield self._finish(xb, tb)
 
     def __iter__(self) -> Iterator[tuple[Array, Array]]:
@@ -116,3 +123,21 @@ class DataLoader:
         epoch = self.epoch
         self.epoch += 1
         return self.batches(epoch)
+
+
+def translate(x: numpy.ndarray, shift: int, rng: numpy.random.Generator) -> numpy.ndarray:
+    """Each image of ``x`` (N, C, H, W) moved by its own random (dy, dx) in [-shift, shift]^2
+    pixels, zero-filled: ``out[n, :, y, x] = x[n, :, y - dy, x - dx]``."""
+    n, c, h, w = x.shape
+    dy = rng.integers(-shift, shift + 1, n)
+    dx = rng.integers(-shift, shift + 1, n)
+    padded = numpy.zeros((n, c, h + 2 * shift, w + 2 * shift), dtype=x.dtype)
+    padded[:, :, shift : shift + h, shift : shift + w] = x
+    rows = numpy.asarray(shift - dy)[:, None] + numpy.arange(h)  # (N, H) source rows in the padded image
+    cols = numpy.asarray(shift - dx)[:, None] + numpy.arange(w)
+    return padded[
+        numpy.arange(n)[:, None, None, None],
+        numpy.arange(c)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]

@@ -108,3 +108,29 @@ def test_batches_arrive_on_the_gpu():
         assert isinstance(xg, cupy.ndarray) and xg.dtype == cupy.float32
         np.testing.assert_array_equal(cupy.asnumpy(tg), tc)
         np.testing.assert_allclose(cupy.asnumpy(xg), xc, rtol=1e-6)
+
+
+def test_shift_translates_each_image_and_is_reproducible():
+    x = np.zeros((6, 1, 9, 9), dtype=np.uint8)
+    x[:, 0, 3:6, 3:6] = np.arange(1, 10, dtype=np.uint8).reshape(3, 3)  # a patch away from the border
+    t = np.arange(6, dtype=np.uint8)
+    loader = DataLoader(x, t, 3, shuffle=False, seed=4, shift=2, dtype="float64")
+    batches = collect(loader, epoch=0)
+    for xb, _ in batches:
+        for img in xb[:, 0]:
+            ys, xs = np.nonzero(img)
+            dy, dx = ys.min() - 3, xs.min() - 3
+            assert -2 <= dy <= 2 and -2 <= dx <= 2
+            np.testing.assert_array_equal(img, np.roll(x[0, 0], (dy, dx), axis=(0, 1)))  # content intact
+    shifts = {tuple(np.argwhere(img)[0]) for xb, _ in batches for img in xb[:, 0]}
+    assert len(shifts) > 1  # images get different shifts
+    again = collect(DataLoader(x, t, 3, shuffle=False, seed=4, shift=2, dtype="float64"), epoch=0)
+    for (a, _), (b, _) in zip(batches, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    tail = [np.asarray(xb) for xb, _ in loader.batches(0, start=1)]
+    np.testing.assert_array_equal(tail[0], batches[1][0])  # resuming mid-epoch repeats the same shifts
+
+
+def test_shift_needs_images():
+    with pytest.raises(ValueError, match=r"shift: random translation needs images \(N, C, H, W\)"):
+        DataLoader(np.zeros((4, 10)), np.zeros(4, np.uint8), 2, shift=1)
