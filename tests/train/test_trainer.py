@@ -140,3 +140,29 @@ def test_loader_on_another_device_is_refused(mnist_small):
     train.device = type(train.device)("gpu", 0)
     with pytest.raises(ValueError, match="train_loader: delivers batches on gpu:0 but the trainer's device is cpu"):
         Trainer(small_net(), Adam(), train, test, device="cpu")
+
+
+def test_progress_bar_shows_loss_and_throughput(mnist_small):
+    import io
+
+    train, test = loaders(mnist_small)
+    stream = io.StringIO()
+    Trainer(small_net(), Adam(lr=0.01), train, test, progress=True, stream=stream, sync_every=2).fit(1)
+    text = stream.getvalue()
+    assert "epoch 1/1" in text and "loss=" in text and "img_s=" in text  # tqdm's bar and postfix
+    assert "test " in text  # the per-epoch line
+
+
+def test_plain_lines_when_not_a_terminal_and_quiet_silences(mnist_small):
+    import io
+
+    train, test = loaders(mnist_small)
+    stream = io.StringIO()
+    Trainer(small_net(), Adam(lr=0.01), train, test, stream=stream, sync_every=2).fit(1)
+    lines = stream.getvalue().splitlines()
+    assert any(line.startswith("epoch 1 step ") and "img/s" in line for line in lines)
+    assert "\r" not in stream.getvalue()  # no progress-bar redraws
+    train, test = loaders(mnist_small)
+    quiet = io.StringIO()
+    Trainer(small_net(), Adam(lr=0.01), train, test, stream=quiet, quiet=True).fit(1)
+    assert quiet.getvalue() == ""
