@@ -1,0 +1,50 @@
+"""The same network on the CPU and the GPU: agreement of outputs and gradients, and the speed-up.
+
+python examples/gpu_vs_cpu.py        # skips the GPU half, saying why, when there is no GPU
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+import cnn_xp
+from cnn_xp import DeepConvNet, SimpleConvNet, to_numpy
+
+
+def throughput(net, x, t, steps=5) -> float:
+    opt = cnn_xp.Adam()
+    for _ in range(2):  # warm-up
+        opt.update(net.params, net.gradient(x, t))
+    float(net.loss(x, t))  # synchronise before timing
+    start = time.perf_counter()
+    for _ in range(steps):
+        opt.update(net.params, net.gradient(x, t))
+    float(net.loss(x, t))  # waits for the GPU to finish
+    return steps * x.shape[0] / (time.perf_counter() - start)
+
+
+rng = np.random.default_rng(0)
+x = rng.random((100, 1, 28, 28), dtype=np.float32)
+t = rng.integers(0, 10, 100)
+reason = cnn_xp.backend.gpu_unavailable_reason(0)
+for name, make in (("SimpleConvNet", SimpleConvNet), ("DeepConvNet", DeepConvNet)):
+    cpu = make(seed=0, device="cpu").eval()  # eval: no dropout, so both devices compute the same function
+    print(f"{name}: CPU {throughput(make(seed=0), x, t):.0f} images/s")
+    if reason is not None:
+        continue
+    gpu = make(seed=0, device="gpu").eval()
+    xg, tg = cnn_xp.to_device(x, "gpu"), cnn_xp.to_device(t, "gpu")
+    diff_out = np.max(np.abs(to_numpy(gpu.predict(xg)) - cpu.predict(x)))
+    g_cpu, g_gpu = cpu.gradient(x, t), gpu.gradient(xg, tg)
+    diff_grad = max(
+        float(np.max(np.abs(to_numpy(g_gpu[k]) - g_cpu[k])) / (np.max(np.abs(g_cpu[k])) + 1e-12)) for k in g_cpu
+    )
+    gpu_rate = throughput(make(seed=0, device="gpu"), xg, tg)
+    print(
+        f"{name}: max |output diff| {diff_out:.2e}, max relative gradient diff {diff_grad:.2e}, GPU {gpu_rate:.0f} images/s"
+    )
+if reason is not None:
+    print(f"GPU half skipped: {reason}", file=sys.stderr)
