@@ -5,6 +5,7 @@ python examples/gpu_vs_cpu.py        # skips the GPU half, saying why, when ther
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
@@ -26,23 +27,30 @@ def throughput(net, x, t, steps=5) -> float:
     return steps * x.shape[0] / (time.perf_counter() - start)
 
 
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--device", default="gpu", help="the GPU to compare with the CPU: gpu or gpu:N")
+gpu_spec = parser.parse_args().device
 rng = np.random.default_rng(0)
 x = rng.random((100, 1, 28, 28), dtype=np.float32)
 t = rng.integers(0, 10, 100)
-reason = cnn_xp.backend.gpu_unavailable_reason(0)
+try:
+    gpu_device = cnn_xp.parse_device(gpu_spec)
+    reason = None if gpu_device.is_gpu else f"--device {gpu_spec} is not a GPU"
+except cnn_xp.GPUUnavailableError as exc:
+    reason = str(exc)
 for name, make in (("SimpleConvNet", SimpleConvNet), ("DeepConvNet", DeepConvNet)):
     cpu = make(seed=0, device="cpu").eval()  # eval: no dropout, so both devices compute the same function
     print(f"{name}: CPU {throughput(make(seed=0), x, t):.0f} images/s")
     if reason is not None:
         continue
-    gpu = make(seed=0, device="gpu").eval()
-    xg, tg = cnn_xp.to_device(x, "gpu"), cnn_xp.to_device(t, "gpu")
+    gpu = make(seed=0, device=gpu_device).eval()
+    xg, tg = cnn_xp.to_device(x, gpu_device), cnn_xp.to_device(t, gpu_device)
     diff_out = np.max(np.abs(to_numpy(gpu.predict(xg)) - cpu.predict(x)))
     g_cpu, g_gpu = cpu.gradient(x, t), gpu.gradient(xg, tg)
     diff_grad = max(
         float(np.max(np.abs(to_numpy(g_gpu[k]) - g_cpu[k])) / (np.max(np.abs(g_cpu[k])) + 1e-12)) for k in g_cpu
     )
-    gpu_rate = throughput(make(seed=0, device="gpu"), xg, tg)
+    gpu_rate = throughput(make(seed=0, device=gpu_device), xg, tg)
     print(
         f"{name}: max |output diff| {diff_out:.2e}, max relative gradient diff {diff_grad:.2e}, GPU {gpu_rate:.0f} images/s"
     )
