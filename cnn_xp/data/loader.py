@@ -52,6 +52,13 @@ class DataLoader:
             raise ValueError(
                 f"t: expected {x.shape[0]} targets to match x of shape {x.shape}, got t of shape {t.shape}"
             )
+        if x.dtype.kind == "f" and not numpy.isfinite(x).all():
+            bad = int(numpy.argmin(numpy.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)))
+            raise ValueError(
+                f"x: contains non-finite values (NaN or inf), first in sample {bad}; expected finite inputs"
+            )
+        if t.dtype.kind == "f" and not numpy.isfinite(t).all():
+            raise ValueError("t: contains non-finite values (NaN or inf); expected finite targets")
         self.x, self.t = x, t
         self.batch_size = check_int("batch_size", batch_size, 1)
         self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)

@@ -1,6 +1,14 @@
 """Training: the Trainer, checkpoints, plots and the ``python -m cnn_xp.train`` command."""
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+from .trainer import CheckpointWriteError, NonFiniteLossError, Trainer, TrainingInterrupted
 
-__all__ = ["Checkpoint", "NonFiniteLossError", "Trainer", "TrainingInterrupted", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "CheckpointWriteError",
+    "NonFiniteLossError",
+    "Trainer",
+    "TrainingInterrupted",
+    "load_checkpoint",
+    "save_checkpoint",
+]

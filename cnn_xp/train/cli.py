@@ -23,7 +23,7 @@ from ..models import DeepConvNet, Network, SimpleConvNet
 from ..optim import OPTIMIZERS, constant, cosine
 from .checkpoint import load_checkpoint
 from .commands import OneLineParser, UsageError, device_arg, run_command
-from .trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+from .trainer import CheckpointWriteError, NonFiniteLossError, Trainer, TrainingInterrupted
 
 PROG = "python -m cnn_xp.train"
 MODELS = {"simple": SimpleConvNet, "deep": DeepConvNet}
@@ -299,7 +299,7 @@ def _main(argv: list[str] | None) -> int:
     except TrainingInterrupted as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 130
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, CheckpointWriteError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     total = time.perf_counter() - start

@@ -32,6 +32,10 @@ class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, read-only, ...); the previous one is intact."""
+
+
 class TrainingInterrupted(Exception):  # noqa: N818 - like KeyboardInterrupt, not an error
     """Ctrl-C (SIGINT) stopped training after a complete step; ``checkpoint`` is where it was saved."""
 
@@ -132,10 +136,20 @@ class Trainer:
         return {name: layer.rng.get_state() for name, layer in self.model.layers.items() if isinstance(layer, Dropout)}
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> Path:
-        """Everything needed to resume exactly, written atomically."""
-        out = save_checkpoint(
-            path, self.model, self.optimizer, trainer=self.state(), rng=self._rng_states(), run=self.run
-        )
+        """Everything needed to resume exactly, written atomically.
+
+        Raises CheckpointWriteError (an OSError) if the file cannot be written; the previous
+        file at ``path`` is then untouched."""
+        try:
+            out = save_checkpoint(
+                path, self.model, self.optimizer, trainer=self.state(), rng=self._rng_states(), run=self.run
+            )
+        except OSError as exc:
+            name = Path(path).name
+            kept = f"the previous {name} is intact" if Path(path).exists() else f"no {name} was written"
+            raise CheckpointWriteError(
+                exc.errno, f"could not write checkpoint {path}: {exc.strerror or exc}; {kept}"
+            ) from exc
         self.last_checkpoint = Path(out)
         return self.last_checkpoint
 
