@@ -32,7 +32,9 @@ __all__ = [
     "gpu_available",
     "gpu_unavailable_reason",
     "is_gpu_array",
+    "is_out_of_memory",
     "parse_device",
+    "release_gpu_memory",
     "to_device",
     "to_numpy",
 ]
@@ -280,6 +282,23 @@ class HostToDevice:
         staged, event = ticket
         event.synchronize()  # the copy is done; the pinned buffers may now be reused
         return tuple(dev for dev, _ in staged)
+
+
+# --------------------------------------------------------------------------- GPU memory
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True if ``exc`` is CuPy's out-of-memory error (never imports CuPy itself)."""
+    cupy = _cupy if _cupy_tried else None
+    return cupy is not None and isinstance(exc, cupy.cuda.memory.OutOfMemoryError)
+
+
+def release_gpu_memory() -> None:
+    """Give the blocks cached by CuPy's memory pools back to the driver (no-op without CuPy)."""
+    cupy = _cupy if _cupy_tried else None
+    if cupy is not None:
+        cupy.get_default_memory_pool().free_all_blocks()
+        cupy.get_default_pinned_memory_pool().free_all_blocks()
 
 
 # --------------------------------------------------------------------------- randomness

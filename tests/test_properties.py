@@ -75,7 +75,7 @@ def test_im2col_col2im_adjoint_and_naive(p):
 
 def non_contiguous(x):
     """The same values as ``x`` in a strided, non-contiguous view."""
-    wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), dtype=x.dtype)
+    wide = np.zeros((*x.shape[:-1], 2 * x.shape[-1]), dtype=x.dtype)
     wide[..., ::2] = x
     view = wide[..., ::2]
     assert view.shape[-1] == 1 or not view.flags.c_contiguous

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy
 
+from ..backend import is_out_of_memory, release_gpu_memory
 from ..data import DataLoader
 from ..datasets import NAMES, load_dataset
 from ..models import DeepConvNet, Network, SimpleConvNet
@@ -282,7 +283,11 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_command(PROG, _main, argv)
+    try:
+        return run_command(PROG, _main, argv)
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading data, plotting)
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
 
 def _main(argv: list[str] | None) -> int:
@@ -301,6 +306,16 @@ def _main(argv: list[str] | None) -> int:
         return 130
     except (NonFiniteLossError, CheckpointWriteError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        release_gpu_memory()
+        print(
+            f"{PROG}: error: out of GPU memory on {trainer.device} with --batch-size {run['batch_size']} "
+            f"({exc}); try a smaller --batch-size",
+            file=sys.stderr,
+        )
         return 1
     total = time.perf_counter() - start
     assert trainer.out_dir is not None

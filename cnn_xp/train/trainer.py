@@ -165,6 +165,8 @@ class Trainer:
             raise ValueError(f"epochs: expected an int >= 1, got {epochs}")
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            for stale in self.out_dir.glob(".*.safetensors.*.tmp"):
+                stale.unlink(missing_ok=True)  # left by a process killed mid-write (SIGKILL)
         restore = self._install_sigint()
         try:
             while self.epoch < epochs:

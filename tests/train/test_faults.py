@@ -1,0 +1,174 @@
+"""Faults: SIGKILL and SIGINT while checkpoints are written, full and read-only disks, GPU OOM."""
+
+from __future__ import annotations
+
+import errno
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from cnn_xp import Adam, serialization
+from cnn_xp.train import CheckpointWriteError, Trainer, load_checkpoint
+from cnn_xp.train.cli import main as train_main
+
+from ..helpers import gpu_skip_reason
+from .conftest import loaders, small_net
+
+RUN = ["--device", "cpu", "--train-size", "1000", "--test-size", "100", "--batch-size", "50", "--quiet"]
+
+
+def start(out, *extra):
+    cmd = [
+        sys.executable,
+        "-m",
+        "cnn_xp.train",
+        *RUN,
+        "--epochs",
+        "1000",
+        "--save-every",
+        "1",
+        "--out",
+        str(out),
+        *extra,
+    ]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path, proc, timeout=60.0):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < deadline, "no checkpoint appeared"
+        time.sleep(0.05)
+
+
+def check_resumable(path):
+    """The checkpoint loads and rebuilds a network, an optimizer and a trainer's state."""
+    ck = load_checkpoint(path)
+    model, opt = ck.build_model(), ck.build_optimizer()
+    assert all(np.isfinite(v).all() for v in model.state_dict().values())
+    assert opt.iter == ck.trainer["step"] > 0
+    return ck.trainer["step"]
+
+
+def test_sigkill_twenty_times_never_tears_a_checkpoint(tmp_path):
+    """Each run resumes from what the previous, killed one left behind: every file must load."""
+    rng = random.Random(0)
+    last = tmp_path / "last.safetensors"
+    steps = []
+    for i in range(20):
+        proc = start(tmp_path) if i == 0 else start(tmp_path, "--resume", str(last))
+        wait_for(last, proc)
+        time.sleep(rng.uniform(0.05, 0.8))  # somewhere in the stream of per-step checkpoint writes
+        proc.kill()  # SIGKILL: no handler runs
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        steps.append(check_resumable(last))
+    assert steps == sorted(steps) and steps[-1] > steps[0]  # every run resumed and made progress
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    proc = start(tmp_path, "--resume", str(last))  # a new run sweeps temp files of killed writers
+    wait_for(last, proc)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait(timeout=30)
+    check_resumable(last)
+    assert len([p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]) <= 1, leftovers
+
+
+def test_sigint_saves_and_exits_130_every_time(tmp_path):
+    rng = random.Random(1)
+    for i in range(5):
+        out = tmp_path / f"run{i}"
+        proc = start(out)
+        wait_for(out / "last.safetensors", proc)
+        time.sleep(rng.uniform(0.05, 0.8))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "checkpoint saved to" in err and "Traceback" not in err
+        check_resumable(out / "last.safetensors")
+
+
+def test_sigint_before_training_starts_exits_130_in_one_line(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnn_xp.train", *RUN, "--out", str(tmp_path / "o")], stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(0.3)  # still importing / loading data
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        ("fsync", OSError(errno.ENOSPC, "No space left on device")),
+        ("mkstemp", OSError(errno.EROFS, "Read-only file system")),
+    ],
+    ids=["disk full", "read-only"],
+)
+def test_unwritable_disk_keeps_the_previous_checkpoint(mnist_small, tmp_path, monkeypatch, where, error):
+    train, test = loaders(mnist_small)
+    trainer = Trainer(small_net(), Adam(lr=0.01), train, test, out_dir=tmp_path, quiet=True)
+    trainer.fit(1)
+    before = (tmp_path / "last.safetensors").read_bytes()
+
+    def fail(*args, **kwargs):
+        raise error
+
+    target = serialization.os if where == "fsync" else serialization.tempfile
+    monkeypatch.setattr(target, where, fail)
+    with pytest.raises(
+        CheckpointWriteError,
+        match=rf"could not write checkpoint .*last\.safetensors: {error.strerror}; the previous last\.safetensors is intact",
+    ):
+        trainer.fit(2)
+    assert (tmp_path / "last.safetensors").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_cli_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
+    def fail(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(serialization.os, "fsync", fail)
+    assert train_main([*RUN, "--train-size", "100", "--epochs", "1", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "no last.safetensors was written" in err[0]
+
+
+@pytest.mark.gpu
+def test_gpu_out_of_memory_is_a_clear_message(tmp_path, capsys):
+    reason = gpu_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    import cupy
+
+    free, _ = cupy.cuda.runtime.memGetInfo()
+    images = int(free // (30 * 24 * 24 * 4)) * 4  # conv1 output alone would need ~4x the free memory
+    start_t = time.time()
+    code = train_main(
+        [
+            "--device",
+            "gpu",
+            "--batch-size",
+            str(min(images, 60000)),
+            "--train-size",
+            str(min(images, 60000)),
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "out of GPU memory" in err and "smaller --batch-size" in err
+    assert time.time() - start_t < 300  # no hang
+    assert cupy.get_default_memory_pool().used_bytes() < 1 << 30  # the pool was released
