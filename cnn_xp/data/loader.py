@@ -26,7 +26,12 @@ class DataLoader:
       the 4x smaller uint8 batch.
     * ``shift`` > 0 translates each training image by a random whole number of pixels in
       [-shift, shift] along H and W (zero fill), drawn from ``default_rng([seed, epoch, batch])``
-      so that a resumed run applies the same shifts.  On a GPU the next batch's copy overlaps the current step
+      so that a resumed run applies the same shifts.
+    * With ``world_size`` N > 1 (data-parallel training) ``batch_size`` is the *global* batch:
+      every rank draws the same permutation and takes its own contiguous slice of each global
+      batch (the first ``B mod N`` ranks get one sample more; a rank may get none of a final
+      batch smaller than N), so N ranks together see exactly the batches — and shifts — one
+      process would. ``len()`` counts global batches.  On a GPU the next batch's copy overlaps the current step
       (see :class:`cnn_xp.backend.HostToDevice`); on the CPU, unshuffled batches of an array
       already in ``dtype`` are views, not copies.
     """
@@ -43,6 +48,8 @@ class DataLoader:
         dtype: Any = "float32",
         scale: float | None = None,
         shift: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if not isinstance(x, numpy.ndarray) or not isinstance(t, numpy.ndarray):
             raise TypeError(f"x, t: expected host NumPy arrays, got {type(x).__name__} and {type(t).__name__}")
@@ -75,6 +82,10 @@ class DataLoader:
         self.shift = check_int("shift", shift, 0)
         if self.shift and x.ndim != 4:
             raise ValueError(f"shift: random translation needs images (N, C, H, W), got x of shape {x.shape}")
+        self.world_size = check_int("world_size", world_size, 1)
+        self.rank = check_int("rank", rank, 0)
+        if self.rank >= self.world_size:
+            raise ValueError(f"rank: expected 0 <= rank < world_size={self.world_size}, got {rank}")
         self.epoch = 0
         self._copier = HostToDevice(self.device)
 
@@ -93,11 +104,23 @@ class DataLoader:
             return None
         return numpy.random.default_rng([self.seed, epoch]).permutation(self.x.shape[0])
 
+    def local_range(self, n: int) -> tuple[int, int]:
+        """This rank's [start, stop) within a global batch of ``n`` samples."""
+        q, r = divmod(n, self.world_size)
+        start = self.rank * q + min(self.rank, r)
+        return start, start + q + (1 if self.rank < r else 0)
+
     def _host_batch(self, order: numpy.ndarray | None, epoch: int, k: int) -> tuple[numpy.ndarray, numpy.ndarray]:
         lo, hi = k * self.batch_size, min((k + 1) * self.batch_size, self.x.shape[0])
-        xb, tb = (self.x[lo:hi], self.t[lo:hi]) if order is None else (self.x[order[lo:hi]], self.t[order[lo:hi]])
+        a, b = self.local_range(hi - lo)
+        idx: slice | numpy.ndarray = slice(lo + a, lo + b) if order is None else order[lo + a : lo + b]
+        xb, tb = self.x[idx], self.t[idx]
         if self.shift:
-            xb = translate(xb, self.shift, numpy.random.default_rng([self.seed, epoch, k]))
+            # shifts are drawn for the whole global batch, then sliced: same as one process
+            rng = numpy.random.default_rng([self.seed, epoch, k])
+            dy = rng.integers(-self.shift, self.shift + 1, hi - lo)[a:b]
+            dx = rng.integers(-self.shift, self.shift + 1, hi - lo)[a:b]
+            xb = translate(xb, self.shift, dy, dx)
         return xb, tb
 
     def _finish(self, xb: Array, tb: Array) -> tuple[Array, Array]:
@@ -132,12 +155,10 @@ class DataLoader:
         return self.batches(epoch)
 
 
-def translate(x: numpy.ndarray, shift: int, rng: numpy.random.Generator) -> numpy.ndarray:
-    """Each image of ``x`` (N, C, H, W) moved by its own random (dy, dx) in [-shift, shift]^2
-    pixels, zero-filled: ``out[n, :, y, x] = x[n, :, y - dy, x - dx]``."""
+def translate(x: numpy.ndarray, shift: int, dy: numpy.ndarray, dx: numpy.ndarray) -> numpy.ndarray:
+    """Image n of ``x`` (N, C, H, W) moved by (dy[n], dx[n]) pixels, |dy|, |dx| <= ``shift``,
+    zero-filled: ``out[n, :, y, x] = x[n, :, y - dy[n], x - dx[n]]``."""
     n, c, h, w = x.shape
-    dy = rng.integers(-shift, shift + 1, n)
-    dx = rng.integers(-shift, shift + 1, n)
     padded = numpy.zeros((n, c, h + 2 * shift, w + 2 * shift), dtype=x.dtype)
     padded[:, :, shift : shift + h, shift : shift + w] = x
     rows = numpy.asarray(shift - dy)[:, None] + numpy.arange(h)  # (N, H) source rows in the padded image

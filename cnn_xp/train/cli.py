@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy
 
-from ..backend import is_out_of_memory, release_gpu_memory
+from .. import distributed
+from ..backend import gpu_available, is_out_of_memory, release_gpu_memory
 from ..data import DataLoader
 from ..datasets import NAMES, load_dataset
 from ..models import DeepConvNet, Network, SimpleConvNet
@@ -161,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quiet", action="store_true", help="no progress bar or per-epoch lines; print only the final summary"
     )
+    p.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel training over MPI: launch with `mpirun -n N`; --batch-size is the global batch; "
+        "with --device gpu each rank uses GPU local_rank (gradients travel through NCCL)",
+    )
     return p
 
 
@@ -184,6 +191,17 @@ def fresh_out_dir(model: str, dataset: str) -> Path:
 
 def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
     """Everything that can fail on bad input, checked before any work is done."""
+    rank, world = 0, 1
+    if args.distributed:
+        try:
+            distributed.init()
+        except distributed.DistributedUnavailableError as exc:
+            raise UsageError(f"--distributed: {exc}") from None
+        rank, world = distributed.rank(), distributed.size()
+        if args.device.strip().lower() in ("gpu", "cuda") or (
+            args.device == "auto" and gpu_available(distributed.local_rank())
+        ):
+            args.device = f"gpu:{distributed.local_rank()}"  # one GPU per rank on each node
     device = device_arg(args.device)
     ckpt = None
     if args.resume is not None:
@@ -251,11 +269,12 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
             **({"weight_init_std": "he"} if args.model == "simple" else {}),
         )
         optimizer = OPTIMIZERS[args.optimizer](lr=args.lr if args.lr is not None else default_lr(args.optimizer))
-    loader_kw = {"device": device, "dtype": args.dtype, "scale": 1.0 / 255.0}
+    loader_kw: dict[str, Any] = {"device": device, "dtype": args.dtype, "scale": 1.0 / 255.0}
+    split: dict[str, Any] = {"rank": rank, "world_size": world}
     train_loader = DataLoader(
-        x_train, t_train, args.batch_size, shuffle=True, seed=args.seed, shift=args.shift, **loader_kw
+        x_train, t_train, args.batch_size, shuffle=True, seed=args.seed, shift=args.shift, **loader_kw, **split
     )
-    test_loader = DataLoader(x_test, t_test, 1000, shuffle=False, **loader_kw)
+    test_loader = DataLoader(x_test, t_test, 1000, shuffle=False, **loader_kw, **split)
     lr0 = args.lr if args.lr is not None else default_lr(args.optimizer)
     schedule = cosine(lr0, args.epochs * len(train_loader)) if args.lr_schedule == "cosine" else constant(lr0)
     trainer = Trainer(
@@ -269,6 +288,7 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
         quiet=args.quiet,
         run=run,
         lr_schedule=schedule,
+        distributed=args.distributed,
     )
     if ckpt is not None:
         try:
@@ -293,31 +313,48 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     trainer, run = prepare(args)
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    say = (
+        (lambda *a: None)
+        if args.quiet or distributed.rank() != 0
+        else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    )
     say(
-        f"device: {trainer.device}  model: {type(trainer.model).__name__}  dataset: {run['dataset']} "
+        f"device: {trainer.device}{f'  ranks: {distributed.size()}' if args.distributed else ''}  model: {type(trainer.model).__name__}  dataset: {run['dataset']} "
         f"({trainer.train_loader.x.shape[0]} train / {trainer.test_loader.x.shape[0] if trainer.test_loader else 0} test)  out: {trainer.out_dir}"
     )
     start = time.perf_counter()
+    primary = distributed.rank() == 0
+    multi = args.distributed and distributed.size() > 1
     try:
         history = trainer.fit(args.epochs)
-    except TrainingInterrupted as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+    except TrainingInterrupted as exc:  # all ranks agree on the step at which they stop
+        if primary:
+            print(f"{PROG}: {exc}", file=sys.stderr)
         return 130
-    except (NonFiniteLossError, CheckpointWriteError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+    except NonFiniteLossError as exc:  # all ranks see the same reduced loss
+        if primary:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        if not is_out_of_memory(exc):
+        if is_out_of_memory(exc):
+            release_gpu_memory()
+            message = (
+                f"{PROG}: error: out of GPU memory on {trainer.device} with --batch-size {run['batch_size']} "
+                f"({exc}); try a smaller --batch-size"
+            )
+        elif isinstance(exc, CheckpointWriteError):
+            message = f"{PROG}: error: {exc}"
+        elif multi:
+            message = f"{PROG}: error on rank {distributed.rank()}: {type(exc).__name__}: {exc}"
+        else:
             raise
-        release_gpu_memory()
-        print(
-            f"{PROG}: error: out of GPU memory on {trainer.device} with --batch-size {run['batch_size']} "
-            f"({exc}); try a smaller --batch-size",
-            file=sys.stderr,
-        )
+        if multi:  # only this rank failed: bring the job down instead of leaving the others in a collective
+            distributed.abort(message)
+        print(message, file=sys.stderr)
         return 1
     total = time.perf_counter() - start
+    if not primary:
+        return 0
     assert trainer.out_dir is not None
     write_plots(trainer)
     last = history[-1]

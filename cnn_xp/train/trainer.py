@@ -17,7 +17,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..backend import Device, get_array_module, parse_device, to_numpy
+import numpy
+
+from .. import distributed as _distributed
+from ..backend import Device, array_device, get_array_module, parse_device, to_numpy
 from ..data import DataLoader
 from ..layers import Dropout
 from ..models import Network
@@ -54,6 +57,11 @@ class Trainer:
     tqdm bar, False for plain log lines, None to choose by whether ``stream`` is a terminal;
     ``quiet`` silences both.  ``run`` is stored in checkpoints (the CLI's settings).
     ``lr_schedule(step)`` (see :mod:`cnn_xp.optim.schedules`) sets the learning rate before each step.
+
+    ``distributed=True`` (after :func:`cnn_xp.distributed.init`, under mpirun): rank 0's
+    weights are broadcast to all ranks, gradients are averaged over ranks every step, metrics
+    and evaluation are reduced over ranks, and only rank 0 prints and writes files. The
+    loaders must be split with ``rank``/``world_size``; their ``batch_size`` is the global batch.
     """
 
     def __init__(
@@ -72,6 +80,7 @@ class Trainer:
         stream: TextIO | None = None,
         run: dict[str, Any] | None = None,
         lr_schedule: Schedule | None = None,
+        distributed: bool = False,
     ) -> None:
         self.device = parse_device(device) if device is not None else train_loader.device
         for name, loader in (("train_loader", train_loader), ("test_loader", test_loader)):
@@ -83,13 +92,29 @@ class Trainer:
             raise ValueError(
                 f"save_every, sync_every: expected save_every >= 0 and sync_every >= 1, got {save_every}, {sync_every}"
             )
+        self.distributed = bool(distributed)
+        if self.distributed:
+            if not _distributed.is_initialized():
+                raise RuntimeError("distributed=True needs cnn_xp.distributed.init() first (and a launch with mpirun)")
+            for name, loader in (("train_loader", train_loader), ("test_loader", test_loader)):
+                if loader is not None and (loader.world_size, loader.rank) != (
+                    _distributed.size(),
+                    _distributed.rank(),
+                ):
+                    raise ValueError(
+                        f"{name}: split for rank {loader.rank} of {loader.world_size}, but this is rank "
+                        f"{_distributed.rank()} of {_distributed.size()}; pass rank= and world_size= to the DataLoader"
+                    )
         self.model = model.to_device(self.device)
         self.optimizer = optimizer.to_device(self.device)
+        if self.distributed:
+            _distributed.broadcast_params(self.model, root=0)  # every rank starts from rank 0's weights
         self.train_loader, self.test_loader = train_loader, test_loader
-        self.out_dir = Path(out_dir) if out_dir is not None else None
+        primary = not self.distributed or _distributed.rank() == 0
+        self.out_dir = Path(out_dir) if out_dir is not None and primary else None
         self.save_every, self.sync_every = save_every, sync_every
         self.stream = stream if stream is not None else sys.stderr
-        self.quiet = quiet
+        self.quiet = quiet or not primary
         self.progress = (not quiet) and (self.stream.isatty() if progress is None else progress)
         self.run = dict(run or {})
         self.lr_schedule = lr_schedule
@@ -101,7 +126,8 @@ class Trainer:
         self.best_test_acc: float | None = None
         self._partial = {"loss_sum": 0.0, "hits": 0, "seen": 0, "seconds": 0.0}
         self.last_checkpoint: Path | None = None
-        self._interrupted = False
+        self._interrupted = False  # set by the SIGINT handler of this process
+        self._stop = False  # agreed by all ranks at the last step
 
     # ------------------------------------------------------------------ state
 
@@ -171,12 +197,12 @@ class Trainer:
         try:
             while self.epoch < epochs:
                 self._train_epoch(epochs)
-                if self._interrupted:
+                if self._stop:
                     break
                 self._end_epoch(epochs)
         finally:
             restore()
-        if self._interrupted:
+        if self._stop:
             path = self.save_checkpoint(self.out_dir / "last.safetensors") if self.out_dir is not None else None
             where = f"; checkpoint saved to {path}" if path else ""
             raise TrainingInterrupted(f"interrupted at epoch {self.epoch + 1}, step {self.step_in_epoch}{where}", path)
@@ -199,63 +225,98 @@ class Trainer:
         model, opt, loader = self.model, self.optimizer, self.train_loader
         model.train()
         bar = self._bar(epochs)
-        losses: list[Array] = []
+        losses: list[Array] = []  # per step: loss * local batch size, on the device
+        counts: list[int] = []
         hits: list[Array] = []
         t0 = time.perf_counter()
         for xb, tb in loader.batches(self.epoch, self.step_in_epoch):
             if self.lr_schedule is not None:
                 opt.lr = self.lr_schedule(self.step)
-            loss = model.loss(xb, tb)
-            opt.update(model.params, model.backward())
-            losses.append(loss)
-            hits.append(_hits(model.last_layer.y, tb))  # type: ignore[attr-defined]  # the softmax of this step
+            n = int(xb.shape[0])
+            loss, grads, hit = self._local_step(xb, tb)
+            if self.distributed:
+                # one collective: weighted mean gradient, plus whether any rank was interrupted
+                grads, (stops,) = _distributed.allreduce_gradients(grads, count=n, extra=(float(self._interrupted),))
+                self._stop = stops > 0
+            else:
+                self._stop = self._interrupted
+            opt.update(model.params, grads)
+            losses.append(loss * n)
+            counts.append(n)
+            hits.append(hit)
             self.step += 1
             self.step_in_epoch += 1
-            self._partial["seen"] += int(xb.shape[0])
             due = self.save_every and self.step % self.save_every == 0
-            if len(losses) >= self.sync_every or due or self._interrupted:
-                self._sync(losses, hits, bar, t0)
-                losses, hits = [], []
+            if len(losses) >= self.sync_every or due or self._stop:
+                self._sync(losses, counts, hits, bar, t0)
+                losses, counts, hits = [], [], []
             if due and self.out_dir is not None:
                 self._partial["seconds"] += time.perf_counter() - t0
                 self.save_checkpoint(self.out_dir / "last.safetensors")
                 t0 = time.perf_counter()
-            if self._interrupted:
+            if self._stop:
                 break
-        self._sync(losses, hits, bar, t0)
+        self._sync(losses, counts, hits, bar, t0)
         self._partial["seconds"] += time.perf_counter() - t0
         if bar is not None:
             bar.close()
 
-    def _sync(self, losses: list[Array], hits: list[Array], bar: Any, t0: float) -> None:
-        """Bring the pending losses to the host (one transfer), check them, report."""
+    def _local_step(self, xb: Array, tb: Array) -> tuple[Array, dict[str, Array], Array]:
+        """Loss, gradients and correct predictions of this process's part of the batch
+        (zeros for an empty part: a rank may get no sample of a small final batch)."""
+        model = self.model
+        if xb.shape[0] == 0:
+            xp = get_array_module(xb)
+            zero = next(iter(model.params.values()))
+            grads = {k: xp.zeros_like(v) for k, v in model.params.items()}
+            return (
+                xp.zeros((), dtype=zero.dtype, device=array_device(zero)),
+                grads,
+                xp.zeros((), dtype=xp.int64, device=array_device(zero)),
+            )
+        loss = model.loss(xb, tb)
+        grads = model.backward()
+        return loss, grads, _hits(model.last_layer.y, tb)  # type: ignore[attr-defined]  # this step's softmax
+
+    def _sync(self, losses: list[Array], counts: list[int], hits: list[Array], bar: Any, t0: float) -> None:
+        """Bring the pending losses to the host (one transfer), sum them over ranks, check, report."""
         if not losses:
             return
         xp = get_array_module(losses[0])
-        values = to_numpy(xp.stack(losses))
-        bad = [i for i, v in enumerate(values.tolist()) if not math.isfinite(v)]
+        local = numpy.concatenate(
+            [
+                to_numpy(xp.stack(losses)).astype(numpy.float64),
+                numpy.asarray(counts, dtype=numpy.float64),
+                [float(to_numpy(xp.sum(xp.stack(hits))))],
+            ]
+        )
+        total = _distributed.allreduce_sum(local) if self.distributed else local
+        k = len(losses)
+        per_step = total[:k] / numpy.maximum(total[k : 2 * k], 1.0)  # global mean loss of each step
+        bad = [i for i, v in enumerate(per_step.tolist()) if not math.isfinite(v)]
         if bad:
-            step_in_epoch = self.step_in_epoch - len(losses) + bad[0] + 1
+            step_in_epoch = self.step_in_epoch - k + bad[0] + 1
             last = (
                 f"the last good checkpoint is {self.last_checkpoint}"
                 if self.last_checkpoint
                 else "no checkpoint was written"
             )
             raise NonFiniteLossError(
-                f"non-finite loss ({values[bad[0]]}) at epoch {self.epoch + 1}, step {step_in_epoch} "
-                f"(global step {self.step - len(losses) + bad[0] + 1}); training stopped and {last}. "
+                f"non-finite loss ({per_step[bad[0]]}) at epoch {self.epoch + 1}, step {step_in_epoch} "
+                f"(global step {self.step - k + bad[0] + 1}); training stopped and {last}. "
                 "Try a smaller --lr."
             )
-        self._partial["loss_sum"] += float(values.astype("float64").sum())
-        self._partial["hits"] += int(to_numpy(xp.sum(xp.stack(hits))))
+        self._partial["loss_sum"] += float(per_step.sum())
+        self._partial["hits"] += int(total[2 * k])
+        self._partial["seen"] += int(total[k : 2 * k].sum())
         steps = self.step_in_epoch
-        loss_now = float(values[-1])
+        loss_now = float(per_step[-1])
         rate = self._partial["seen"] / max(self._partial["seconds"] + time.perf_counter() - t0, 1e-9)
         if bar is not None:
             bar.n = steps
             bar.set_postfix(loss=f"{loss_now:.4f}", img_s=f"{rate:.0f}", refresh=False)
             bar.refresh()
-        elif not self.quiet and steps % max(len(self.train_loader) // 10, self.sync_every) < len(losses):
+        elif not self.quiet and steps % max(len(self.train_loader) // 10, self.sync_every) < k:
             print(
                 f"epoch {self.epoch + 1} step {steps}/{len(self.train_loader)} loss {loss_now:.4f} {rate:.0f} img/s",
                 file=self.stream,
@@ -322,6 +383,8 @@ class Trainer:
         n = 0
         try:
             for xb, tb in loader.batches(0):
+                if xb.shape[0] == 0:  # this rank's share of a small final batch
+                    continue
                 y = model.predict(xb)
                 batch_loss = model.last_layer.forward(y, tb) * xb.shape[0]
                 h = _hits(y, tb)
@@ -330,7 +393,12 @@ class Trainer:
                 n += int(xb.shape[0])
         finally:
             model.train(was_training)
-        return float(loss_sum) / n, int(hit_sum) / n
+        sums = numpy.asarray(
+            [0.0 if loss_sum is None else float(loss_sum), 0.0 if hit_sum is None else float(hit_sum), float(n)]
+        )
+        if self.distributed:
+            sums = _distributed.allreduce_sum(sums)  # every rank evaluated its own slice
+        return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
     def write_metrics(self, path: str | os.PathLike[str]) -> None:
         """The history as CSV, replaced atomically."""

@@ -1,0 +1,176 @@
+"""Data-parallel training over MPI (mpi4py), with NCCL for GPU arrays (``cupy.cuda.nccl``).
+
+Launch the same program on several processes (``mpirun -n 4 python -m cnn_xp.train
+--distributed``). Every rank holds a full copy of the network; each takes its own slice of
+every *global* batch, computes gradients on it, and :func:`allreduce_gradients` averages them
+over all ranks, weighted by the samples each rank saw, so that every rank applies the same
+update a single process would apply to the whole global batch.
+
+Host (NumPy) arrays travel through MPI. GPU (CuPy) arrays travel through NCCL on each rank's
+GPU (``gpu:local_rank``), with MPI used only to hand out the NCCL id. mpi4py is optional
+(``pip install 'cnn_xp[mpi]'``); nothing here is imported by a single-process run.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import numpy
+
+from .backend import array_device, get_array_module, is_gpu_array, to_numpy
+
+__all__ = [
+    "DistributedUnavailableError",
+    "abort",
+    "allreduce_gradients",
+    "allreduce_sum",
+    "broadcast_params",
+    "init",
+    "is_initialized",
+    "local_rank",
+    "rank",
+    "size",
+]
+
+_comm: Any = None
+_local_rank = 0
+_nccl: dict[int, Any] = {}
+
+
+class DistributedUnavailableError(RuntimeError):
+    """mpi4py (and an MPI library) is needed for distributed training."""
+
+
+def init() -> Any:
+    """Initialise MPI once and return the world communicator (idempotent)."""
+    global _comm, _local_rank
+    if _comm is None:
+        try:
+            from mpi4py import MPI
+        except ImportError as exc:
+            raise DistributedUnavailableError(
+                f"distributed training needs mpi4py ({exc}); install it with `pip install 'cnn_xp[mpi]'` "
+                "(or `pip install mpi4py mpich`) and launch with mpirun"
+            ) from None
+        _comm = MPI.COMM_WORLD
+        _local_rank = _comm.Split_type(MPI.COMM_TYPE_SHARED, key=_comm.rank).rank
+    return _comm
+
+
+def is_initialized() -> bool:
+    return _comm is not None
+
+
+def rank() -> int:
+    """This process's rank in [0, size()); 0 when not initialised."""
+    return 0 if _comm is None else int(_comm.rank)
+
+
+def size() -> int:
+    """Number of processes; 1 when not initialised."""
+    return 1 if _comm is None else int(_comm.size)
+
+
+def local_rank() -> int:
+    """Rank among the processes on this node: the GPU index a rank uses."""
+    return _local_rank
+
+
+def abort(message: str, code: int = 1) -> None:
+    """Print ``message`` and bring the whole job down, so no other rank waits forever in a collective."""
+    print(message, file=sys.stderr, flush=True)
+    if _comm is not None and _comm.size > 1:
+        _comm.Abort(code)
+
+
+def _mpi_dtype(dtype: numpy.dtype) -> Any:
+    from mpi4py import MPI
+
+    return {numpy.dtype("float32"): MPI.FLOAT, numpy.dtype("float64"): MPI.DOUBLE}[numpy.dtype(dtype)]
+
+
+def _nccl_comm(device_id: int) -> Any:
+    """One NCCL communicator per GPU, its id broadcast from rank 0 over MPI."""
+    if device_id not in _nccl:
+        from cupy.cuda import nccl
+
+        uid = nccl.get_unique_id() if rank() == 0 else None
+        uid = _comm.bcast(uid, root=0)
+        _nccl[device_id] = nccl.NcclCommunicator(size(), uid, rank())
+    return _nccl[device_id]
+
+
+def _nccl_dtype(dtype: Any) -> int:
+    from cupy.cuda import nccl
+
+    return {numpy.dtype("float32"): nccl.NCCL_FLOAT32, numpy.dtype("float64"): nccl.NCCL_FLOAT64}[numpy.dtype(dtype)]
+
+
+def allreduce_sum(buffer: Any) -> Any:
+    """Element-wise sum of a 1-D float buffer over all ranks, in place; returns it."""
+    if size() == 1:
+        return buffer
+    if is_gpu_array(buffer):
+        import cupy
+
+        stream = cupy.cuda.get_current_stream()
+        comm = _nccl_comm(int(buffer.device.id))
+        comm.allReduce(
+            buffer.data.ptr, buffer.data.ptr, buffer.size, _nccl_dtype(buffer.dtype), 0, stream.ptr
+        )  # 0: ncclSum
+        return buffer
+    from mpi4py import MPI
+
+    _comm.Allreduce(MPI.IN_PLACE, [buffer, _mpi_dtype(buffer.dtype)], op=MPI.SUM)
+    return buffer
+
+
+def allreduce_gradients(
+    grads: Mapping[str, Any], count: int | None = None, extra: tuple[float, ...] = ()
+) -> tuple[dict[str, Any], list[float]]:
+    """Average ``grads`` over all ranks in one collective; returns ``(grads, extra_sums)``.
+
+    With ``count`` (this rank's samples in the global batch) the mean is weighted by it, so
+    uneven slices of a global batch still give exactly the global-batch mean gradient; a rank
+    with 0 samples contributes nothing. ``extra`` scalars (e.g. a stop flag) are summed over
+    ranks in the same message and returned.
+    """
+    keys = list(grads)
+    if size() == 1 and count is None:
+        return dict(grads), list(extra)
+    first = grads[keys[0]]
+    xp = get_array_module(first)
+    weight = 1.0 if count is None else float(count)
+    flat = xp.concat([xp.reshape(grads[k], (-1,)) * weight for k in keys])
+    tail = xp.asarray([weight, *extra], dtype=flat.dtype, device=array_device(flat))
+    buffer = allreduce_sum(xp.concat([flat, tail]))
+    total = float(to_numpy(buffer[flat.shape[0]]))  # the summed weights: sum of counts (or size())
+    sums = [float(v) for v in to_numpy(buffer[flat.shape[0] + 1 :])]
+    out, offset = {}, 0
+    for k in keys:
+        n = grads[k].size
+        out[k] = xp.reshape(buffer[offset : offset + n], grads[k].shape) / max(total, 1.0)
+        offset += n
+    return out, sums
+
+
+def broadcast_params(model: Any, root: int = 0) -> None:
+    """Make every rank's parameters and buffers equal to rank ``root``'s."""
+    if size() == 1:
+        return
+    state = model.state_dict()
+    for key, value in state.items():
+        if is_gpu_array(value):
+            import cupy
+
+            buf = cupy.ascontiguousarray(value)
+            _nccl_comm(int(buf.device.id)).bcast(
+                buf.data.ptr, buf.size, _nccl_dtype(buf.dtype), root, cupy.cuda.get_current_stream().ptr
+            )
+        else:
+            buf = numpy.ascontiguousarray(value)
+            _comm.Bcast([buf, _mpi_dtype(buf.dtype)], root=root)
+        state[key] = buf
+    model.load_state_dict(state)
