@@ -25,6 +25,7 @@ __all__ = [
     "DistributedUnavailableError",
     "abort",
     "allreduce_gradients",
+    "allreduce_step",
     "allreduce_sum",
     "broadcast_params",
     "init",
@@ -127,16 +128,21 @@ def allreduce_sum(buffer: Any) -> Any:
     return buffer
 
 
-def allreduce_gradients(
-    grads: Mapping[str, Any], count: int | None = None, extra: tuple[float, ...] = ()
-) -> tuple[dict[str, Any], list[float]]:
-    """Average ``grads`` over all ranks in one collective; returns ``(grads, extra_sums)``.
+def allreduce_gradients(grads: Mapping[str, Any], count: int | None = None) -> dict[str, Any]:
+    """The mean of ``grads`` over all ranks (new arrays, same keys, shapes and device).
 
     With ``count`` (this rank's samples in the global batch) the mean is weighted by it, so
     uneven slices of a global batch still give exactly the global-batch mean gradient; a rank
-    with 0 samples contributes nothing. ``extra`` scalars (e.g. a stop flag) are summed over
-    ranks in the same message and returned.
+    with 0 samples contributes nothing. All gradients travel in one message.
     """
+    return allreduce_step(grads, count)[0]
+
+
+def allreduce_step(
+    grads: Mapping[str, Any], count: int | None = None, extra: tuple[float, ...] = ()
+) -> tuple[dict[str, Any], list[float]]:
+    """:func:`allreduce_gradients` plus ``extra`` scalars (e.g. a stop flag) summed over ranks
+    in the same message; returns ``(grads, extra_sums)``."""
     keys = list(grads)
     if size() == 1 and count is None:
         return dict(grads), list(extra)

@@ -11,6 +11,7 @@ import inspect
 import json
 import sys
 import time
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -312,6 +313,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    # A diverging run overflows; the trainer reports the first non-finite loss precisely, so
+    # NumPy's floating-point warnings would only add noise to stderr.
+    warnings.filterwarnings(
+        "ignore", category=RuntimeWarning, message=r"(overflow|invalid value|divide by zero) encountered"
+    )
     trainer, run = prepare(args)
     say = (
         (lambda *a: None)

@@ -236,7 +236,7 @@ class Trainer:
             loss, grads, hit = self._local_step(xb, tb)
             if self.distributed:
                 # one collective: weighted mean gradient, plus whether any rank was interrupted
-                grads, (stops,) = _distributed.allreduce_gradients(grads, count=n, extra=(float(self._interrupted),))
+                grads, (stops,) = _distributed.allreduce_step(grads, count=n, extra=(float(self._interrupted),))
                 self._stop = stops > 0
             else:
                 self._stop = self._interrupted

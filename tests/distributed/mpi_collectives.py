@@ -28,7 +28,7 @@ def test_weighted_gradient_mean_equals_the_global_batch_mean():
     r = distributed.rank()
     counts = [3, 1]  # uneven slices of a global batch of 4
     grads = {"W": np.full((2, 2), 10.0 * (r + 1)), "b": np.array([r + 1.0])}
-    out, (flag,) = distributed.allreduce_gradients(grads, count=counts[r], extra=(float(r == 1),))
+    out, (flag,) = distributed.allreduce_step(grads, count=counts[r], extra=(float(r == 1),))
     np.testing.assert_allclose(out["W"], (3 * 10 + 1 * 20) / 4)
     np.testing.assert_allclose(out["b"], (3 * 1 + 1 * 2) / 4)
     assert flag == 1.0  # summed over ranks: every rank learns that rank 1 raised it
@@ -36,8 +36,10 @@ def test_weighted_gradient_mean_equals_the_global_batch_mean():
 
 def test_a_rank_with_no_samples_contributes_nothing():
     r = distributed.rank()
-    out, _ = distributed.allreduce_gradients({"W": np.full(3, 5.0 if r == 0 else 123.0)}, count=1 if r == 0 else 0)
+    out = distributed.allreduce_gradients({"W": np.full(3, 5.0 if r == 0 else 123.0)}, count=1 if r == 0 else 0)
     np.testing.assert_allclose(out["W"], 5.0)
+    plain = distributed.allreduce_gradients({"W": np.full(2, float(r))})  # unweighted: the plain mean
+    np.testing.assert_allclose(plain["W"], 0.5)
 
 
 def test_broadcast_makes_different_initialisations_identical():

@@ -95,6 +95,28 @@ def test_a_failing_rank_brings_the_job_down(tmp_path):
     assert "error on rank 1: RuntimeError: simulated failure on rank 1" in result.stderr
 
 
+def test_a_non_finite_loss_stops_every_rank(tmp_path):
+    args = [
+        *BASE,
+        "--dtype",
+        "float32",
+        "--train-size",
+        400,
+        "--epochs",
+        50,
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+        "--out",
+        tmp_path,
+    ]
+    result = mpirun(2, "-m", "cnn_xp.train", "--distributed", *args, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("non-finite loss") == 1  # rank 0 reports once; no rank hangs
+    assert "Traceback" not in result.stderr and "RuntimeWarning" not in result.stderr
+
+
 def test_checkpoints_move_between_distributed_and_single_runs(tmp_path):
     args = [*BASE, "--train-size", 300, "--batch-size", 100]
     assert (
