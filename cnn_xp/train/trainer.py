@@ -115,7 +115,7 @@ class Trainer:
         self.save_every, self.sync_every = save_every, sync_every
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet or not primary
-        self.progress = (not quiet) and (self.stream.isatty() if progress is None else progress)
+        self.progress = (not self.quiet) and (self.stream.isatty() if progress is None else progress)
         self.run = dict(run or {})
         self.lr_schedule = lr_schedule
         # counters (restored by load_state)
