@@ -2,7 +2,7 @@
 
 from .adaptive import AdaGrad, Adam, RMSprop
 from .base import Optimizer
-from .schedules import Schedule, constant, cosine
+from .schedules import Schedule, constant, cosine, exponential
 from .sgd import SGD, Momentum, Nesterov
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
@@ -26,4 +26,5 @@ __all__ = [
     "Schedule",
     "constant",
     "cosine",
+    "exponential",
 ]

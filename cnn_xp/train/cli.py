@@ -23,7 +23,7 @@ from ..backend import gpu_available, is_out_of_memory, release_gpu_memory
 from ..data import DataLoader
 from ..datasets import NAMES, load_dataset
 from ..models import DeepConvNet, Network, SimpleConvNet
-from ..optim import OPTIMIZERS, constant, cosine
+from ..optim import OPTIMIZERS, constant, cosine, exponential
 from .checkpoint import load_checkpoint
 from .commands import OneLineParser, UsageError, device_arg, run_command
 from .trainer import CheckpointWriteError, NonFiniteLossError, Trainer, TrainingInterrupted
@@ -108,9 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lr-schedule",
-        choices=("constant", "cosine"),
-        default="cosine",
-        help="learning rate over the run: constant, or cosine decay to 0 by the last step",
+        choices=("exp", "cosine", "constant"),
+        default="exp",
+        help="learning rate over the run: 'exp' multiplies it by --lr-decay every epoch (depends on the step only, "
+        "so --resume with more --epochs continues exactly); 'cosine' decays to 0 at the last of --epochs; 'constant'",
+    )
+    p.add_argument(
+        "--lr-decay",
+        type=positive_float,
+        default=0.75,
+        metavar="FACTOR",
+        help="for --lr-schedule exp: the factor applied to the learning rate per epoch, in (0, 1]",
     )
     p.add_argument(
         "--shift",
@@ -222,6 +230,7 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
             "optimizer",
             "lr",
             "lr_schedule",
+            "lr_decay",
             "shift",
             "seed",
             "dtype",
@@ -248,6 +257,7 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
         "optimizer": args.optimizer,
         "lr": args.lr,
         "lr_schedule": args.lr_schedule,
+        "lr_decay": args.lr_decay,
         "shift": args.shift,
         "seed": args.seed,
         "dtype": args.dtype,
@@ -277,7 +287,14 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
     )
     test_loader = DataLoader(x_test, t_test, 1000, shuffle=False, **loader_kw, **split)
     lr0 = args.lr if args.lr is not None else default_lr(args.optimizer)
-    schedule = cosine(lr0, args.epochs * len(train_loader)) if args.lr_schedule == "cosine" else constant(lr0)
+    if args.lr_schedule == "exp":
+        if args.lr_decay > 1:
+            raise UsageError(f"--lr-decay: expected a factor in (0, 1], got {args.lr_decay}")
+        schedule = exponential(lr0, args.lr_decay, len(train_loader))
+    elif args.lr_schedule == "cosine":
+        schedule = cosine(lr0, args.epochs * len(train_loader))
+    else:
+        schedule = constant(lr0)
     trainer = Trainer(
         model,
         optimizer,

@@ -60,9 +60,11 @@ def test_quiet_prints_only_the_summary(tmp_path):
     assert train_main(["--device", "cpu", "--epochs", "1", "--out", str(tmp_path), *QUICK]) == 0
 
 
-def test_resume_gives_bit_identical_weights(tmp_path):
+@pytest.mark.parametrize("model", ["simple", "deep"])
+def test_resume_gives_bit_identical_weights(tmp_path, model):
+    """E epochs straight == E1 epochs, then --resume to E, with the default schedule and shifts."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    args = ["--device", "cpu", *QUICK, "--train-size", "200", "--model", "deep", "--lr-schedule", "constant"]
+    args = ["--device", "cpu", *QUICK, "--train-size", "200", "--model", model]
     assert train_main([*args, "--epochs", "2", "--out", str(straight)]) == 0
     assert train_main([*args, "--epochs", "1", "--out", str(split)]) == 0
     assert train_main(["--device", "cpu", "--quiet", "--epochs", "2", "--resume", str(split / "last.safetensors")]) == 0
@@ -117,6 +119,9 @@ BAD_ARGS = [
     (["--lr", "0"], "--lr"),
     (["--lr", "nan"], "--lr"),
     (["--save-every", "-1"], "--save-every"),
+    (["--lr-decay", "1.5"], "--lr-decay: expected a factor in (0, 1], got 1.5"),
+    (["--lr-decay", "0"], "--lr-decay"),
+    (["--lr-schedule", "step"], "--lr-schedule"),
     (["--seed", "-1"], "--seed"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["--dataset", "/definitely/not/here"], "unknown dataset"),
