@@ -235,12 +235,14 @@ class Trainer:
             n = int(xb.shape[0])
             loss, grads, hit = self._local_step(xb, tb)
             if self.distributed:
-                # one collective: weighted mean gradient, plus whether any rank was interrupted
+                # one collective: weighted mean gradient, plus whether any rank was interrupted;
+                # all ranks stop after the same step (a Ctrl-C seen later waits for the next one)
                 grads, (stops,) = _distributed.allreduce_step(grads, count=n, extra=(float(self._interrupted),))
+                opt.update(model.params, grads)
                 self._stop = stops > 0
             else:
-                self._stop = self._interrupted
-            opt.update(model.params, grads)
+                opt.update(model.params, grads)
+                self._stop = self._interrupted  # a Ctrl-C during this step stops after it
             losses.append(loss * n)
             counts.append(n)
             hits.append(hit)
