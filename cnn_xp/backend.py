@@ -35,6 +35,7 @@ __all__ = [
     "is_out_of_memory",
     "parse_device",
     "release_gpu_memory",
+    "synchronize",
     "to_device",
     "to_numpy",
 ]
@@ -282,6 +283,14 @@ class HostToDevice:
         staged, event = ticket
         event.synchronize()  # the copy is done; the pinned buffers may now be reused
         return tuple(dev for dev, _ in staged)
+
+
+def synchronize(x: Any) -> None:
+    """Wait until the device holding ``x`` has finished all queued work (no-op on the CPU);
+    needed before reading a clock, since GPU kernels run asynchronously."""
+    if is_gpu_array(x):
+        with x.device:
+            x.device.synchronize()
 
 
 # --------------------------------------------------------------------------- GPU memory

@@ -1,0 +1,58 @@
+"""Smoke test of the benchmark (no timing assertions: numbers are reported, not judged)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "cnn_xp.bench", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_bench_runs_and_writes_raw_figures(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run(
+        "--models", "simple", "--steps", "2", "--warmup", "1", "--rounds", "1", "--infer-batch", "200", "--json", out
+    )
+    assert result.returncode == 0, result.stderr
+    assert "simple train" in result.stdout and "simple infer" in result.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["framework"], r["mode"]) for r in rows} == {("cnn_xp", "train"), ("cnn_xp", "infer")}
+    assert all(r["images_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
+
+
+def test_bench_compares_with_torch(tmp_path):
+    pytest.importorskip("torch", reason="--compare torch needs PyTorch")
+    out = tmp_path / "bench.json"
+    result = run(
+        "--models",
+        "deep",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--rounds",
+        "2",
+        "--infer-batch",
+        "100",
+        "--compare",
+        "torch",
+        "--json",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ratio cnn_xp/torch median" in result.stdout and "rounds: " in result.stdout
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 2 * 2 * 2  # rounds x modes x frameworks
+    assert [r["framework"] for r in rows[:2]] == ["cnn_xp", "torch"]  # interleaved A/B
+
+
+def test_bench_bad_arguments():
+    result = run("--models", "resnet")
+    assert result.returncode == 2 and "resnet" in result.stderr and "Traceback" not in result.stderr
