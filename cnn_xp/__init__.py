@@ -27,6 +27,7 @@ from .layers import (
     Relu,
     Sigmoid,
     SoftmaxWithLoss,
+    no_grad,
 )
 from .models import DeepConvNet, Network, SimpleConvNet
 from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
@@ -60,6 +61,7 @@ __all__ = [
     "gpu_available",
     "he_normal",
     "im2col",
+    "no_grad",
     "parse_device",
     "to_device",
     "to_numpy",

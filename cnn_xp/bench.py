@@ -34,7 +34,7 @@ def _peak_rss_mib() -> float:
 
 
 def _cnn_xp_worker(model: str, mode: str, device: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
-    from cnn_xp import Adam, DeepConvNet, SimpleConvNet, to_device
+    from cnn_xp import Adam, DeepConvNet, SimpleConvNet, no_grad, to_device
     from cnn_xp.backend import synchronize
 
     net = (SimpleConvNet if model == "simple" else DeepConvNet)(weight_init_std="he", seed=0, device=device)
@@ -50,7 +50,8 @@ def _cnn_xp_worker(model: str, mode: str, device: str, batch: int, steps: int, w
         net.eval()
 
         def step() -> None:
-            net.predict(x)
+            with no_grad():  # as torch.no_grad() in the PyTorch worker
+                net.predict(x)
 
     for _ in range(warmup):
         step()

@@ -10,6 +10,7 @@ import numpy
 from .backend import to_device, to_numpy
 from .classes import class_names
 from .datasets import load_dataset
+from .layers import no_grad
 from .train.commands import OneLineParser, UsageError, checkpoint_arg, device_arg, run_command
 
 PROG = "python -m cnn_xp.evaluate"
@@ -70,7 +71,8 @@ def _main(argv: list[str] | None) -> int:
             ),
             model.device,
         )
-        preds.append(to_numpy(model.predict(xb).argmax(axis=1)))
+        with no_grad():
+            preds.append(to_numpy(model.predict(xb).argmax(axis=1)))
     pred = numpy.concatenate(preds)
     num_classes = int(ckpt.model_config.get("kwargs", {}).get("output_size", 10))
     acc = float(numpy.mean(pred == t))

@@ -10,6 +10,7 @@ import numpy
 from .backend import to_device, to_numpy
 from .classes import class_names
 from .functions import softmax
+from .layers import no_grad
 from .train.commands import OneLineParser, UsageError, checkpoint_arg, device_arg, run_command
 
 PROG = "python -m cnn_xp.predict"
@@ -57,7 +58,8 @@ def _main(argv: list[str] | None) -> int:
     batch = numpy.stack([load_image(path, input_dim, args.invert) for path in args.images])  # type: ignore[arg-type]
     model = ckpt.build_model(device=device).eval()
     x = to_device(batch.astype(numpy.dtype(str(model.dtype).rsplit(".", 1)[-1])), model.device)
-    probs = to_numpy(softmax(model.predict(x)))
+    with no_grad():
+        probs = to_numpy(softmax(model.predict(x)))
     for path, row in zip(args.images, probs, strict=True):
         k = int(numpy.argmax(row))
         print(f"{path}: {names[k]} (class {k}) p={row[k]:.4f}")

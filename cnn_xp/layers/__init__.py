@@ -10,6 +10,7 @@ from .base import Layer
 from .batch_normalization import BatchNormalization
 from .convolution import Convolution
 from .dropout import Dropout
+from .grad_mode import grad_enabled, no_grad
 from .pooling import AvgPooling, Pooling
 from .softmax_with_loss import SoftmaxWithLoss
 
@@ -24,4 +25,6 @@ __all__ = [
     "Relu",
     "Sigmoid",
     "SoftmaxWithLoss",
+    "grad_enabled",
+    "no_grad",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..functions.dtypes import as_float
 from .base import Array, Layer, check_dout
+from .grad_mode import grad_enabled
 
 
 class Relu(Layer):
@@ -16,7 +17,8 @@ class Relu(Layer):
 
     def forward(self, x: Array) -> Array:
         xp = get_array_module(x)
-        self.mask = x <= 0
+        if grad_enabled():  # under no_grad() keep nothing (and leave an earlier forward's mask)
+            self.mask = x <= 0
         return xp.maximum(x, 0)  # faster than where(mask, 0, x); NaN propagates either way
 
     def backward(self, dout: Array) -> Array:
@@ -40,8 +42,10 @@ class Sigmoid(Layer):
         xp = get_array_module(x)
         x = as_float(x)
         e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
-        self.out = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-        return self.out
+        out = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        if grad_enabled():
+            self.out = out
+        return out
 
     def backward(self, dout: Array) -> Array:
         if self.out is None:

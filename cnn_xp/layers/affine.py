@@ -8,6 +8,7 @@ from ..backend import get_array_module
 from ..functions.conv_utils import check_rank
 from ..functions.dtypes import as_float
 from .base import Array, Layer, check_dout, check_same_place, float_param
+from .grad_mode import grad_enabled
 
 
 class Affine(Layer):
@@ -47,9 +48,10 @@ class Affine(Layer):
             )
         check_same_place("x", x, W)
         xp = get_array_module(x, W)
-        self._x_shape = tuple(x.shape)
-        self._x = xp.reshape(as_float(x, like=W), (x.shape[0], features))
-        return xp.matmul(self._x, W) + self.b
+        x2 = xp.reshape(as_float(x, like=W), (x.shape[0], features))
+        if grad_enabled():
+            self._x_shape, self._x = tuple(x.shape), x2
+        return xp.matmul(x2, W) + self.b
 
     def backward(self, dout: Array) -> Array:
         if self._x is None:

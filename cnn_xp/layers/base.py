@@ -45,7 +45,10 @@ class Layer:
         return self.training if train_flg is None else bool(train_flg)
 
     def _not_run(self) -> RuntimeError:
-        return RuntimeError(f"{type(self).__name__}.backward() called before forward(); run forward first")
+        return RuntimeError(
+            f"{type(self).__name__}.backward() called before forward() (or after a forward under no_grad()); "
+            "run forward first, outside no_grad()"
+        )
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{n}={tuple(getattr(self, n).shape)}" for n in self.param_names)

@@ -6,6 +6,7 @@ from ..backend import get_array_module
 from ..functions.conv_utils import check_rank
 from ..functions.dtypes import as_float
 from .base import Array, Layer, check_dout, check_same_place, float_param
+from .grad_mode import grad_enabled
 
 
 class BatchNormalization(Layer):
@@ -92,7 +93,8 @@ class BatchNormalization(Layer):
             var = self.running_var
         inv_std = xp.reshape(1.0 / xp.sqrt(var + self.eps), shape)
         xn = xc * inv_std
-        self._cache = (xn, inv_std, train, axes, shape, count)
+        if grad_enabled():
+            self._cache = (xn, inv_std, train, axes, shape, count)
         return xp.reshape(self.gamma, shape) * xn + xp.reshape(self.beta, shape)
 
     def backward(self, dout: Array) -> Array:

@@ -1,12 +1,13 @@
-"""2-D convolution (cross-correlation) by im2col and one batched matrix product."""
+"""2-D convolution (cross-correlation) by im2col and one matrix product (see functions.conv2d)."""
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..functions.conv2d import ConvState, conv2d_backward, conv2d_forward
 from ..functions.conv_utils import IntPair, check_rank, pair, window_output_shape
 from ..functions.dtypes import as_float
-from ..functions.im2col import fold, unfold
+from ..functions.workspace import Workspace
 from .base import Array, Layer, check_dout, check_same_place, float_param
+from .grad_mode import grad_enabled
 
 
 class Convolution(Layer):
@@ -32,40 +33,35 @@ class Convolution(Layer):
         self.pad = pair("pad", pad, 0)
         self.dW: Array | None = None
         self.db: Array | None = None
-        self._col: Array | None = None
-        self._x_shape: tuple[int, ...] = ()
+        self._state: ConvState | None = None
+        self._workspace = Workspace()  # im2col columns, reused from step to step
 
     def forward(self, x: Array) -> Array:
         W = self.W
-        fn, c, fh, fw = W.shape
+        _, c, fh, fw = W.shape
         check_rank("x", x, 4, "(N, C, H, W)")
         if x.shape[1] != c:
             raise ValueError(
                 f"x: expected {c} input channels to match W of shape {tuple(W.shape)}, got x of shape {tuple(x.shape)}"
             )
         check_same_place("x", x, W)
-        (sh, sw), (ph, pw) = self.stride, self.pad
-        oh, ow = window_output_shape(tuple(x.shape), fh, fw, sh, sw, ph, pw, name="x")
-        xp = get_array_module(x, W)
+        window_output_shape(tuple(x.shape), fh, fw, *self.stride, *self.pad, name="x")
         x = as_float(x, like=W)
-        n = x.shape[0]
-        col = xp.reshape(unfold(x, fh, fw, sh, sw, ph, pw), (n, c * fh * fw, oh * ow))
-        out = xp.matmul(xp.reshape(W, (fn, c * fh * fw)), col) + xp.reshape(self.b, (fn, 1))
-        self._col, self._x_shape = col, tuple(x.shape)
-        return xp.reshape(out, (n, fn, oh, ow))
+        if not grad_enabled():  # keep nothing; an earlier forward's state stays usable
+            if self._state is not None:
+                self._state.cols = None  # the workspace may be overwritten: backward recomputes them
+            return conv2d_forward(x, W, self.b, self.stride, self.pad, workspace=self._workspace, keep_cols=False)[0]
+        self._state = None  # the workspace is about to be overwritten: the old state is void
+        y, self._state = conv2d_forward(x, W, self.b, self.stride, self.pad, workspace=self._workspace)
+        return y
 
     def backward(self, dout: Array) -> Array:
-        if self._col is None:
+        state = self._state
+        if state is None:
             raise self._not_run()
-        W, col = self.W, self._col
-        fn, c, fh, fw = W.shape
-        n, k, length = col.shape
-        (sh, sw), (ph, pw) = self.stride, self.pad
-        oh, ow = window_output_shape(self._x_shape, fh, fw, sh, sw, ph, pw)
+        n, fn = state.x.shape[0], self.W.shape[0]
+        fh, fw = self.W.shape[2], self.W.shape[3]
+        oh, ow = window_output_shape(tuple(state.x.shape), fh, fw, *self.stride, *self.pad)
         check_dout(dout, (n, fn, oh, ow))
-        xp = get_array_module(dout, W)
-        d = xp.reshape(as_float(dout, like=W), (n, fn, length))
-        self.db = xp.sum(d, axis=(0, 2))
-        self.dW = xp.reshape(xp.sum(xp.matmul(d, col.mT), axis=0), W.shape)
-        dcol = xp.matmul(xp.reshape(W, (fn, k)).mT, d)  # (N, C*FH*FW, OH*OW)
-        return fold(xp.reshape(dcol, (n, c, fh, fw, oh, ow)), self._x_shape, sh, sw, ph, pw)
+        dx, self.dW, self.db = conv2d_backward(as_float(dout, like=self.W), self.W, state)
+        return dx

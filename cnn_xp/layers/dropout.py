@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..backend import RNG, get_array_module
 from ..functions.dtypes import as_float
 from .base import Array, Layer, check_dout
+from .grad_mode import grad_enabled
 
 
 class Dropout(Layer):
@@ -29,14 +30,14 @@ class Dropout(Layer):
 
     def forward(self, x: Array, train_flg: bool | None = None) -> Array:
         x = as_float(x)
-        self._shape = tuple(x.shape)
-        if not self._mode(train_flg) or self.dropout_ratio == 0:
-            self.mask = None
-            return x
-        xp = get_array_module(x)
-        self.mask = self.rng.uniform(tuple(x.shape), like=x) >= self.dropout_ratio
-        self._scale = xp.astype(self.mask, x.dtype) * (1.0 / (1.0 - self.dropout_ratio))
-        return x * self._scale
+        mask = scale = None
+        if self._mode(train_flg) and self.dropout_ratio != 0:
+            xp = get_array_module(x)
+            mask = self.rng.uniform(tuple(x.shape), like=x) >= self.dropout_ratio
+            scale = xp.astype(mask, x.dtype) * (1.0 / (1.0 - self.dropout_ratio))
+        if grad_enabled():
+            self._shape, self.mask, self._scale = tuple(x.shape), mask, scale
+        return x if scale is None else x * scale
 
     def backward(self, dout: Array) -> Array:
         if self._shape is None:

@@ -7,6 +7,7 @@ from ..functions.conv_utils import IntPair, check_int, check_rank, pair, window_
 from ..functions.dtypes import as_float, is_floating
 from ..functions.im2col import fold, pad2d, unfold, window_slices, window_views
 from .base import Array, Layer, check_dout
+from .grad_mode import grad_enabled
 
 
 class _Pool2d(Layer):
@@ -30,7 +31,8 @@ class _Pool2d(Layer):
         xp = get_array_module(x)
         col = unfold(x, self.pool_h, self.pool_w, sh, sw, ph, pw, pad_value)
         n, c, _, _, oh, ow = col.shape
-        self._x_shape, self._out_shape = tuple(x.shape), (n, c, oh, ow)
+        if grad_enabled():  # under no_grad() keep nothing (and leave an earlier forward's state)
+            self._x_shape, self._out_shape = tuple(x.shape), (n, c, oh, ow)
         return xp.reshape(col, (n, c, self.pool_h * self.pool_w, oh, ow))
 
     def _fold(self, dcol: Array) -> Array:
@@ -76,8 +78,9 @@ class Pooling(_Pool2d):
         out = xp.asarray(next(views), copy=True)
         for view in views:
             out = xp.maximum(out, view)
-        self._x_shape, self._out_shape = tuple(x.shape), tuple(out.shape)
-        self._img, self._out = img, out
+        if grad_enabled():
+            self._x_shape, self._out_shape = tuple(x.shape), tuple(out.shape)
+            self._img, self._out = img, out
         return out
 
     def backward(self, dout: Array) -> Array:

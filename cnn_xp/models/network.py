@@ -16,6 +16,7 @@ import numpy
 from .._version import __version__
 from ..backend import Device, array_device, device_of, get_array_module, is_gpu_array, to_device, to_numpy
 from ..layers.base import Layer
+from ..layers.grad_mode import no_grad
 from ..layers.softmax_with_loss import SoftmaxWithLoss
 from ..serialization import load_arrays, save_arrays
 from .params import ParamView, Slot
@@ -120,7 +121,8 @@ class Network:
         correct = None
         for i in range(0, n, batch_size):
             j = min(i + batch_size, n)  # in-bounds stop (larger stops are unspecified in the array API)
-            y = self.predict(x[i:j, ...], train_flg=False)
+            with no_grad():  # nothing to keep for a backward pass
+                y = self.predict(x[i:j, ...], train_flg=False)
             hits = xp.sum(xp.astype(xp.argmax(y, axis=1) == xp.astype(t[i:j], xp.int64), xp.int64))
             correct = hits if correct is None else correct + hits
         assert correct is not None  # n >= 1

@@ -22,7 +22,7 @@ import numpy
 from .. import distributed as _distributed
 from ..backend import Device, array_device, get_array_module, parse_device, to_numpy
 from ..data import DataLoader
-from ..layers import Dropout
+from ..layers import Dropout, no_grad
 from ..models import Network
 from ..optim import Optimizer, Schedule
 from .checkpoint import save_checkpoint
@@ -387,7 +387,8 @@ class Trainer:
             for xb, tb in loader.batches(0):
                 if xb.shape[0] == 0:  # this rank's share of a small final batch
                     continue
-                y = model.predict(xb)
+                with no_grad():
+                    y = model.predict(xb)
                 batch_loss = model.last_layer.forward(y, tb) * xb.shape[0]
                 h = _hits(y, tb)
                 loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss

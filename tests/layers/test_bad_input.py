@@ -161,10 +161,10 @@ def test_bad_forward_changes_nothing():
     layer = conv()
     W, b = layer.W.copy(), layer.b.copy()
     layer.forward(np.ones((1, 3, 4, 4)))
-    col = layer._col
+    state = layer._state
     with pytest.raises(ValueError):
         layer.forward(np.zeros((1, 2, 4, 4)))
-    assert layer._col is col  # the cache of the last good forward is intact
+    assert layer._state is state  # the cache of the last good forward is intact
     np.testing.assert_array_equal(layer.W, W)
     np.testing.assert_array_equal(layer.b, b)
 

@@ -1,0 +1,269 @@
+"""2-D convolution (cross-correlation) as im2col + one matrix product: forward and backward.
+
+Two paths compute the same function (the tests hold them to each other):
+
+* **generic** (any stride, any array library): columns ``(N, C*KH*KW, OH*OW)`` from
+  :func:`~cnn_xp.functions.im2col.unfold`, a batched matrix product, and
+  :func:`~cnn_xp.functions.im2col.fold` (a sum of strided slices) for the input gradient.
+* **flat rows** (stride 1, the fast path): the zero-padded image is read as one long row per
+  channel, so the window of kernel offset (i, j) for *all* output pixels is one contiguous run
+  ``flat[i*Wp + j : i*Wp + j + OH*Wp]`` -- the copy into the columns moves long contiguous runs
+  instead of OW-element pieces.  The price is ``KW - 1`` junk columns per output row (outputs
+  at x >= OW), computed and dropped.  Columns are laid out ``(C*KH*KW, N*OH*Wp)`` so the whole
+  batch is one matrix product.  The input gradient is the full correlation of the output
+  gradient with the flipped kernel -- another flat-rows im2col and one matrix product -- when
+  C >= FN, else ``W.T @ dy`` folded back along the same flat rows (whichever moves less data).
+
+Both paths work on the batch in chunks whose columns fit in :data:`workspace_limit_bytes`, so
+memory stays bounded at any batch size; when a batch needed several chunks, ``backward``
+recomputes the columns of all but the last chunk from the saved input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..backend import array_device, get_array_module
+from .conv_utils import window_output_shape
+from .fast_paths import fast_paths_enabled
+from .im2col import fold, unfold
+from .workspace import Workspace
+
+Array = Any
+
+workspace_limit_bytes = 64 * 2**20
+"""Most bytes of im2col columns a convolution builds at once (larger batches are chunked)."""
+
+
+@dataclass
+class ConvState:
+    """What :func:`conv2d_backward` needs from :func:`conv2d_forward`."""
+
+    x: Array  # the input (N, C, H, W), to recompute columns
+    stride: tuple[int, int]
+    pad: tuple[int, int]
+    chunk: int  # images per chunk
+    flat: bool  # which path built the columns
+    cols: Array | None  # columns of the last chunk, while still valid
+    workspace: Workspace | None  # where the flat path builds its columns
+
+
+# --------------------------------------------------------------------------- generic path
+
+
+class _Generic:
+    @staticmethod
+    def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
+        """Column elements per image."""
+        _, c, kh, kw = w_shape
+        oh, ow = window_output_shape(x_shape, kh, kw, *stride, *pad)
+        return c * kh * kw * oh * ow
+
+    @staticmethod
+    def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace | None) -> Array:
+        """(n, C*KH*KW, OH*OW) columns of x (n, C, H, W)."""
+        xp = get_array_module(x)
+        col = unfold(x, kh, kw, *st.stride, *st.pad)
+        n, c, _, _, oh, ow = col.shape
+        return xp.reshape(col, (n, c * kh * kw, oh * ow))
+
+    @staticmethod
+    def product(cols: Array, W: Array, b: Array, oh: int, ow: int) -> Array:
+        """(n, FN, OH, OW) output from the columns."""
+        xp = get_array_module(cols, W)
+        fn = W.shape[0]
+        out = xp.matmul(xp.reshape(W, (fn, cols.shape[1])), cols) + xp.reshape(b, (fn, 1))
+        return xp.reshape(out, (cols.shape[0], fn, oh, ow))
+
+    @staticmethod
+    def grads(dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState) -> tuple[Array, Array]:
+        """(dx, dW) of one chunk: dy (n, FN, OH, OW), x_shape (n, C, H, W)."""
+        xp = get_array_module(dy, W)
+        fn, c, kh, kw = W.shape
+        n, oh, ow = dy.shape[0], dy.shape[2], dy.shape[3]
+        d = xp.reshape(dy, (n, fn, oh * ow))
+        dW = xp.reshape(xp.sum(xp.matmul(d, cols.mT), axis=0), W.shape)
+        dcol = xp.matmul(xp.reshape(W, (fn, c * kh * kw)).mT, d)  # (n, C*KH*KW, OH*OW)
+        dx = fold(xp.reshape(dcol, (n, c, kh, kw, oh, ow)), x_shape, *st.stride, *st.pad)
+        return dx, dW
+
+
+# --------------------------------------------------------------------------- flat-rows path (stride 1)
+
+
+def _flat_padded(x: Array, top: int, left: int, height: int, width: int) -> Array:
+    """x (n, C, H, W) zero-padded into (n, C, (height + 1) * width), placed at (top, left).
+
+    The extra row keeps the junk columns of the last output row inside the buffer."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    buf = xp.zeros((n, c, height + 1, width), dtype=x.dtype, device=array_device(x))
+    buf[:, :, top : top + h, left : left + w] = x
+    return xp.reshape(buf, (n, c, (height + 1) * width))
+
+
+def _flat_windows(flat: Array, width: int, kh: int, kw: int, row0: int, rows: int, out: Array) -> Array:
+    """Fill ``out`` (A, KH, KW, n, rows*width) from ``flat`` (n, A, S), rows of ``width``:
+    ``out[a, i, j, m, :] = flat[m, a, o : o + rows*width]`` with ``o = (row0 + i)*width + j``."""
+    xp = get_array_module(flat)
+    src = xp.permute_dims(flat, (1, 0, 2))
+    length = rows * width
+    for i in range(kh):
+        for j in range(kw):
+            o = (row0 + i) * width + j
+            out[:, i, j, :, :] = src[:, :, o : o + length]
+    return out
+
+
+class _FlatRows:
+    @staticmethod
+    def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
+        """Column elements per image: the larger of the forward and the input-gradient columns."""
+        fn, c, kh, kw = w_shape
+        (h, w), (ph, pw) = x_shape[2:], pad
+        oh, wp = h + 2 * ph - kh + 1, w + 2 * pw
+        return max(c * oh * wp, fn * h * (wp + kw - 1)) * kh * kw
+
+    @staticmethod
+    def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace | None) -> Array:
+        """(C*KH*KW, n*OH*Wp) columns of x (n, C, H, W), Wp = W + 2*pad_w (junk columns included)."""
+        xp = get_array_module(x)
+        n, c, h, w = x.shape
+        ph, pw = st.pad
+        hp, wp = h + 2 * ph, w + 2 * pw
+        oh = hp - kh + 1
+        ws = ws if ws is not None else Workspace()
+        out = ws.take((c, kh, kw, n, oh * wp), like=x)
+        _flat_windows(_flat_padded(x, ph, pw, hp, wp), wp, kh, kw, 0, oh, out)
+        return xp.reshape(out, (c * kh * kw, n * oh * wp))
+
+    @staticmethod
+    def product(cols: Array, W: Array, b: Array, oh: int, ow: int) -> Array:
+        xp = get_array_module(cols, W)
+        fn = W.shape[0]
+        wp = ow + W.shape[3] - 1
+        n = cols.shape[1] // (oh * wp)
+        res = xp.matmul(xp.reshape(W, (fn, cols.shape[0])), cols)  # (FN, n*OH*Wp), contiguous
+        res += xp.reshape(b, (fn, 1))
+        y = xp.empty((n, fn, oh, ow), dtype=res.dtype, device=array_device(res))
+        y[...] = xp.permute_dims(xp.reshape(res, (fn, n, oh, wp))[:, :, :, :ow], (1, 0, 2, 3))
+        return y  # C-contiguous, as the next layer expects
+
+    @staticmethod
+    def grads(dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState) -> tuple[Array, Array]:
+        xp = get_array_module(dy, W)
+        fn, c, kh, kw = W.shape
+        n, h, w = x_shape[0], x_shape[2], x_shape[3]
+        oh, ow = dy.shape[2], dy.shape[3]
+        ph, pw = st.pad
+        wp = ow + kw - 1
+        # dW: dy with zeros in the junk columns, against the forward columns
+        dyf = xp.zeros((fn, n, oh, wp), dtype=dy.dtype, device=array_device(dy))
+        dyf[:, :, :, :ow] = xp.permute_dims(dy, (1, 0, 2, 3))
+        dW = xp.reshape(xp.matmul(xp.reshape(dyf, (fn, n * oh * wp)), cols.mT), W.shape)
+        if c < fn:
+            return _FlatRows.dx_by_fold(dyf, W, x_shape, st), dW
+        # dx: full correlation of dy (padded by K-1) with the flipped kernel, rows ph..ph+H of the
+        # padded input's gradient only.  The columns reuse the workspace: ``cols`` is spent.
+        wq = ow + 2 * (kw - 1)
+        flat = _flat_padded(dy, kh - 1, kw - 1, oh + 2 * (kh - 1), wq)
+        ws = st.workspace if st.workspace is not None else Workspace()
+        col2 = _flat_windows(flat, wq, kh, kw, ph, h, ws.take((fn, kh, kw, n, h * wq), like=dy))
+        w_flip = xp.reshape(xp.permute_dims(xp.flip(W, axis=(2, 3)), (1, 0, 2, 3)), (c, fn * kh * kw))
+        dxp = xp.matmul(w_flip, xp.reshape(col2, (fn * kh * kw, n * h * wq)))  # (C, n*H*Wq)
+        dx = xp.reshape(dxp, (c, n, h, wq))[:, :, :, pw : pw + w]
+        return xp.permute_dims(dx, (1, 0, 2, 3)), dW
+
+    @staticmethod
+    def dx_by_fold(dyf: Array, W: Array, x_shape: tuple[int, ...], st: ConvState) -> Array:
+        """dx as col2im of ``W.T @ dy``: cheaper than the full correlation when C < FN, since
+        its columns have C*KH*KW rows instead of FN*KH*KW.  ``dyf`` (FN, n, OH, Wp), junk zeroed."""
+        xp = get_array_module(dyf, W)
+        fn, c, kh, kw = W.shape
+        _, n, oh, wp = dyf.shape
+        (_, _, h, w), (ph, pw) = x_shape, st.pad
+        dcol = xp.matmul(xp.reshape(W, (fn, c * kh * kw)).mT, xp.reshape(dyf, (fn, n * oh * wp)))
+        dcol = xp.reshape(dcol, (c, kh, kw, n, oh * wp))
+        rows = oh + kh  # the padded height plus one row for the (zero) junk columns' spill
+        flat = xp.zeros((c, n, rows * wp), dtype=dyf.dtype, device=array_device(dyf))
+        length = oh * wp
+        for i in range(kh):  # fixed order: deterministic sums on every device
+            for j in range(kw):
+                o = i * wp + j
+                flat[:, :, o : o + length] += dcol[:, i, j, :, :]
+        dx = xp.reshape(flat, (c, n, rows, wp))[:, :, ph : ph + h, pw : pw + w]
+        return xp.permute_dims(dx, (1, 0, 2, 3))
+
+
+# --------------------------------------------------------------------------- the two entry points
+
+
+def conv2d_forward(
+    x: Array,
+    W: Array,
+    b: Array,
+    stride: tuple[int, int],
+    pad: tuple[int, int],
+    *,
+    workspace: Workspace | None = None,
+    keep_cols: bool = True,
+) -> tuple[Array, ConvState]:
+    """y (N, FN, OH, OW) = x (N, C, H, W) correlated with W (FN, C, KH, KW), plus b (FN,).
+
+    Arguments are assumed checked and x already has W's dtype.  ``workspace`` holds the
+    flat-rows columns between calls (a temporary one is used if None).  ``keep_cols=False``
+    (inference) keeps no columns for ``backward``, which then recomputes them, and never grows
+    ``workspace``.  Returns y and the state for :func:`conv2d_backward`.
+    """
+    xp = get_array_module(x, W)
+    fn, _, kh, kw = W.shape
+    n = x.shape[0]
+    oh, ow = window_output_shape(tuple(x.shape), kh, kw, *stride, *pad)
+    flat = fast_paths_enabled() and tuple(stride) == (1, 1)
+    path = _FlatRows if flat else _Generic
+    per_image = path.col_elems(tuple(x.shape), W.shape, stride, pad)
+    budget = workspace_limit_bytes // (xp.finfo(x.dtype).bits // 8)
+    ws = workspace
+    if not keep_cols:  # inference: use the workspace training left if it holds an image, never grow it
+        have = 0 if workspace is None else workspace.capacity(x)
+        ws = workspace if have >= per_image else Workspace()
+        budget = min(budget, have) if have >= per_image else budget
+    chunk = max(1, min(n, budget // per_image))
+    state = ConvState(
+        x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, flat, None, workspace if ws is workspace else None
+    )
+    if chunk >= n:  # one chunk: the product is the output (no copy into y)
+        cols = path.cols(x, kh, kw, state, ws)
+        y = path.product(cols, W, b, oh, ow)
+    else:
+        y = xp.empty((n, fn, oh, ow), dtype=x.dtype, device=array_device(x))
+        for s in range(0, n, chunk):
+            e = min(s + chunk, n)
+            cols = path.cols(x[s:e, ...], kh, kw, state, ws)
+            y[s:e, ...] = path.product(cols, W, b, oh, ow)
+    state.cols = cols if keep_cols else None
+    return y, state
+
+
+def conv2d_backward(dy: Array, W: Array, state: ConvState) -> tuple[Array, Array, Array]:
+    """(dx, dW, db) from dy (N, FN, OH, OW) and the state of the matching forward."""
+    xp = get_array_module(dy, W)
+    x = state.x
+    n, kh, kw = x.shape[0], W.shape[2], W.shape[3]
+    path = _FlatRows if state.flat else _Generic
+    db = xp.sum(dy, axis=(0, 2, 3))
+    dW = xp.zeros(W.shape, dtype=W.dtype, device=array_device(W))
+    dx = xp.empty(x.shape, dtype=dy.dtype, device=array_device(dy))
+    starts = list(range(0, n, state.chunk))
+    for k, s in enumerate(reversed(starts)):  # the last chunk's columns may still be at hand
+        e = min(s + state.chunk, n)
+        cols = state.cols if k == 0 and state.cols is not None else None
+        if cols is None:
+            cols = path.cols(x[s:e, ...], kh, kw, state, state.workspace)
+        dxc, dWc = path.grads(dy[s:e, ...], cols, W, tuple(x[s:e, ...].shape), state)
+        dx[s:e, ...] = dxc
+        dW = dW + dWc
+    if state.flat:
+        state.cols = None  # the input gradient's columns overwrote them in the workspace
+    return dx, dW, db

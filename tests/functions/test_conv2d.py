@@ -1,0 +1,180 @@
+"""The convolution's fast path (flat rows, stride 1) against the generic reference path and PyTorch,
+chunking, workspace reuse and ``no_grad``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import cnn_xp.functions.conv2d as conv2d
+from cnn_xp import Convolution, no_grad
+from cnn_xp.functions.conv2d import conv2d_backward, conv2d_forward
+from cnn_xp.functions.fast_paths import fast_paths_enabled, generic_paths
+from cnn_xp.functions.workspace import Workspace
+
+# (N, C, FN, H, W, KH, KW, pad): C < FN and C >= FN (the two input-gradient methods), asymmetric
+# kernels and pads, pad > K - 1, 1x1 kernels, one image, a non-square image
+CASES = [
+    (3, 2, 4, 7, 6, 3, 3, (1, 1)),
+    (2, 3, 5, 8, 8, 3, 2, (2, 0)),
+    (4, 1, 3, 5, 9, 5, 5, (0, 0)),
+    (2, 4, 2, 6, 6, 1, 1, (0, 0)),
+    (2, 2, 2, 4, 4, 3, 3, (3, 3)),
+    (5, 3, 4, 9, 7, 2, 3, (1, 2)),
+    (1, 6, 3, 5, 5, 3, 3, (1, 1)),
+    (3, 5, 5, 6, 11, 3, 3, (2, 1)),
+]
+
+
+def _data(case, dtype=np.float64, seed=0):
+    n, c, fn, h, w, kh, kw, pad = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = rng.standard_normal((fn, c, kh, kw)).astype(dtype)
+    b = rng.standard_normal(fn).astype(dtype)
+    oh, ow = h + 2 * pad[0] - kh + 1, w + 2 * pad[1] - kw + 1
+    dy = rng.standard_normal((n, fn, oh, ow)).astype(dtype)
+    return x, W, b, dy, pad
+
+
+def _run(x, W, b, dy, pad, workspace=None):
+    y, state = conv2d_forward(x, W, b, (1, 1), pad, workspace=workspace)
+    dx, dW, db = conv2d_backward(dy, W, state)
+    return y, dx, dW, db, state
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_fast_path_matches_generic_path(case):
+    x, W, b, dy, pad = _data(case)
+    fast = _run(x, W, b, dy, pad)
+    assert fast[-1].flat  # the fast path really ran
+    with generic_paths():
+        assert not fast_paths_enabled()
+        ref = _run(x, W, b, dy, pad)
+    assert not ref[-1].flat
+    for got, want in zip(fast[:4], ref[:4], strict=True):
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    assert fast[0].flags.c_contiguous and fast[1].flags.c_contiguous
+
+
+@pytest.mark.parametrize("case", CASES[:3] + CASES[5:6], ids=str)
+@pytest.mark.parametrize("generic", [False, True], ids=["fast", "generic"])
+def test_both_paths_match_torch(case, generic):
+    torch = pytest.importorskip("torch")
+    x, W, b, dy, pad = _data(case)
+    xt, Wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, W, b))
+    yt = torch.nn.functional.conv2d(xt, Wt, bt, padding=pad)
+    yt.backward(torch.tensor(dy))
+    if generic:
+        with generic_paths():
+            y, dx, dW, db, _ = _run(x, W, b, dy, pad)
+    else:
+        y, dx, dW, db, _ = _run(x, W, b, dy, pad)
+    for got, want in ((y, yt), (dx, xt.grad), (dW, Wt.grad), (db, bt.grad)):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("case", CASES[:2] + CASES[5:6], ids=str)
+@pytest.mark.parametrize("generic", [False, True], ids=["fast", "generic"])
+def test_chunked_batches_give_the_same_result(monkeypatch, case, generic):
+    x, W, b, dy, pad = _data(case)
+    with generic_paths() if generic else contextlib.nullcontext():
+        whole = _run(x, W, b, dy, pad)
+        monkeypatch.setattr(conv2d, "workspace_limit_bytes", 1)  # one image per chunk
+        chunked = _run(x, W, b, dy, pad)
+    assert chunked[-1].chunk == 1 and whole[-1].chunk == x.shape[0]
+    for got, want in zip(chunked[:4], whole[:4], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_workspace_is_reused_between_steps_and_results_stay_right():
+    x, W, b, dy, pad = _data(CASES[0], np.float32)
+    layer = Convolution(W, b, pad=pad)
+    first = layer.forward(x)
+    buf = layer._workspace._buf
+    assert buf is not None
+    dx1 = layer.backward(dy)
+    x2 = x[::-1].copy()
+    second = layer.forward(x2)
+    assert layer._workspace._buf is buf  # no new allocation for the same shapes
+    dx2 = layer.backward(dy)
+    ref = Convolution(W, b, pad=pad)
+    np.testing.assert_array_equal(second, ref.forward(x2))
+    np.testing.assert_array_equal(dx2, ref.backward(dy))
+    assert not np.array_equal(first, second) and np.array_equal(dx1, dx2)  # dx depends on W only
+
+
+def test_backward_twice_recomputes_the_spent_columns():
+    x, W, b, dy, pad = _data(CASES[1])
+    layer = Convolution(W, b, pad=pad)
+    layer.forward(x)
+    dx1, dW1 = layer.backward(dy), layer.dW.copy()
+    dx2, dW2 = layer.backward(dy), layer.dW.copy()
+    np.testing.assert_array_equal(dx1, dx2)
+    np.testing.assert_array_equal(dW1, dW2)
+
+
+def test_workspace_follows_dtype_and_keeps_its_buffer_while_it_fits():
+    ws = Workspace()
+    a = ws.take((2, 3), like=np.zeros(1, np.float32))
+    assert a.shape == (2, 3) and a.dtype == np.float32 and ws.capacity(np.zeros(1, np.float32)) == 6
+    buf = ws._buf
+    ws.take((5,), like=np.zeros(1, np.float32))
+    assert ws._buf is buf
+    c = ws.take((2, 2), like=np.zeros(1, np.float64))
+    assert c.dtype == np.float64 and ws.capacity(np.zeros(1, np.float32)) == 0
+    ws.take((3, 3), like=np.zeros(1, np.float64))
+    assert ws.capacity(np.zeros(1, np.float64)) == 9
+    ws.release()
+    assert ws.capacity(np.zeros(1, np.float64)) == 0
+
+
+def test_inference_without_grad_keeps_nothing_and_bounds_the_columns(monkeypatch):
+    x, W, b, dy, pad = _data(CASES[0], np.float32)
+    layer = Convolution(W, b, pad=pad)
+    expected = layer.forward(x)
+    fresh = Convolution(W, b, pad=pad)
+    per_image = conv2d._FlatRows.col_elems(x.shape, W.shape, (1, 1), pad) * 4
+    monkeypatch.setattr(conv2d, "workspace_limit_bytes", 2 * per_image)
+    with no_grad():
+        y = fresh.forward(x)
+    np.testing.assert_array_equal(y, expected)
+    assert fresh._state is None and fresh._workspace.capacity(x) == 0  # nothing kept, nothing grown
+    with pytest.raises(
+        RuntimeError, match=r"Convolution.backward\(\) called before forward\(\) \(or after a forward under no_grad"
+    ):
+        fresh.backward(dy)
+    # under no_grad a trained layer's workspace is reused as it is, never grown
+    cap = layer._workspace.capacity(x)
+    with no_grad():
+        np.testing.assert_array_equal(layer.forward(np.concatenate([x] * 5)), np.concatenate([expected] * 5))
+    assert layer._workspace.capacity(x) == cap
+
+
+def test_generic_path_can_be_forced_from_the_environment():
+    code = "from cnn_xp.functions.fast_paths import fast_paths_enabled as f; print(f())"
+    for value, expected in (("0", "False"), ("1", "True")):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "CNN_XP_FAST_PATHS": value},
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[1]], ids=str)
+def test_fast_path_on_every_backend_matches_numpy(backend, float_dtype, case):
+    """array_api_strict's fake device (same kernels: bit-identical) and CuPy on a real GPU."""
+    x, W, b, dy, pad = _data(case, float_dtype)
+    put, ws = backend.asarray, Workspace()
+    for _ in range(2):  # the second step reuses the workspace
+        y, state = conv2d_forward(put(x), put(W), put(b), (1, 1), pad, workspace=ws)
+        got = (y, *conv2d_backward(put(dy), put(W), state))
+    assert state.flat
+    for g, want in zip(got, _run(x, W, b, dy, pad)[:4], strict=True):
+        backend.assert_matches(g, want, float_dtype)
