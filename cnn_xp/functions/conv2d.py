@@ -14,9 +14,10 @@ Two paths compute the same function (the tests hold them to each other):
   gradient with the flipped kernel -- another flat-rows im2col and one matrix product -- when
   C >= FN, else ``W.T @ dy`` folded back along the same flat rows (whichever moves less data).
 
-Both paths work on the batch in chunks whose columns fit in :data:`workspace_limit_bytes`, so
-memory stays bounded at any batch size; when a batch needed several chunks, ``backward``
-recomputes the columns of all but the last chunk from the saved input.
+The columns of a batch are kept for ``backward`` when they fit in :data:`workspace_limit_bytes`
+(a training step).  Otherwise -- inference, or a batch too big -- the batch is worked through in
+chunks whose columns fit, nothing is kept but the input, and ``backward`` recomputes them, so
+memory stays bounded at any batch size.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class _Generic:
         return c * kh * kw * oh * ow
 
     @staticmethod
-    def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace | None) -> Array:
+    def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
         """(n, C*KH*KW, OH*OW) columns of x (n, C, H, W)."""
         xp = get_array_module(x)
         col = unfold(x, kh, kw, *st.stride, *st.pad)
@@ -77,7 +78,9 @@ class _Generic:
         return xp.reshape(out, (cols.shape[0], fn, oh, ow))
 
     @staticmethod
-    def grads(dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState) -> tuple[Array, Array]:
+    def grads(
+        dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState, ws: Workspace
+    ) -> tuple[Array, Array]:
         """(dx, dW) of one chunk: dy (n, FN, OH, OW), x_shape (n, C, H, W)."""
         xp = get_array_module(dy, W)
         fn, c, kh, kw = W.shape
@@ -126,14 +129,13 @@ class _FlatRows:
         return max(c * oh * wp, fn * h * (wp + kw - 1)) * kh * kw
 
     @staticmethod
-    def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace | None) -> Array:
+    def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
         """(C*KH*KW, n*OH*Wp) columns of x (n, C, H, W), Wp = W + 2*pad_w (junk columns included)."""
         xp = get_array_module(x)
         n, c, h, w = x.shape
         ph, pw = st.pad
         hp, wp = h + 2 * ph, w + 2 * pw
         oh = hp - kh + 1
-        ws = ws if ws is not None else Workspace()
         out = ws.take((c, kh, kw, n, oh * wp), like=x)
         _flat_windows(_flat_padded(x, ph, pw, hp, wp), wp, kh, kw, 0, oh, out)
         return xp.reshape(out, (c * kh * kw, n * oh * wp))
@@ -151,7 +153,9 @@ class _FlatRows:
         return y  # C-contiguous, as the next layer expects
 
     @staticmethod
-    def grads(dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState) -> tuple[Array, Array]:
+    def grads(
+        dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState, ws: Workspace
+    ) -> tuple[Array, Array]:
         xp = get_array_module(dy, W)
         fn, c, kh, kw = W.shape
         n, h, w = x_shape[0], x_shape[2], x_shape[3]
@@ -168,7 +172,6 @@ class _FlatRows:
         # padded input's gradient only.  The columns reuse the workspace: ``cols`` is spent.
         wq = ow + 2 * (kw - 1)
         flat = _flat_padded(dy, kh - 1, kw - 1, oh + 2 * (kh - 1), wq)
-        ws = st.workspace if st.workspace is not None else Workspace()
         col2 = _flat_windows(flat, wq, kh, kw, ph, h, ws.take((fn, kh, kw, n, h * wq), like=dy))
         w_flip = xp.reshape(xp.permute_dims(xp.flip(W, axis=(2, 3)), (1, 0, 2, 3)), (c, fn * kh * kw))
         dxp = xp.matmul(w_flip, xp.reshape(col2, (fn * kh * kw, n * h * wq)))  # (C, n*H*Wq)
@@ -212,9 +215,10 @@ def conv2d_forward(
     """y (N, FN, OH, OW) = x (N, C, H, W) correlated with W (FN, C, KH, KW), plus b (FN,).
 
     Arguments are assumed checked and x already has W's dtype.  ``workspace`` holds the
-    flat-rows columns between calls (a temporary one is used if None).  ``keep_cols=False``
-    (inference) keeps no columns for ``backward``, which then recomputes them, and never grows
-    ``workspace``.  Returns y and the state for :func:`conv2d_backward`.
+    flat-rows columns between calls (a temporary one is used if None); it grows only to keep
+    the columns of a batch that fits in :data:`workspace_limit_bytes`.  ``keep_cols=False``
+    (inference) keeps no columns: ``backward`` recomputes them.  Returns y and the state for
+    :func:`conv2d_backward`.
     """
     xp = get_array_module(x, W)
     fn, _, kh, kw = W.shape
@@ -224,15 +228,15 @@ def conv2d_forward(
     path = _FlatRows if flat else _Generic
     per_image = path.col_elems(tuple(x.shape), W.shape, stride, pad)
     budget = workspace_limit_bytes // (xp.finfo(x.dtype).bits // 8)
-    ws = workspace
-    if not keep_cols:  # inference: use the workspace training left if it holds an image, never grow it
-        have = 0 if workspace is None else workspace.capacity(x)
-        ws = workspace if have >= per_image else Workspace()
-        budget = min(budget, have) if have >= per_image else budget
+    keep = keep_cols and n * per_image <= budget
+    ws = workspace if workspace is not None else Workspace()
+    if not keep:
+        # Inference, or a batch too big to keep its columns: work in chunks, in the workspace a
+        # training step left if it holds an image (never growing it), else in a temporary one.
+        have = ws.capacity(x)
+        budget, ws = (min(budget, have), ws) if have >= per_image else (budget, Workspace())
     chunk = max(1, min(n, budget // per_image))
-    state = ConvState(
-        x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, flat, None, workspace if ws is workspace else None
-    )
+    state = ConvState(x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, flat, None, ws if ws is workspace else None)
     if chunk >= n:  # one chunk: the product is the output (no copy into y)
         cols = path.cols(x, kh, kw, state, ws)
         y = path.product(cols, W, b, oh, ow)
@@ -240,9 +244,8 @@ def conv2d_forward(
         y = xp.empty((n, fn, oh, ow), dtype=x.dtype, device=array_device(x))
         for s in range(0, n, chunk):
             e = min(s + chunk, n)
-            cols = path.cols(x[s:e, ...], kh, kw, state, ws)
-            y[s:e, ...] = path.product(cols, W, b, oh, ow)
-    state.cols = cols if keep_cols else None
+            y[s:e, ...] = path.product(path.cols(x[s:e, ...], kh, kw, state, ws), W, b, oh, ow)
+    state.cols = cols if keep else None
     return y, state
 
 
@@ -255,13 +258,11 @@ def conv2d_backward(dy: Array, W: Array, state: ConvState) -> tuple[Array, Array
     db = xp.sum(dy, axis=(0, 2, 3))
     dW = xp.zeros(W.shape, dtype=W.dtype, device=array_device(W))
     dx = xp.empty(x.shape, dtype=dy.dtype, device=array_device(dy))
-    starts = list(range(0, n, state.chunk))
-    for k, s in enumerate(reversed(starts)):  # the last chunk's columns may still be at hand
+    ws = state.workspace if state.workspace is not None else Workspace()
+    for s in range(0, n, state.chunk):
         e = min(s + state.chunk, n)
-        cols = state.cols if k == 0 and state.cols is not None else None
-        if cols is None:
-            cols = path.cols(x[s:e, ...], kh, kw, state, state.workspace)
-        dxc, dWc = path.grads(dy[s:e, ...], cols, W, tuple(x[s:e, ...].shape), state)
+        cols = state.cols if state.cols is not None else path.cols(x[s:e, ...], kh, kw, state, ws)
+        dxc, dWc = path.grads(dy[s:e, ...], cols, W, tuple(x[s:e, ...].shape), state, ws)
         dx[s:e, ...] = dxc
         dW = dW + dWc
     if state.flat:

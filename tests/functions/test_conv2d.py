@@ -178,3 +178,18 @@ def test_fast_path_on_every_backend_matches_numpy(backend, float_dtype, case):
     assert state.flat
     for g, want in zip(got, _run(x, W, b, dy, pad)[:4], strict=True):
         backend.assert_matches(g, want, float_dtype)
+
+
+def test_a_batch_too_big_for_the_workspace_keeps_no_columns_and_backward_recomputes_them(monkeypatch):
+    x, W, b, dy, pad = _data(CASES[5])
+    ref = Convolution(W, b, pad=pad)
+    y_ref, dx_ref = ref.forward(x), ref.backward(dy)
+    per_image = conv2d._FlatRows.col_elems(x.shape, W.shape, (1, 1), pad) * 8
+    monkeypatch.setattr(conv2d, "workspace_limit_bytes", 2 * per_image)  # 5 images: chunks of 2
+    layer = Convolution(W, b, pad=pad)
+    np.testing.assert_allclose(layer.forward(x), y_ref, rtol=1e-12, atol=1e-12)
+    assert layer._state.cols is None and layer._state.chunk == 2
+    assert layer._workspace.capacity(x) == 0  # the chunks ran in a temporary buffer
+    np.testing.assert_allclose(layer.backward(dy), dx_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.dW, ref.dW, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(layer.db, ref.db, rtol=1e-12, atol=1e-12)
