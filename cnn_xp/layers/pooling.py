@@ -91,18 +91,27 @@ class Pooling(_Pool2d):
         (sh, sw), (ph, pw) = self.stride, self.pad
         assert self._img is not None and self._out is not None  # _check_backward ran
         oh, ow = self._out.shape[2], self._out.shape[3]
-        dimg = xp.zeros(self._img.shape, dtype=dout.dtype, device=array_device(dout))
+        kh, kw = self.pool_h, self.pool_w
+        hp, wp = self._img.shape[2], self._img.shape[3]
+        apart = sh >= kh and sw >= kw  # windows do not overlap: each pixel gets at most one write
+        tiled = sh == kh and sw == kw and oh * sh == hp and ow * sw == wp  # ... and every pixel one
+        make = xp.empty if tiled else xp.zeros
+        dimg = make(self._img.shape, dtype=dout.dtype, device=array_device(dout))
         taken = None  # outputs whose gradient already went to an earlier (first) maximum
-        slices = window_slices(self.pool_h, self.pool_w, sh, sw, oh, ow)
-        for (rows, cols), view in zip(
-            slices, window_views(self._img, self.pool_h, self.pool_w, sh, sw, oh, ow), strict=True
-        ):
+        slices = window_slices(kh, kw, sh, sw, oh, ow)
+        for (rows, cols), view in zip(slices, window_views(self._img, kh, kw, sh, sw, oh, ow), strict=True):
             hit = view == self._out
-            if taken is not None:
-                hit = xp.logical_and(hit, xp.logical_not(taken))
-            taken = hit if taken is None else xp.logical_or(taken, hit)
+            if taken is None:
+                taken = xp.asarray(hit, copy=True)
+            else:
+                hit &= ~taken  # in place: no new arrays per offset
+                taken |= hit
             # mask * dout is several times faster than where(mask, dout, 0) on NumPy
-            dimg[:, :, rows, cols] += xp.astype(hit, dout.dtype) * dout
+            share = xp.astype(hit, dout.dtype) * dout
+            if apart:
+                dimg[:, :, rows, cols] = share
+            else:
+                dimg[:, :, rows, cols] += share
         if ph == 0 and pw == 0:
             return dimg
         return dimg[:, :, ph : ph + h, pw : pw + w]

@@ -57,6 +57,20 @@ def test_pooling(k, stride, pad, kind):
     close(layer.backward(dout), tx.grad)
 
 
+@pytest.mark.parametrize(("k", "stride", "shape"), [(2, 2, (2, 3, 8, 6)), (2, 3, (2, 3, 8, 7)), (3, 3, (1, 2, 9, 9))])
+def test_max_pooling_with_ties_tiled_and_apart_windows(k, stride, shape):
+    """Windows that tile the image, or lie apart, take the write-once backward; ties (small
+    integers) send the gradient to the first maximum, as PyTorch does."""
+    x = rng.integers(0, 3, shape).astype(np.float64)
+    layer = Pooling(k, k, stride)
+    tx = leaf(x)
+    tout = F.max_pool2d(tx, k, stride)
+    close(layer.forward(x), tout)
+    dout = rng.standard_normal(tout.shape)
+    tout.backward(torch.from_numpy(dout))
+    close(layer.backward(dout), tx.grad)
+
+
 def test_linear():
     x, W, b = rng.standard_normal((6, 2, 5)), rng.standard_normal((10, 7)), rng.standard_normal(7)
     layer = Affine(W, b)
