@@ -5,7 +5,9 @@ For SimpleConvNet and DeepConvNet it measures training (forward + backward + Ada
 pool peak). Every measurement runs in a fresh process; with ``--compare torch`` the same networks
 run in PyTorch on the same device, A/B interleaved over ``--rounds`` rounds, and the report gives
 medians and the per-round ratio cnn_xp / PyTorch. Warm-up steps are excluded and GPU timings
-synchronise before the clock is read. ``--json PATH`` writes every raw figure.
+synchronise before the clock is read. ``--json PATH`` writes every raw figure. ``--profile``
+prints, instead, where a cnn_xp training step spends its time, layer by layer.
+``CNN_XP_FAST_PATHS=0`` in the environment measures the generic reference paths.
 """
 
 from __future__ import annotations
@@ -141,6 +143,53 @@ def _torch_worker(model: str, mode: str, device: str, batch: int, steps: int, wa
     return out
 
 
+# --------------------------------------------------------------------------- per-layer profile
+
+
+def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> str:
+    """Median forward/backward milliseconds of every layer of one training step (synchronised)."""
+    from cnn_xp import Adam, DeepConvNet, SimpleConvNet, to_device
+    from cnn_xp.backend import synchronize
+
+    net = (SimpleConvNet if model == "simple" else DeepConvNet)(weight_init_std="he", seed=0, device=device)
+    rng = numpy.random.default_rng(0)
+    x = to_device(rng.random((batch, 1, 28, 28), dtype=numpy.float32), device)
+    t = to_device(rng.integers(0, 10, batch), device)
+    opt = Adam()
+    names = [*net.layers, "SoftmaxWithLoss", "Adam.update"]
+    fwd: dict[str, list[float]] = {k: [] for k in names}
+    bwd: dict[str, list[float]] = {k: [] for k in names}
+
+    def timed(record: list[float], fn: Any, *a: Any) -> Any:
+        synchronize(x)
+        start = time.perf_counter()
+        out = fn(*a)
+        synchronize(x)
+        record.append(1e3 * (time.perf_counter() - start))
+        return out
+
+    for i in range(warmup + steps):
+        h = x
+        for name, layer in net.layers.items():
+            h = timed(fwd[name], layer.forward, h)
+        timed(fwd["SoftmaxWithLoss"], net.last_layer.forward, h, t)
+        d = timed(bwd["SoftmaxWithLoss"], net.last_layer.backward, 1)
+        for name, layer in reversed(net.layers.items()):
+            d = timed(bwd[name], layer.backward, d)
+        grads = {k: getattr(layer, "d" + attr) for k, (layer, attr) in net._param_slots.items()}
+        timed(fwd["Adam.update"], opt.update, net.params, grads)
+        if i < warmup:
+            for rec in (*fwd.values(), *bwd.values()):
+                rec.clear()
+    med = {k: (statistics.median(fwd[k]), statistics.median(bwd[k]) if bwd[k] else 0.0) for k in names}
+    total = sum(f + b for f, b in med.values())
+    lines = [f"{model} training step, batch {batch}, device {device}: {total:.1f} ms (median of {steps} steps)"]
+    lines += [f"  {'layer':16s} {'forward ms':>10s} {'backward ms':>11s} {'share':>6s}"]
+    for k, (f, b) in med.items():
+        lines.append(f"  {k:16s} {f:10.2f} {b:11.2f} {100 * (f + b) / total:5.1f}%")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -193,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (fresh processes each)")
     p.add_argument("--compare", choices=("torch",), default=None, help="also run the same networks in PyTorch")
     p.add_argument("--json", default=None, metavar="PATH", help="write the raw figures here")
+    p.add_argument(
+        "--profile", action="store_true", help="instead: per-layer forward/backward times of a cnn_xp training step"
+    )
     p.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "MODEL", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -213,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print(f"{PROG}: error: --compare torch needs PyTorch installed (pip install torch)", file=sys.stderr)
             return 2
+    if args.profile:
+        for model in models:
+            print(_profile(model, args.device, args.batch_size, args.steps, args.warmup))
+        return 0
     frameworks = ["cnn_xp"] + (["torch"] if args.compare else [])
     rows = []
     for _ in range(args.rounds):  # A/B interleaved: each round measures every case once per framework

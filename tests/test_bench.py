@@ -56,3 +56,14 @@ def test_bench_compares_with_torch(tmp_path):
 def test_bench_bad_arguments():
     result = run("--models", "resnet")
     assert result.returncode == 2 and "resnet" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_profile_lists_every_layer_and_the_update():
+    result = run("--profile", "--models", "simple", "--steps", "2", "--warmup", "1")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "simple training step, batch 100, device cpu" in out
+    for name in ("Conv1", "Relu1", "Pool1", "Affine1", "Relu2", "Affine2", "SoftmaxWithLoss", "Adam.update"):
+        assert f"  {name} " in out, name
+    shares = [float(line.split()[-1].rstrip("%")) for line in out.splitlines() if line.endswith("%")]
+    assert len(shares) == 8 and abs(sum(shares) - 100) < 1  # the shares account for the whole step
