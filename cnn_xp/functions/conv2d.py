@@ -16,8 +16,8 @@ Two paths compute the same function (the tests hold them to each other):
 
 The columns of a batch are kept for ``backward`` when they fit in :data:`workspace_limit_bytes`
 (a training step).  Otherwise -- inference, or a batch too big -- the batch is worked through in
-chunks whose columns fit, nothing is kept but the input, and ``backward`` recomputes them, so
-memory stays bounded at any batch size.
+chunks of :data:`chunk_bytes` of columns, nothing is kept but the input, and ``backward``
+recomputes them, so memory stays bounded at any batch size.
 """
 
 from __future__ import annotations
@@ -34,7 +34,12 @@ from .workspace import Workspace
 Array = Any
 
 workspace_limit_bytes = 64 * 2**20
-"""Most bytes of im2col columns a convolution builds at once (larger batches are chunked)."""
+"""Most bytes of im2col columns a convolution keeps for ``backward`` (a training step's batch)."""
+
+chunk_bytes = 16 * 2**20
+"""Bytes of columns per chunk when none are kept (inference, or a batch over the limit above):
+small enough to stay in cache -- DeepConvNet inference at batch 1000 ran about 25% faster with
+8-16 MiB chunks than with 64 MiB ones on a 2-core EPYC -- and large enough for efficient GEMMs."""
 
 
 @dataclass
@@ -227,13 +232,14 @@ def conv2d_forward(
     flat = fast_paths_enabled() and tuple(stride) == (1, 1)
     path = _FlatRows if flat else _Generic
     per_image = path.col_elems(tuple(x.shape), W.shape, stride, pad)
-    budget = workspace_limit_bytes // (xp.finfo(x.dtype).bits // 8)
+    itemsize = xp.finfo(x.dtype).bits // 8
+    budget = workspace_limit_bytes // itemsize
     keep = keep_cols and n * per_image <= budget
     ws = workspace if workspace is not None else Workspace()
     if not keep:
         # Inference, or a batch too big to keep its columns: work in chunks, in the workspace a
         # training step left if it holds an image (never growing it), else in a temporary one.
-        have = ws.capacity(x)
+        budget, have = chunk_bytes // itemsize, ws.capacity(x)
         budget, ws = (min(budget, have), ws) if have >= per_image else (budget, Workspace())
     chunk = max(1, min(n, budget // per_image))
     state = ConvState(x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, flat, None, ws if ws is workspace else None)

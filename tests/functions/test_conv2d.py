@@ -86,7 +86,8 @@ def test_chunked_batches_give_the_same_result(monkeypatch, case, generic):
     x, W, b, dy, pad = _data(case)
     with generic_paths() if generic else contextlib.nullcontext():
         whole = _run(x, W, b, dy, pad)
-        monkeypatch.setattr(conv2d, "workspace_limit_bytes", 1)  # one image per chunk
+        monkeypatch.setattr(conv2d, "workspace_limit_bytes", 1)  # too big to keep...
+        monkeypatch.setattr(conv2d, "chunk_bytes", 1)  # ...and one image per chunk
         chunked = _run(x, W, b, dy, pad)
     assert chunked[-1].chunk == 1 and whole[-1].chunk == x.shape[0]
     for got, want in zip(chunked[:4], whole[:4], strict=True):
@@ -141,11 +142,13 @@ def test_inference_without_grad_keeps_nothing_and_bounds_the_columns(monkeypatch
     expected = layer.forward(x)
     fresh = Convolution(W, b, pad=pad)
     per_image = conv2d._FlatRows.col_elems(x.shape, W.shape, (1, 1), pad) * 4
-    monkeypatch.setattr(conv2d, "workspace_limit_bytes", 2 * per_image)
+    monkeypatch.setattr(conv2d, "chunk_bytes", 2 * per_image)
     with no_grad():
         y = fresh.forward(x)
     np.testing.assert_array_equal(y, expected)
     assert fresh._state is None and fresh._workspace.capacity(x) == 0  # nothing kept, nothing grown
+    _, state = conv2d_forward(x, W, b, (1, 1), pad, keep_cols=False)
+    assert state.chunk == 2 and state.cols is None
     with pytest.raises(
         RuntimeError, match=r"Convolution.backward\(\) called before forward\(\) \(or after a forward under no_grad"
     ):
@@ -185,7 +188,8 @@ def test_a_batch_too_big_for_the_workspace_keeps_no_columns_and_backward_recompu
     ref = Convolution(W, b, pad=pad)
     y_ref, dx_ref = ref.forward(x), ref.backward(dy)
     per_image = conv2d._FlatRows.col_elems(x.shape, W.shape, (1, 1), pad) * 8
-    monkeypatch.setattr(conv2d, "workspace_limit_bytes", 2 * per_image)  # 5 images: chunks of 2
+    monkeypatch.setattr(conv2d, "workspace_limit_bytes", 2 * per_image)  # 5 images do not fit
+    monkeypatch.setattr(conv2d, "chunk_bytes", 2 * per_image)  # chunks of 2
     layer = Convolution(W, b, pad=pad)
     np.testing.assert_allclose(layer.forward(x), y_ref, rtol=1e-12, atol=1e-12)
     assert layer._state.cols is None and layer._state.chunk == 2
