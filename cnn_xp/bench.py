@@ -174,8 +174,9 @@ def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> st
             h = timed(fwd[name], layer.forward, h)
         timed(fwd["SoftmaxWithLoss"], net.last_layer.forward, h, t)
         d = timed(bwd["SoftmaxWithLoss"], net.last_layer.backward, 1)
-        for name, layer in reversed(net.layers.items()):
-            d = timed(bwd[name], layer.backward, d)
+        for pos, (name, layer) in enumerate(reversed(net.layers.items())):
+            first = pos == len(net.layers) - 1  # as Network.backward: no gradient for the data
+            d = timed(bwd[name], layer.backward, d, *((False,) if first and layer.can_skip_dx else ()))
         grads = {k: getattr(layer, "d" + attr) for k, (layer, attr) in net._param_slots.items()}
         timed(fwd["Adam.update"], opt.update, net.params, grads)
         if i < warmup:

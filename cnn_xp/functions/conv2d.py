@@ -84,14 +84,16 @@ class _Generic:
 
     @staticmethod
     def grads(
-        dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState, ws: Workspace
-    ) -> tuple[Array, Array]:
-        """(dx, dW) of one chunk: dy (n, FN, OH, OW), x_shape (n, C, H, W)."""
+        dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState, ws: Workspace, need_dx: bool
+    ) -> tuple[Array | None, Array]:
+        """(dx, dW) of one chunk: dy (n, FN, OH, OW), x_shape (n, C, H, W); dx None unless ``need_dx``."""
         xp = get_array_module(dy, W)
         fn, c, kh, kw = W.shape
         n, oh, ow = dy.shape[0], dy.shape[2], dy.shape[3]
         d = xp.reshape(dy, (n, fn, oh * ow))
         dW = xp.reshape(xp.sum(xp.matmul(d, cols.mT), axis=0), W.shape)
+        if not need_dx:
+            return None, dW
         dcol = xp.matmul(xp.reshape(W, (fn, c * kh * kw)).mT, d)  # (n, C*KH*KW, OH*OW)
         dx = fold(xp.reshape(dcol, (n, c, kh, kw, oh, ow)), x_shape, *st.stride, *st.pad)
         return dx, dW
@@ -159,8 +161,8 @@ class _FlatRows:
 
     @staticmethod
     def grads(
-        dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState, ws: Workspace
-    ) -> tuple[Array, Array]:
+        dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState, ws: Workspace, need_dx: bool
+    ) -> tuple[Array | None, Array]:
         xp = get_array_module(dy, W)
         fn, c, kh, kw = W.shape
         n, h, w = x_shape[0], x_shape[2], x_shape[3]
@@ -171,6 +173,8 @@ class _FlatRows:
         dyf = xp.zeros((fn, n, oh, wp), dtype=dy.dtype, device=array_device(dy))
         dyf[:, :, :, :ow] = xp.permute_dims(dy, (1, 0, 2, 3))
         dW = xp.reshape(xp.matmul(xp.reshape(dyf, (fn, n * oh * wp)), cols.mT), W.shape)
+        if not need_dx:
+            return None, dW
         if c < fn:
             return _FlatRows.dx_by_fold(dyf, W, x_shape, st), dW
         # dx: full correlation of dy (padded by K-1) with the flipped kernel, rows ph..ph+H of the
@@ -255,22 +259,26 @@ def conv2d_forward(
     return y, state
 
 
-def conv2d_backward(dy: Array, W: Array, state: ConvState) -> tuple[Array, Array, Array]:
-    """(dx, dW, db) from dy (N, FN, OH, OW) and the state of the matching forward."""
+def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True) -> tuple[Array | None, Array, Array]:
+    """(dx, dW, db) from dy (N, FN, OH, OW) and the state of the matching forward.
+
+    ``need_dx=False`` skips the input gradient (dx is None): a network's first layer, whose
+    input is data, needs only dW and db -- as PyTorch skips inputs that do not require grad."""
     xp = get_array_module(dy, W)
     x = state.x
     n, kh, kw = x.shape[0], W.shape[2], W.shape[3]
     path = _FlatRows if state.flat else _Generic
     db = xp.sum(dy, axis=(0, 2, 3))
     dW = xp.zeros(W.shape, dtype=W.dtype, device=array_device(W))
-    dx = xp.empty(x.shape, dtype=dy.dtype, device=array_device(dy))
+    dx = xp.empty(x.shape, dtype=dy.dtype, device=array_device(dy)) if need_dx else None
     ws = state.workspace if state.workspace is not None else Workspace()
     for s in range(0, n, state.chunk):
         e = min(s + state.chunk, n)
         cols = state.cols if state.cols is not None else path.cols(x[s:e, ...], kh, kw, state, ws)
-        dxc, dWc = path.grads(dy[s:e, ...], cols, W, tuple(x[s:e, ...].shape), state, ws)
-        dx[s:e, ...] = dxc
+        dxc, dWc = path.grads(dy[s:e, ...], cols, W, tuple(x[s:e, ...].shape), state, ws, need_dx)
+        if dx is not None:
+            dx[s:e, ...] = dxc
         dW = dW + dWc
-    if state.flat:
-        state.cols = None  # the input gradient's columns overwrote them in the workspace
+    if state.flat and need_dx and W.shape[1] >= W.shape[0]:
+        state.cols = None  # the full correlation's columns overwrote them in the workspace
     return dx, dW, db

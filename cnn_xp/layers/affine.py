@@ -19,6 +19,7 @@ class Affine(Layer):
     """
 
     param_names = ("W", "b")
+    can_skip_dx = True
 
     def __init__(self, W: Array, b: Array) -> None:
         super().__init__()
@@ -53,7 +54,8 @@ class Affine(Layer):
             self._x_shape, self._x = tuple(x.shape), x2
         return xp.matmul(x2, W) + self.b
 
-    def backward(self, dout: Array) -> Array:
+    def backward(self, dout: Array, need_dx: bool = True) -> Array | None:
+        """dx shaped like the input; fills dW and db.  ``need_dx=False`` returns None."""
         if self._x is None:
             raise self._not_run()
         check_dout(dout, (self._x.shape[0], self.W.shape[1]))
@@ -61,4 +63,6 @@ class Affine(Layer):
         dout = as_float(dout, like=self.W)
         self.dW = xp.matmul(self._x.mT, dout)
         self.db = xp.sum(dout, axis=0)
+        if not need_dx:
+            return None
         return xp.reshape(xp.matmul(dout, self.W.mT), self._x_shape)

@@ -16,7 +16,9 @@ class Layer:
     ``param_names`` lists the attributes holding trainable arrays (e.g. ``("W", "b")``); after
     ``backward`` their gradients are in the attributes named ``"d" + name`` (``dW``, ``db``,
     ``dgamma``, ``dbeta``), as in "Deep Learning from Scratch".  ``buffer_names`` lists
-    non-trainable state saved in checkpoints (BatchNorm running statistics).  Layers whose
+    non-trainable state saved in checkpoints (BatchNorm running statistics).  Layers with
+    ``can_skip_dx`` take ``backward(dout, need_dx=False)``, which fills the parameter gradients
+    and returns None: a network's first layer does not compute a gradient for its data.  Layers whose
     behaviour depends on the mode (Dropout, BatchNormalization) set ``uses_mode`` and take
     ``forward(x, train_flg=None)``; None means "use ``self.training``".
     """
@@ -24,6 +26,7 @@ class Layer:
     param_names: tuple[str, ...] = ()
     buffer_names: tuple[str, ...] = ()
     uses_mode = False
+    can_skip_dx = False  # backward(dout, need_dx=False) skips the input gradient (first layers)
 
     def __init__(self) -> None:
         self.training = True

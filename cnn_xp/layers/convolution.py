@@ -19,6 +19,7 @@ class Convolution(Layer):
     """
 
     param_names = ("W", "b")
+    can_skip_dx = True
 
     def __init__(self, W: Array, b: Array, stride: IntPair = 1, pad: IntPair = 0) -> None:
         super().__init__()
@@ -55,7 +56,8 @@ class Convolution(Layer):
         y, self._state = conv2d_forward(x, W, self.b, self.stride, self.pad, workspace=self._workspace)
         return y
 
-    def backward(self, dout: Array) -> Array:
+    def backward(self, dout: Array, need_dx: bool = True) -> Array | None:
+        """dx (N, C, H, W); fills dW and db.  ``need_dx=False`` returns None and skips dx's work."""
         state = self._state
         if state is None:
             raise self._not_run()
@@ -63,5 +65,5 @@ class Convolution(Layer):
         fh, fw = self.W.shape[2], self.W.shape[3]
         oh, ow = window_output_shape(tuple(state.x.shape), fh, fw, *self.stride, *self.pad)
         check_dout(dout, (n, fn, oh, ow))
-        dx, self.dW, self.db = conv2d_backward(as_float(dout, like=self.W), self.W, state)
+        dx, self.dW, self.db = conv2d_backward(as_float(dout, like=self.W), self.W, state, need_dx)
         return dx

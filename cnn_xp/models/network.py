@@ -96,8 +96,14 @@ class Network:
     def backward(self, dout: Array | float = 1) -> dict[str, Array]:
         """Back-propagate from the last ``loss`` call; return the gradients keyed like ``params``."""
         dout = self.last_layer.backward(dout)
-        for layer in reversed(self.layers.values()):
+        layers = list(self.layers.values())
+        for layer in reversed(layers[1:]):
             dout = layer.backward(dout)
+        first: Any = layers[0]
+        if first.can_skip_dx:  # the first layer's input is data: it needs no gradient
+            first.backward(dout, need_dx=False)
+        else:
+            first.backward(dout)
         return {key: getattr(layer, "d" + attr) for key, (layer, attr) in self._param_slots.items()}
 
     def gradient(self, x: Array, t: Array) -> dict[str, Array]:

@@ -197,3 +197,36 @@ def test_a_batch_too_big_for_the_workspace_keeps_no_columns_and_backward_recompu
     np.testing.assert_allclose(layer.backward(dy), dx_ref, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.dW, ref.dW, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(layer.db, ref.db, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", [CASES[0], CASES[6]], ids=str)
+def test_skipping_the_input_gradient_leaves_the_parameter_gradients_unchanged(case):
+    x, W, b, dy, pad = _data(case)
+    full = Convolution(W, b, pad=pad)
+    full.forward(x)
+    full.backward(dy)
+    lean = Convolution(W, b, pad=pad)
+    lean.forward(x)
+    assert lean.backward(dy, need_dx=False) is None
+    np.testing.assert_array_equal(lean.dW, full.dW)
+    np.testing.assert_array_equal(lean.db, full.db)
+
+
+def test_network_backward_skips_the_first_layers_input_gradient_only(monkeypatch):
+    from cnn_xp import SimpleConvNet
+
+    net = SimpleConvNet(seed=0, dtype="float64")
+    calls = []
+    for name, layer in net.layers.items():
+        orig = layer.backward
+
+        def spy(dout, *args, _orig=orig, _name=name, **kwargs):
+            calls.append((_name, args, kwargs))
+            return _orig(dout, *args, **kwargs)
+
+        monkeypatch.setattr(layer, "backward", spy)
+    x = np.random.default_rng(0).random((3, 1, 28, 28))
+    net.loss(x, np.array([1, 2, 3]))
+    net.backward()
+    assert calls[-1] == ("Conv1", (), {"need_dx": False})
+    assert all(c[1:] == ((), {}) for c in calls[:-1])
