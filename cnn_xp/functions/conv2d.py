@@ -249,13 +249,12 @@ def conv2d_forward(
     state = ConvState(x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, flat, None, ws if ws is workspace else None)
     if chunk >= n:  # one chunk: the product is the output (no copy into y)
         cols = path.cols(x, kh, kw, state, ws)
-        y = path.product(cols, W, b, oh, ow)
-    else:
-        y = xp.empty((n, fn, oh, ow), dtype=x.dtype, device=array_device(x))
-        for s in range(0, n, chunk):
-            e = min(s + chunk, n)
-            y[s:e, ...] = path.product(path.cols(x[s:e, ...], kh, kw, state, ws), W, b, oh, ow)
-    state.cols = cols if keep else None
+        state.cols = cols if keep else None
+        return path.product(cols, W, b, oh, ow), state
+    y = xp.empty((n, fn, oh, ow), dtype=x.dtype, device=array_device(x))
+    for s in range(0, n, chunk):
+        e = min(s + chunk, n)
+        y[s:e, ...] = path.product(path.cols(x[s:e, ...], kh, kw, state, ws), W, b, oh, ow)
     return y, state
 
 
