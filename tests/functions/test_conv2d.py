@@ -230,3 +230,19 @@ def test_network_backward_skips_the_first_layers_input_gradient_only(monkeypatch
     net.backward()
     assert calls[-1] == ("Conv1", (), {"need_dx": False})
     assert all(c[1:] == ((), {}) for c in calls[:-1])
+
+
+def test_the_built_in_networks_take_the_fast_path_and_agree_with_the_generic_one():
+    from cnn_xp import DeepConvNet
+
+    x = np.random.default_rng(0).random((4, 1, 28, 28))
+    t = np.array([0, 1, 2, 3])
+    net = DeepConvNet(seed=0, dtype="float64", dropout_ratio=0.0)
+    fast = net.gradient(x, t)
+    convs = [layer for layer in net.layers.values() if isinstance(layer, Convolution)]
+    assert len(convs) == 6 and all(layer._state.flat for layer in convs)
+    with generic_paths():
+        ref = net.gradient(x, t)
+    assert not any(layer._state.flat for layer in convs)
+    for key in ref:
+        np.testing.assert_allclose(fast[key], ref[key], rtol=1e-10, atol=1e-12)
