@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy
 
+from cnn_xp.backend import GPUUnavailableError, parse_device
+
 PROG = "python -m cnn_xp.bench"
 MODELS = ("simple", "deep")
 MODES = ("train", "infer")
@@ -85,7 +87,7 @@ def _torch_worker(model: str, mode: str, device: str, batch: int, steps: int, wa
     import torch
     from torch import nn
 
-    dev = torch.device("cuda" if device.startswith(("gpu", "cuda")) else "cpu")
+    dev = torch.device(device.replace("gpu", "cuda"))  # "cpu" or "gpu:N" (resolved by main)
     torch.manual_seed(0)
     if model == "simple":  # the book's SimpleConvNet
         net = nn.Sequential(
@@ -200,7 +202,8 @@ def _measure(framework: str, model: str, mode: str, args: argparse.Namespace) ->
            "--batch-size", str(batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"{framework} {model} {mode} failed: {result.stderr.strip().splitlines()[-1:]}")
+        last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"the {framework} {model} {mode} measurement failed: {last}")
     return {
         "framework": framework,
         "model": model,
@@ -260,11 +263,20 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         print(f"{PROG}: error: expected --models from {list(MODELS)} and positive sizes, got {bad}", file=sys.stderr)
         return 2
+    try:  # resolve the device once ('auto' included), so every process runs where the first did
+        device = parse_device(args.device)
+    except (ValueError, GPUUnavailableError) as e:
+        print(f"{PROG}: error: --device: {e}", file=sys.stderr)
+        return 2
+    args.device = str(device)
     if args.compare == "torch":
         try:
-            import torch  # noqa: F401
+            import torch
         except ImportError:
             print(f"{PROG}: error: --compare torch needs PyTorch installed (pip install torch)", file=sys.stderr)
+            return 2
+        if device.is_gpu and not torch.cuda.is_available():
+            print(f"{PROG}: error: --compare torch on {device} needs a CUDA build of PyTorch", file=sys.stderr)
             return 2
     if args.profile:
         for model in models:
@@ -272,10 +284,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     frameworks = ["cnn_xp"] + (["torch"] if args.compare else [])
     rows = []
-    for _ in range(args.rounds):  # A/B interleaved: each round measures every case once per framework
-        for model in models:
-            for mode in MODES:
-                rows += [_measure(fw, model, mode, args) for fw in frameworks]
+    try:
+        for _ in range(args.rounds):  # A/B interleaved: each round measures every case once per framework
+            for model in models:
+                for mode in MODES:
+                    rows += [_measure(fw, model, mode, args) for fw in frameworks]
+    except RuntimeError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 1
     print(
         f"device {args.device}, {args.rounds} rounds, {args.steps} timed steps after {args.warmup} warm-up, fresh process each"
     )

@@ -67,3 +67,21 @@ def test_bench_profile_lists_every_layer_and_the_update():
         assert f"  {name} " in out, name
     shares = [float(line.split()[-1].rstrip("%")) for line in out.splitlines() if line.endswith("%")]
     assert len(shares) == 8 and abs(sum(shares) - 100) < 1  # the shares account for the whole step
+
+
+def test_bench_refuses_an_unknown_device_in_one_line():
+    result = run("--device", "tpu")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--device" in result.stderr and "'tpu'" in result.stderr
+
+
+def test_bench_on_a_missing_gpu_says_why_in_one_line():
+    from cnn_xp.backend import gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason(0)
+    if reason is None:
+        pytest.skip("a GPU is usable here: nothing to refuse")
+    result = run("--device", "gpu", "--models", "simple", "--steps", "1", "--rounds", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "gpu:0" in result.stderr and "not available" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
