@@ -80,6 +80,8 @@ def _gpu_pool_peak(x: Any) -> dict[str, float]:
         return {}
     import cupy
 
+    # The pool keeps every freed block for reuse (nothing calls free_all_blocks), so what it holds
+    # at the end is its high-water mark: the peak of GPU memory the run needed at once.
     return {"gpu_pool_total_mib": cupy.get_default_memory_pool().total_bytes() / 2**20}
 
 
