@@ -224,9 +224,10 @@ def conv2d_forward(
     """y (N, FN, OH, OW) = x (N, C, H, W) correlated with W (FN, C, KH, KW), plus b (FN,).
 
     Arguments are assumed checked and x already has W's dtype.  ``workspace`` holds the
-    flat-rows columns between calls (a temporary one is used if None); it grows only to keep
-    the columns of a batch that fits in :data:`workspace_limit_bytes`.  ``keep_cols=False``
-    (inference) keeps no columns: ``backward`` recomputes them.  Returns y and the state for
+    flat-rows columns between calls (a temporary one is used if None); it is used, and grows,
+    only to keep the columns of a batch that fits in :data:`workspace_limit_bytes`.
+    ``keep_cols=False`` (inference) keeps no columns and leaves ``workspace`` alone:
+    ``backward`` recomputes them.  Returns y and the state for
     :func:`conv2d_backward`.
     """
     xp = get_array_module(x, W)
@@ -241,10 +242,10 @@ def conv2d_forward(
     keep = keep_cols and n * per_image <= budget
     ws = workspace if workspace is not None else Workspace()
     if not keep:
-        # Inference, or a batch too big to keep its columns: work in chunks, in the workspace a
-        # training step left if it holds an image (never growing it), else in a temporary one.
-        budget, have = chunk_bytes // itemsize, ws.capacity(x)
-        budget, ws = (min(budget, have), ws) if have >= per_image else (budget, Workspace())
+        # Inference, or a batch too big to keep its columns: cache-sized chunks in a temporary
+        # buffer (small enough for malloc to recycle), never the caller's workspace -- so
+        # concurrent no_grad() forwards through one layer share no scratch memory.
+        budget, ws = chunk_bytes // itemsize, Workspace()
     chunk = max(1, min(n, budget // per_image))
     state = ConvState(x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, flat, None, ws if ws is workspace else None)
     if chunk >= n:  # one chunk: the product is the output (no copy into y)

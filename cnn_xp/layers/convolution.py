@@ -48,9 +48,7 @@ class Convolution(Layer):
         check_same_place("x", x, W)
         window_output_shape(tuple(x.shape), fh, fw, *self.stride, *self.pad, name="x")
         x = as_float(x, like=W)
-        if not grad_enabled():  # keep nothing; an earlier forward's state stays usable
-            if self._state is not None:
-                self._state.cols = None  # the workspace may be overwritten: backward recomputes them
+        if not grad_enabled():  # keep nothing, touch nothing: an earlier forward's state stays usable
             return conv2d_forward(x, W, self.b, self.stride, self.pad, workspace=self._workspace, keep_cols=False)[0]
         self._state = None  # the workspace is about to be overwritten: the old state is void
         y, self._state = conv2d_forward(x, W, self.b, self.stride, self.pad, workspace=self._workspace)

@@ -153,11 +153,35 @@ def test_inference_without_grad_keeps_nothing_and_bounds_the_columns(monkeypatch
         RuntimeError, match=r"Convolution.backward\(\) called before forward\(\) \(or after a forward under no_grad"
     ):
         fresh.backward(dy)
-    # under no_grad a trained layer's workspace is reused as it is, never grown
-    cap = layer._workspace.capacity(x)
+    # under no_grad a trained layer's workspace is left alone (threads may share the layer)
+    buf = layer._workspace._buf
+    snapshot = buf.copy()
     with no_grad():
         np.testing.assert_array_equal(layer.forward(np.concatenate([x] * 5)), np.concatenate([expected] * 5))
-    assert layer._workspace.capacity(x) == cap
+    assert layer._workspace._buf is buf
+    np.testing.assert_array_equal(buf, snapshot)
+
+
+def test_concurrent_no_grad_forwards_through_one_network_agree_with_sequential_ones():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cnn_xp import DeepConvNet
+
+    net = DeepConvNet(seed=0).eval()
+    rng = np.random.default_rng(5)
+    batches = [rng.random((n, 1, 28, 28), dtype=np.float32) for n in (7, 30, 13, 64, 1, 40, 22, 9)]
+    net.gradient(batches[1], np.zeros(30, int))  # a training step first: the layers hold workspaces
+    with no_grad():
+        expected = [net.predict(b) for b in batches]
+
+    def run(b):
+        with no_grad():  # the flag is per thread, as in PyTorch
+            return net.predict(b)
+
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            for got, want in zip(pool.map(run, batches), expected, strict=True):
+                np.testing.assert_array_equal(got, want)
 
 
 def test_generic_path_can_be_forced_from_the_environment():
