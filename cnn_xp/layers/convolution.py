@@ -15,7 +15,9 @@ class Convolution(Layer):
 
     ``forward(x)``: x (N, C, H, W) -> (N, FN, OH, OW), ``OH = (H + 2*pad - FH)//stride + 1``.
     ``backward(dout)``: dout (N, FN, OH, OW) -> dx (N, C, H, W); fills ``dW`` and ``db``.
-    Integer inputs are cast to W's dtype.  ``stride``/``pad`` may be (h, w) pairs.
+    Integer inputs are cast to W's dtype.  ``stride``/``pad`` may be (h, w) pairs.  The layer
+    keeps its im2col columns between forward and backward in a buffer reused every step; under
+    :func:`~cnn_xp.no_grad` it keeps and touches nothing (see :mod:`cnn_xp.functions.conv2d`).
     """
 
     param_names = ("W", "b")
@@ -49,7 +51,7 @@ class Convolution(Layer):
         window_output_shape(tuple(x.shape), fh, fw, *self.stride, *self.pad, name="x")
         x = as_float(x, like=W)
         if not grad_enabled():  # keep nothing, touch nothing: an earlier forward's state stays usable
-            return conv2d_forward(x, W, self.b, self.stride, self.pad, workspace=self._workspace, keep_cols=False)[0]
+            return conv2d_forward(x, W, self.b, self.stride, self.pad, keep_cols=False)[0]
         self._state = None  # the workspace is about to be overwritten: the old state is void
         y, self._state = conv2d_forward(x, W, self.b, self.stride, self.pad, workspace=self._workspace)
         return y
