@@ -35,7 +35,7 @@ class Workspace:
     def take(self, shape: tuple[int, ...], like: Array) -> Array:
         """An uninitialised array of ``shape`` with the dtype and device of ``like``."""
         size = math.prod(shape)
-        if self.capacity(like) < size:
+        if self._buf is None or self.capacity(like) < size:  # (an empty request needs a buffer too)
             xp = get_array_module(like)
             self._buf = None  # let the old buffer go before the new one is allocated
             self._buf = xp.empty((size,), dtype=like.dtype, device=array_device(like))

@@ -270,3 +270,15 @@ def test_the_built_in_networks_take_the_fast_path_and_agree_with_the_generic_one
     assert not any(layer._state.flat for layer in convs)
     for key in ref:
         np.testing.assert_allclose(fast[key], ref[key], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("generic", [False, True], ids=["fast", "generic"])
+def test_an_empty_batch_gives_empty_outputs_and_zero_gradients(generic):
+    W, b = np.ones((2, 1, 3, 3)), np.zeros(2)
+    with generic_paths() if generic else contextlib.nullcontext():
+        layer = Convolution(W, b, pad=1)
+        y = layer.forward(np.zeros((0, 1, 4, 4)))
+        dx = layer.backward(np.zeros((0, 2, 4, 4)))
+    assert y.shape == (0, 2, 4, 4) and dx.shape == (0, 1, 4, 4)
+    np.testing.assert_array_equal(layer.dW, np.zeros_like(W))
+    np.testing.assert_array_equal(layer.db, np.zeros(2))
