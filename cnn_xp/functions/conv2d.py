@@ -269,16 +269,17 @@ def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True)
     n, kh, kw = x.shape[0], W.shape[2], W.shape[3]
     path = _FlatRows if state.flat else _Generic
     db = xp.sum(dy, axis=(0, 2, 3))
-    dW = xp.zeros(W.shape, dtype=W.dtype, device=array_device(W))
+    if n == 0:
+        dW = xp.zeros(W.shape, dtype=W.dtype, device=array_device(W))
     dx = xp.empty(x.shape, dtype=dy.dtype, device=array_device(dy)) if need_dx else None
     ws = state.workspace if state.workspace is not None else Workspace()
     for s in range(0, n, state.chunk):
         e = min(s + state.chunk, n)
         cols = state.cols if state.cols is not None else path.cols(x[s:e, ...], kh, kw, state, ws)
-        dxc, dWc = path.grads(dy[s:e, ...], cols, W, tuple(x[s:e, ...].shape), state, ws, need_dx)
+        dxc, dWc = path.grads(dy[s:e, ...], cols, W, (e - s, *x.shape[1:]), state, ws, need_dx)
         if dx is not None:
             dx[s:e, ...] = dxc
-        dW = dW + dWc
+        dW = dWc if s == 0 else dW + dWc  # one chunk (a training step): no zeros, no add
     if state.flat and need_dx and W.shape[1] >= W.shape[0]:
         state.cols = None  # the full correlation's columns overwrote them in the workspace
     return dx, dW, db
