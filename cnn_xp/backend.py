@@ -26,8 +26,11 @@ __all__ = [
     "Device",
     "GPUUnavailableError",
     "HostToDevice",
+    "adopt_like",
     "array_device",
     "device_of",
+    "dlpack_device",
+    "from_dlpack",
     "get_array_module",
     "gpu_available",
     "gpu_unavailable_reason",
@@ -176,27 +179,35 @@ def _is_foreign_device(device: Any) -> bool:
 
 
 def to_numpy(x: Any) -> numpy.ndarray:
-    """Copy ``x`` to a NumPy array on the host (no copy if it already is one)."""
+    """Copy ``x`` to a NumPy array on the host (no copy if it already is one, or if it is
+    another library's CPU array: PyTorch, JAX, ... are viewed through DLPack)."""
     if isinstance(x, numpy.ndarray):
         return x
     if is_gpu_array(x):
         return x.get()
-    if array_api_compat.is_array_api_obj(x) and not array_api_compat.is_numpy_array(x):
-        # e.g. array_api_strict on a non-default device: move explicitly, then view.
+    if _is_strict(x):
+        # array_api_strict on a non-default device: move explicitly, then view.
         xp = array_api_compat.array_namespace(x)
         return numpy.asarray(x.to_device(xp.__array_namespace_info__().default_device()))
+    dev = dlpack_device(x)
+    if dev is not None:
+        return from_dlpack(x) if not dev.is_gpu else from_dlpack(x).get()
     return numpy.asarray(x)
 
 
 def to_device(x: Any, device: str | Device | Any) -> Any:
     """Return ``x`` on ``device``; no copy when it is already there.
 
+    ``x`` may be any DLPack-capable array (PyTorch, JAX, CuPy, NumPy, ...): a CPU array goes to
+    ``"cpu"`` as a NumPy view of the same memory, a CUDA array to its own GPU as a CuPy view;
+    only a real change of device copies.
+
     ``device`` is anything :func:`parse_device` accepts, or the device object of another
     array-API library (used by the tests to place arrays on ``array_api_strict``'s fake
     ``Device("device1")``).
     """
     if _is_foreign_device(device):
-        if array_api_compat.is_array_api_obj(x) and not isinstance(x, numpy.ndarray) and not is_gpu_array(x):
+        if _is_strict(x):
             return x if array_api_compat.device(x) == device else x.to_device(device)
         xp = _namespace_of_device(device)
         return xp.asarray(to_numpy(x), device=device)
@@ -207,8 +218,81 @@ def to_device(x: Any, device: str | Device | Any) -> Any:
     assert cupy is not None  # parse_device checked
     if is_gpu_array(x) and x.device.id == dev.index:
         return x
+    if not is_gpu_array(x) and not _is_strict(x) and dlpack_device(x) == dev:
+        return from_dlpack(x)  # e.g. a PyTorch CUDA tensor on that GPU: a view, no copy
     with cupy.cuda.Device(dev.index):
         return cupy.asarray(x if is_gpu_array(x) else to_numpy(x))
+
+
+# --------------------------------------------------------------------------- DLPack exchange
+
+_DLPACK_CPU, _DLPACK_CUDA = 1, 2  # DLDeviceType codes (dlpack.h): kDLCPU, kDLCUDA
+
+
+def _is_strict(x: Any) -> bool:
+    """array_api_strict arrays model devices that DLPack cannot see (its fake ``device1``
+    reports itself as the CPU), so they are never imported implicitly."""
+    return type(x).__module__.startswith("array_api_strict")
+
+
+def dlpack_device(x: Any) -> Device | None:
+    """The :class:`Device` of a DLPack-capable array, read from ``x.__dlpack_device__()``;
+    None if ``x`` has no such method or lives on a device cnn_xp does not run on (ROCm, Metal, ...)."""
+    query = getattr(x, "__dlpack_device__", None)
+    if query is None:
+        return None
+    kind, index = query()
+    if int(kind) == _DLPACK_CPU:
+        return CPU
+    if int(kind) == _DLPACK_CUDA:
+        return Device("gpu", int(index))
+    return None
+
+
+def from_dlpack(x: Any) -> Any:
+    """View a DLPack-capable array (PyTorch, JAX, CuPy, NumPy, ...) as cnn_xp's own array type on
+    the same device, without a copy: a NumPy array for a CPU array, a CuPy array for a CUDA one.
+
+    NumPy and CuPy arrays are returned as they are.  The result shares memory with ``x``: writing
+    one changes the other.  The way back is the DLPack protocol of the result, e.g.
+    ``torch.from_dlpack(scores)`` (also without a copy).  Raises TypeError for an object that is not
+    a DLPack array or lives on another kind of device, and ValueError when the producer refuses
+    to export (e.g. a PyTorch tensor that requires grad: pass ``t.detach()``).
+    """
+    if isinstance(x, numpy.ndarray) or is_gpu_array(x):
+        return x
+    dev = dlpack_device(x)
+    if dev is None:
+        raise TypeError(
+            f"x: expected a DLPack-capable array on the CPU or a CUDA GPU (with __dlpack__ and __dlpack_device__), "
+            f"got {type(x).__name__}"
+        )
+    try:
+        if not dev.is_gpu:
+            return numpy.from_dlpack(x)
+        parse_device(dev)  # a clear GPUUnavailableError if CuPy or that GPU is missing
+        cupy = _get_cupy()
+        assert cupy is not None
+        with cupy.cuda.Device(dev.index):
+            return cupy.from_dlpack(x)
+    except (BufferError, RuntimeError) as exc:
+        if isinstance(exc, GPUUnavailableError):
+            raise
+        raise ValueError(f"x: its library refused to export it through DLPack ({type(exc).__name__}: {exc})") from None
+
+
+def adopt_like(x: Any, like: Any) -> Any:
+    """``x`` as an array of ``like``'s library when ``like`` is a NumPy/CuPy array and ``x`` is another
+    library's DLPack array on the same device (a view, no copy); otherwise ``x`` unchanged, so
+    that the caller's own check reports arrays of other devices.  Nothing ever moves between devices."""
+    if type(x) is type(like) or not (isinstance(like, numpy.ndarray) or is_gpu_array(like)):
+        return x
+    if isinstance(x, numpy.ndarray) or is_gpu_array(x) or _is_strict(x):
+        return x
+    dev = dlpack_device(x)
+    if dev is None or dev != device_of(like):
+        return x
+    return from_dlpack(x)
 
 
 def _namespace_of_device(device: Any) -> ModuleType:

@@ -7,7 +7,7 @@ import math
 from ..backend import get_array_module
 from ..functions.conv_utils import check_rank
 from ..functions.dtypes import as_float
-from .base import Array, Layer, check_dout, check_same_place, float_param
+from .base import Array, Layer, adopt_input, check_dout, float_param
 from .grad_mode import grad_enabled
 
 
@@ -47,7 +47,7 @@ class Affine(Layer):
                 f"x: expected {W.shape[0]} features per sample to match W of shape {tuple(W.shape)}, "
                 f"got x of shape {tuple(x.shape)} ({features} features)"
             )
-        check_same_place("x", x, W)
+        x = adopt_input("x", x, W)
         xp = get_array_module(x, W)
         x2 = xp.reshape(as_float(x, like=W), (x.shape[0], features))
         if grad_enabled():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import array_device, get_array_module
+from ..backend import adopt_like, array_device, get_array_module
 from ..functions.dtypes import is_floating
 
 Array = Any
@@ -65,6 +65,15 @@ def float_param(name: str, value: Array) -> Array:
     if is_floating(value):
         return value
     return get_array_module(value).astype(value, get_array_module(value).float32)
+
+
+def adopt_input(name: str, x: Array, like: Array) -> Array:
+    """``x`` ready to compute with the parameter ``like``: another library's array (PyTorch, JAX, ...)
+    on the same device is viewed as ``like``'s kind through DLPack (no copy); anything on
+    another device or of another library raises ValueError (see :func:`check_same_place`)."""
+    x = adopt_like(x, like)
+    check_same_place(name, x, like)
+    return x
 
 
 def check_same_place(name: str, x: Array, like: Array) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..functions.conv_utils import check_rank
 from ..functions.dtypes import as_float
-from .base import Array, Layer, check_dout, check_same_place, float_param
+from .base import Array, Layer, adopt_input, check_dout, float_param
 from .grad_mode import grad_enabled
 
 
@@ -72,7 +72,7 @@ class BatchNormalization(Layer):
 
     def forward(self, x: Array, train_flg: bool | None = None) -> Array:
         axes, shape = self._axes(x)
-        check_same_place("x", x, self.gamma)
+        x = adopt_input("x", x, self.gamma)
         xp = get_array_module(x, self.gamma)
         x = as_float(x, like=self.gamma)
         train = self._mode(train_flg)

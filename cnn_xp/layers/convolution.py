@@ -6,7 +6,7 @@ from ..functions.conv2d import ConvState, conv2d_backward, conv2d_forward
 from ..functions.conv_utils import IntPair, check_rank, pair, window_output_shape
 from ..functions.dtypes import as_float
 from ..functions.workspace import Workspace
-from .base import Array, Layer, check_dout, check_same_place, float_param
+from .base import Array, Layer, adopt_input, check_dout, float_param
 from .grad_mode import grad_enabled
 
 
@@ -47,7 +47,7 @@ class Convolution(Layer):
             raise ValueError(
                 f"x: expected {c} input channels to match W of shape {tuple(W.shape)}, got x of shape {tuple(x.shape)}"
             )
-        check_same_place("x", x, W)
+        x = adopt_input("x", x, W)
         window_output_shape(tuple(x.shape), fh, fw, *self.stride, *self.pad, name="x")
         x = as_float(x, like=W)
         if not grad_enabled():  # keep nothing, touch nothing: an earlier forward's state stays usable

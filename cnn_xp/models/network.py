@@ -14,12 +14,22 @@ from typing import Any
 import numpy
 
 from .._version import __version__
-from ..backend import Device, array_device, device_of, get_array_module, is_gpu_array, to_device, to_numpy
+from ..backend import (
+    Device,
+    adopt_like,
+    array_device,
+    device_of,
+    get_array_module,
+    is_gpu_array,
+    to_device,
+    to_numpy,
+)
 from ..layers.base import Layer
 from ..layers.grad_mode import no_grad
 from ..layers.softmax_with_loss import SoftmaxWithLoss
 from ..serialization import load_arrays, save_arrays
 from .params import ParamView, Slot
+from .torch_names import is_torch_style, torch_to_cnn_xp
 
 Array = Any
 PARAMS_FORMAT = "cnn_xp.params"
@@ -82,16 +92,27 @@ class Network:
 
     # ------------------------------------------------------------------ the book's API
 
+    def _adopt(self, a: Array) -> Array:
+        """Another library's array (PyTorch, JAX, ...) on this network's device, viewed as the
+        parameters' kind through DLPack (no copy); anything else is left for the layers to check."""
+        like = next(iter(self.params.values()), None)
+        return a if like is None else adopt_like(a, like)
+
     def predict(self, x: Array, train_flg: bool | None = None) -> Array:
-        """Scores (N, output_size) for x; ``train_flg`` overrides the mode (None: ``self.training``)."""
+        """Scores (N, output_size) for x; ``train_flg`` overrides the mode (None: ``self.training``).
+
+        ``x`` may be any DLPack-capable array on the network's device (a PyTorch CPU tensor for a
+        CPU network, say): it is read in place, and the scores come back as the network's own
+        array type (``torch.from_dlpack(scores)`` hands them back, again without a copy)."""
         train = self.training if train_flg is None else bool(train_flg)
+        x = self._adopt(x)
         for layer in self.layers.values():
             x = layer.forward(x, train_flg=train) if layer.uses_mode else layer.forward(x)
         return x
 
     def loss(self, x: Array, t: Array, train_flg: bool | None = None) -> Array:
         """Loss on (x, t) as a 0-d array on x's device (no host synchronisation)."""
-        return self.last_layer.forward(self.predict(x, train_flg), t)
+        return self.last_layer.forward(self.predict(x, train_flg), self._adopt(t))
 
     def backward(self, dout: Array | float = 1) -> dict[str, Array]:
         """Back-propagate from the last ``loss`` call; return the gradients keyed like ``params``."""
@@ -116,6 +137,7 @@ class Network:
         (the last partial batch included). ``t`` is labels (N,) or one-hot (N, K)."""
         if batch_size < 1:
             raise ValueError(f"batch_size: expected an int >= 1, got {batch_size}")
+        x, t = self._adopt(x), self._adopt(t)
         n = x.shape[0]
         if n == 0 or t.shape[0] != n:
             raise ValueError(
@@ -145,8 +167,17 @@ class Network:
     def load_state_dict(self, state: Mapping[str, Array], strict: bool = True) -> None:
         """Replace parameters and buffers from ``state`` (arrays of any device/dtype: they are
         moved to this network's device and cast to its dtype).  Everything is checked first;
-        on error nothing is changed."""
+        on error nothing is changed.
+
+        ``state`` may also be a PyTorch-style state dict (``conv1.weight``, ``fc.weight`` of
+        shape (out, in), ...; tensors or arrays) of a model with the same layers: its modules
+        are matched in order to this network's Convolution, Affine and BatchNormalization layers
+        and Linear weights are transposed (the mapping: :mod:`cnn_xp.models.torch_names`)."""
         slots = {**self._param_slots, **self._buffer_slots}
+        if is_torch_style(state):
+            key_of = {(id(layer), attr): key for key, (layer, attr) in slots.items()}
+            converted = torch_to_cnn_xp(self.layers, state)
+            state = {key_of[(id(self.layers[name]), attr)]: value for (name, attr), value in converted.items()}
         missing = [k for k in slots if k not in state]
         unexpected = [k for k in state if k not in slots]
         if strict and (missing or unexpected):
