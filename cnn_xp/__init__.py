@@ -8,12 +8,14 @@ from ._version import __version__
 from .backend import (
     Device,
     GPUUnavailableError,
+    from_dlpack,
     get_array_module,
     gpu_available,
     parse_device,
     to_device,
     to_numpy,
 )
+from .export import export_onnx
 from .functions import col2im, get_conv_outsize, im2col
 from .init import he_normal, xavier_normal
 from .layers import (
@@ -56,6 +58,8 @@ __all__ = [
     "SoftmaxWithLoss",
     "__version__",
     "col2im",
+    "export_onnx",
+    "from_dlpack",
     "get_array_module",
     "get_conv_outsize",
     "gpu_available",

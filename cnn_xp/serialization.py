@@ -24,8 +24,14 @@ def save_arrays(
     path: str | os.PathLike[str], arrays: dict[str, numpy.ndarray], metadata: dict[str, str] | None = None
 ) -> Path:
     """Write host arrays and string metadata to ``path`` atomically. Returns the path."""
-    path = Path(path)
     blob = safetensors.numpy.save({k: numpy.ascontiguousarray(v) for k, v in arrays.items()}, metadata=metadata)
+    return write_atomically(path, blob)
+
+
+def write_atomically(path: str | os.PathLike[str], blob: bytes) -> Path:
+    """Write ``blob`` to ``path`` through a temporary file in the same directory, fsync'ed and
+    renamed over ``path``: readers see the old file or the new one, never a torn one."""
+    path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
