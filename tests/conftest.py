@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import NUMPY, cupy_backend, gpu_skip_reason, strict_backend
+from .helpers import NUMPY, TORCH_MISSING, cupy_backend, gpu_skip_reason, strict_backend
 
 
 @pytest.fixture(params=["numpy", "strict", pytest.param("cupy", marks=pytest.mark.gpu)])
@@ -24,3 +24,10 @@ def backend(request):
 @pytest.fixture(params=["float32", "float64"])
 def float_dtype(request):
     return request.param
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, the independent oracle (and a second array library); tests that take this
+    fixture are skipped, saying so, on the light install without it."""
+    return pytest.importorskip("torch", reason=TORCH_MISSING)

@@ -47,6 +47,7 @@ def strict_backend() -> ArrayBackend:
 
 
 NUMPY = ArrayBackend("numpy", "cpu", exact=True)
+TORCH_MISSING = "PyTorch is not installed: the PyTorch oracle tests need pip install 'cnn_xp[torch]'"
 
 
 def cupy_backend() -> ArrayBackend:

@@ -27,8 +27,7 @@ def test_bench_runs_and_writes_raw_figures(tmp_path):
     assert all(r["images_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
 
 
-def test_bench_compares_with_torch(tmp_path):
-    pytest.importorskip("torch", reason="--compare torch needs PyTorch")
+def test_bench_compares_with_torch(torch, tmp_path):
     out = tmp_path / "bench.json"
     result = run(
         "--models",

@@ -25,8 +25,6 @@ from cnn_xp import (
 from .functions.test_im2col import naive_im2col
 from .optim.test_optimizers import reference
 
-torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install cnn_xp[test]")
-F = torch.nn.functional
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 window = st.fixed_dictionaries(
@@ -88,7 +86,8 @@ def close(ours, theirs):
 
 @SETTINGS
 @given(window, st.integers(1, 4), st.booleans())
-def test_convolution_matches_torch(p, fn, strided):
+def test_convolution_matches_torch(torch, p, fn, strided):
+    F = torch.nn.functional
     assume(fits(p))
     rng = np.random.default_rng(p["seed"])
     x = rng.standard_normal((p["n"], p["c"], p["h"], p["w"]))
@@ -107,7 +106,8 @@ def test_convolution_matches_torch(p, fn, strided):
 
 @SETTINGS
 @given(window, st.sampled_from(["max", "avg"]), st.booleans())
-def test_pooling_matches_torch(p, kind, strided):
+def test_pooling_matches_torch(torch, p, kind, strided):
+    F = torch.nn.functional
     assume(fits(p) and p["pad"] <= p["kh"] // 2 and p["pad"] <= p["kw"] // 2)
     rng = np.random.default_rng(p["seed"])
     x = rng.standard_normal((p["n"], p["c"], p["h"], p["w"]))
@@ -124,7 +124,8 @@ def test_pooling_matches_torch(p, kind, strided):
 
 @SETTINGS
 @given(st.integers(1, 5), st.integers(1, 12), st.integers(1, 6), st.integers(0, 2**32 - 1), st.booleans())
-def test_affine_matches_torch(n, d_in, d_out, seed, strided):
+def test_affine_matches_torch(torch, n, d_in, d_out, seed, strided):
+    F = torch.nn.functional
     rng = np.random.default_rng(seed)
     x, W, b = rng.standard_normal((n, d_in)), rng.standard_normal((d_in, d_out)), rng.standard_normal(d_out)
     layer = Affine(W, b)

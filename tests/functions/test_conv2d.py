@@ -65,8 +65,7 @@ def test_fast_path_matches_generic_path(case):
 
 @pytest.mark.parametrize("case", CASES[:3] + CASES[5:6], ids=str)
 @pytest.mark.parametrize("generic", [False, True], ids=["fast", "generic"])
-def test_both_paths_match_torch(case, generic):
-    torch = pytest.importorskip("torch")
+def test_both_paths_match_torch(torch, case, generic):
     x, W, b, dy, pad = _data(case)
     xt, Wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, W, b))
     yt = torch.nn.functional.conv2d(xt, Wt, bt, padding=pad)

@@ -7,7 +7,9 @@ import pytest
 
 from cnn_xp import Affine, AvgPooling, BatchNormalization, Convolution, Pooling, SoftmaxWithLoss
 
-torch = pytest.importorskip("torch", reason="PyTorch is the test oracle; install cnn_xp[test]")
+from ..helpers import TORCH_MISSING
+
+torch = pytest.importorskip("torch", reason=TORCH_MISSING)  # every test here compares with PyTorch
 F = torch.nn.functional
 rng = np.random.default_rng(7)
 # float64 round-off: results of a few hundred multiply-adds agree to ~1e-14 relative.

@@ -14,7 +14,9 @@ import pytest
 
 from cnn_xp import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
-torch = pytest.importorskip("torch", reason="PyTorch is the oracle; install cnn_xp[test]")
+from ..helpers import TORCH_MISSING
+
+torch = pytest.importorskip("torch", reason=TORCH_MISSING)  # every test here compares with PyTorch
 
 CASES = [
     ("SGD", lambda: SGD(lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1), 1e-13),
