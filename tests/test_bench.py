@@ -15,6 +15,7 @@ def run(*args):
     )
 
 
+@pytest.mark.slow
 def test_bench_runs_and_writes_raw_figures(tmp_path):
     out = tmp_path / "bench.json"
     result = run(
@@ -27,6 +28,7 @@ def test_bench_runs_and_writes_raw_figures(tmp_path):
     assert all(r["images_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
 
 
+@pytest.mark.slow
 def test_bench_compares_with_torch(torch, tmp_path):
     out = tmp_path / "bench.json"
     result = run(

@@ -50,6 +50,7 @@ def max_rel_diff(a, b):
     return max(float(np.max(np.abs(a[k] - b[k])) / max(float(np.max(np.abs(a[k]))), 1e-300)) for k in a)
 
 
+@pytest.mark.slow
 def test_collectives_under_mpirun():
     result = mpirun(2, "-m", "pytest", "-q", "-p", "no:cacheprovider", HERE / "mpi_collectives.py")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -61,6 +62,7 @@ def test_collectives_under_mpirun():
     [(400, 100), (401, 100), (300, 75)],
     ids=["even", "last batch of 1: one rank empty", "odd slices"],
 )
+@pytest.mark.slow
 def test_two_ranks_equal_one_process(tmp_path, train_size, batch):
     args = [*BASE, "--train-size", train_size, "--batch-size", batch, "--epochs", "2"]
     one = single("-m", "cnn_xp.train", *args, "--out", tmp_path / "one")
@@ -77,6 +79,7 @@ def test_two_ranks_equal_one_process(tmp_path, train_size, batch):
     assert abs(float(m1[2]) - float(m2[2])) < 1e-12
 
 
+@pytest.mark.slow
 def test_a_failing_rank_brings_the_job_down(tmp_path):
     result = mpirun(
         2,
@@ -95,6 +98,7 @@ def test_a_failing_rank_brings_the_job_down(tmp_path):
     assert "error on rank 1: RuntimeError: simulated failure on rank 1" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_non_finite_loss_stops_every_rank(tmp_path):
     args = [
         *BASE,
@@ -117,6 +121,7 @@ def test_a_non_finite_loss_stops_every_rank(tmp_path):
     assert "Traceback" not in result.stderr and "RuntimeWarning" not in result.stderr
 
 
+@pytest.mark.slow
 def test_checkpoints_move_between_distributed_and_single_runs(tmp_path):
     args = [*BASE, "--train-size", 300, "--batch-size", 100]
     assert (

@@ -161,6 +161,7 @@ def test_inference_without_grad_keeps_nothing_and_bounds_the_columns(monkeypatch
     np.testing.assert_array_equal(buf, snapshot)
 
 
+@pytest.mark.slow
 def test_concurrent_no_grad_forwards_through_one_network_agree_with_sequential_ones():
     from concurrent.futures import ThreadPoolExecutor
 

@@ -71,6 +71,7 @@ def test_simple_convnet_gradient_float64():
     _check_network_gradient(net, rng.standard_normal((3, 2, 8, 8)), rng.integers(0, 4, 3))
 
 
+@pytest.mark.slow
 def test_deep_convnet_gradient_float64_with_dropout():
     net = DeepConvNet(**SMALL_DEEP, dtype="float64", seed=1)
     rng = np.random.default_rng(3)

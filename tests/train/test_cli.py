@@ -56,10 +56,12 @@ def test_end_to_end_run_writes_everything(trained):
     assert ck.run["model"] == "simple" and ck.trainer["epoch"] == 2 and ck.model_config["name"] == "SimpleConvNet"
 
 
+@pytest.mark.slow
 def test_quiet_prints_only_the_summary(tmp_path):
     assert train_main(["--device", "cpu", "--epochs", "1", "--out", str(tmp_path), *QUICK]) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["simple", "deep"])
 def test_resume_gives_bit_identical_weights(tmp_path, model):
     """E epochs straight == E1 epochs, then --resume to E, with the default schedule and shifts."""
@@ -75,6 +77,7 @@ def test_resume_gives_bit_identical_weights(tmp_path, model):
         np.testing.assert_array_equal(a[k], b[k])
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_run_after_run(tmp_path):
     for name in ("a", "b"):
         assert (
@@ -156,6 +159,7 @@ def test_gpu_without_gpu_exits_2_saying_why():
     assert "not available" in line and "--device cpu" in line and "auto" in line
 
 
+@pytest.mark.slow
 def test_auto_device_says_which_it_chose(tmp_path):
     result = run_module("cnn_xp.train", "--device", "auto", "--epochs", "1", "--out", tmp_path, *QUICK[:-1])
     assert result.returncode == 0
@@ -171,6 +175,7 @@ def test_resume_refuses_a_params_file(tmp_path, trained, capsys):
     assert "parameters only" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_exits_130(tmp_path):
     proc = subprocess.Popen(
         [
@@ -248,6 +253,7 @@ def test_predict_images(trained, tmp_path, capsys):
     assert "cannot read" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_on_fashion_mnist_directory(tmp_path):
     """--dataset PATH with an IDX directory (written here in the IDX format)."""
     from ..datasets.test_datasets import make_idx_dir

@@ -61,6 +61,7 @@ def check_resumable(path):
     return ck.trainer["step"]
 
 
+@pytest.mark.slow
 def test_sigkill_twenty_times_never_tears_a_checkpoint(tmp_path):
     """Each run resumes from what the previous, killed one left behind: every file must load."""
     rng = random.Random(0)
@@ -87,6 +88,7 @@ def test_sigkill_twenty_times_never_tears_a_checkpoint(tmp_path):
     assert len([p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]) <= 1, leftovers
 
 
+@pytest.mark.slow
 def test_sigint_saves_and_exits_130_every_time(tmp_path):
     rng = random.Random(1)
     for i in range(5):
