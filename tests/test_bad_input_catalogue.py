@@ -28,11 +28,11 @@ from cnn_xp import (
     SimpleConvNet,
     parse_device,
 )
+from cnn_xp.cli.train import main as train_main
 from cnn_xp.data import DataLoader
 from cnn_xp.datasets import load_cifar10, load_dataset, load_idx_directory
 from cnn_xp.serialization import save_arrays
 from cnn_xp.train import load_checkpoint, save_checkpoint
-from cnn_xp.train.cli import main as train_main
 
 from .datasets.test_datasets import make_idx_dir, write_cifar
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from cnn_xp import distributed
-from cnn_xp.train import cli
+from cnn_xp.cli import train as cli
 from cnn_xp.train.trainer import Trainer
 
 

@@ -159,7 +159,7 @@ def test_checkpoints_move_between_distributed_and_single_runs(tmp_path):
 
 
 def test_distributed_without_mpi4py_is_one_line_exit_2(tmp_path):
-    code = "import sys; sys.modules['mpi4py'] = None; from cnn_xp.train.cli import main; sys.exit(main(['--distributed', '--device', 'cpu']))"
+    code = "import sys; sys.modules['mpi4py'] = None; from cnn_xp.cli.train import main; sys.exit(main(['--distributed', '--device', 'cpu']))"
     result = single("-c", code)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

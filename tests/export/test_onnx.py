@@ -23,9 +23,9 @@ from cnn_xp import (
     Sigmoid,
     SimpleConvNet,
 )
+from cnn_xp.cli.export import main as export_main
 from cnn_xp.datasets import load_mnist
 from cnn_xp.export import OPSET, export_onnx, register_onnx_converter, to_onnx
-from cnn_xp.export.__main__ import main as export_main
 from cnn_xp.train import Trainer, save_checkpoint
 
 onnx = pytest.importorskip("onnx", reason="ONNX export needs onnx: pip install 'cnn_xp[onnx]'")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from cnn_xp.backend import gpu_available
-from cnn_xp.evaluate import main as evaluate_main
-from cnn_xp.predict import main as predict_main
+from cnn_xp.cli.evaluate import main as evaluate_main
+from cnn_xp.cli.predict import main as predict_main
+from cnn_xp.cli.train import build_parser
+from cnn_xp.cli.train import main as train_main
 from cnn_xp.train import load_checkpoint
-from cnn_xp.train.cli import build_parser
-from cnn_xp.train.cli import main as train_main
 
 QUICK = ["--train-size", "300", "--test-size", "200", "--batch-size", "50", "--quiet"]
 

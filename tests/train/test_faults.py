@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from cnn_xp import Adam, serialization
+from cnn_xp.cli.train import main as train_main
 from cnn_xp.train import CheckpointWriteError, Trainer, load_checkpoint
-from cnn_xp.train.cli import main as train_main
 
 from ..helpers import gpu_skip_reason
 from .conftest import loaders, small_net
@@ -105,7 +105,7 @@ def test_sigint_saves_and_exits_130_every_time(tmp_path):
 
 def test_ctrl_c_while_loading_data_exits_130_in_one_line(tmp_path, monkeypatch, capsys):
     """Ctrl-C before the training loop (here: while the dataset loads) is one line and 130."""
-    from cnn_xp.train import cli
+    from cnn_xp.cli import train as cli
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

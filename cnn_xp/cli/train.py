@@ -24,9 +24,9 @@ from ..data import DataLoader
 from ..datasets import NAMES, load_dataset
 from ..models import DeepConvNet, Network, SimpleConvNet
 from ..optim import OPTIMIZERS, constant, cosine, exponential
-from .checkpoint import load_checkpoint
-from .commands import OneLineParser, UsageError, device_arg, run_command
-from .trainer import CheckpointWriteError, NonFiniteLossError, Trainer, TrainingInterrupted
+from ..train.checkpoint import load_checkpoint
+from ..train.trainer import CheckpointWriteError, NonFiniteLossError, Trainer, TrainingInterrupted
+from .common import OneLineParser, UsageError, device_arg, run_command
 
 PROG = "python -m cnn_xp.train"
 MODELS = {"simple": SimpleConvNet, "deep": DeepConvNet}
@@ -66,13 +66,12 @@ def non_negative(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog=PROG,
+        prog=prog,
         description="Train a CNN (the book's SimpleConvNet or DeepConvNet) on MNIST, Fashion-MNIST, an IDX directory "
         "or the CIFAR-10 binary directory, on the CPU or a CUDA GPU. Writes last.safetensors, best.safetensors, "
         "metrics.csv, curves.png and filters.png to --out.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument(
         "--device",
@@ -320,16 +319,12 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
     return trainer, run
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        return run_command(PROG, _main, argv)
-    except KeyboardInterrupt:  # Ctrl-C outside the training loop (loading data, plotting)
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    return run_command(prog, _main, argv)
 
 
-def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+def _main(argv: list[str] | None, prog: str) -> int:
+    args = build_parser(prog).parse_args(argv)
     # A diverging run overflows; the trainer reports the first non-finite loss precisely, so
     # NumPy's floating-point warnings would only add noise to stderr.
     warnings.filterwarnings(
@@ -352,23 +347,23 @@ def _main(argv: list[str] | None) -> int:
         history = trainer.fit(args.epochs)
     except TrainingInterrupted as exc:  # all ranks agree on the step at which they stop
         if primary:
-            print(f"{PROG}: {exc}", file=sys.stderr)
+            print(f"{prog}: {exc}", file=sys.stderr)
         return 130
     except NonFiniteLossError as exc:  # all ranks see the same reduced loss
         if primary:
-            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         if is_out_of_memory(exc):
             release_gpu_memory()
             message = (
-                f"{PROG}: error: out of GPU memory on {trainer.device} with --batch-size {run['batch_size']} "
+                f"{prog}: error: out of GPU memory on {trainer.device} with --batch-size {run['batch_size']} "
                 f"({exc}); try a smaller --batch-size"
             )
         elif isinstance(exc, CheckpointWriteError):
-            message = f"{PROG}: error: {exc}"
+            message = f"{prog}: error: {exc}"
         elif multi:
-            message = f"{PROG}: error on rank {distributed.rank()}: {type(exc).__name__}: {exc}"
+            message = f"{prog}: error on rank {distributed.rank()}: {type(exc).__name__}: {exc}"
         else:
             raise
         if multi:  # only this rank failed: bring the job down instead of leaving the others in a collective
@@ -403,7 +398,7 @@ def _main(argv: list[str] | None) -> int:
 
 def write_plots(trainer: Trainer) -> None:
     from ..backend import to_numpy
-    from .plots import plot_curves, plot_filters
+    from ..train.plots import plot_curves, plot_filters
 
     assert trainer.out_dir is not None
     plot_curves(trainer.history, trainer.out_dir / "curves.png")

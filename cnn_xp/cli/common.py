@@ -1,0 +1,84 @@
+"""What every command shares: the argument parser, device and checkpoint arguments, and errors
+reported as one line (exit status 2 for a bad argument, 130 for Ctrl-C), never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..backend import Device, GPUUnavailableError, parse_device
+from ..train.checkpoint import Checkpoint, load_checkpoint
+
+
+class UsageError(Exception):
+    """A bad argument: reported as one line on stderr, exit status 2, no traceback."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` only where there is a default worth reading (not None or False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, argparse.SUPPRESS) or "default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of printing usage and exiting, and that takes
+    flags only as written in full (``--epoch 3`` is an error, not ``--epochs 3``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def flag_error(flag: str, exc: BaseException) -> UsageError:
+    """``flag: message`` for an error raised by the library, whose message starts with the name of
+    the argument it checked (``dataset: ...``): that name is replaced by the flag, not repeated."""
+    message = str(exc)
+    name = flag.lstrip("-").replace("-", "_")
+    message = re.sub(rf"^(?:{re.escape(name)}|{re.escape(flag.lstrip('-'))}): ", "", message)
+    return UsageError(f"{flag}: {message}")
+
+
+def device_arg(spec: str, flag: str = "--device") -> Device:
+    try:
+        return parse_device(spec)
+    except (ValueError, TypeError) as exc:
+        raise flag_error(flag, exc) from None
+    except GPUUnavailableError as exc:
+        text = str(exc).replace("Use device 'cpu' or 'auto'.", f"Use {flag} cpu or {flag} auto.")
+        raise UsageError(f"{flag} {spec}: {text}") from None
+
+
+def checkpoint_arg(path: Path, name: str = "CHECKPOINT") -> Checkpoint:
+    if not path.is_file():
+        raise UsageError(f"{name}: no such file: {path}")
+    try:
+        return load_checkpoint(path)
+    except ValueError as exc:
+        raise UsageError(f"{name}: {exc}") from None
+
+
+Body = Callable[[list[str] | None, str], int]
+
+
+def run_command(prog: str, body: Body, argv: list[str] | None = None) -> int:
+    """Run ``body(argv, prog)``: a UsageError becomes one line and exit status 2, a Ctrl-C outside
+    the work that handles it (loading data, plotting) one line and 130."""
+    try:
+        return body(argv, prog)
+    except UsageError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
