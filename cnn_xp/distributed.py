@@ -31,12 +31,14 @@ __all__ = [
     "init",
     "is_initialized",
     "local_rank",
+    "local_size",
     "rank",
     "size",
 ]
 
 _comm: Any = None
 _local_rank = 0
+_local_size = 1
 _nccl: dict[int, Any] = {}
 
 
@@ -46,7 +48,7 @@ class DistributedUnavailableError(RuntimeError):
 
 def init() -> Any:
     """Initialise MPI once and return the world communicator (idempotent)."""
-    global _comm, _local_rank
+    global _comm, _local_rank, _local_size
     if _comm is None:
         try:
             from mpi4py import MPI
@@ -56,7 +58,8 @@ def init() -> Any:
                 "(or `pip install mpi4py mpich`) and launch with mpirun"
             ) from None
         _comm = MPI.COMM_WORLD
-        _local_rank = _comm.Split_type(MPI.COMM_TYPE_SHARED, key=_comm.rank).rank
+        node = _comm.Split_type(MPI.COMM_TYPE_SHARED, key=_comm.rank)
+        _local_rank, _local_size = node.rank, node.size
     return _comm
 
 
@@ -77,6 +80,11 @@ def size() -> int:
 def local_rank() -> int:
     """Rank among the processes on this node: the GPU index a rank uses."""
     return _local_rank
+
+
+def local_size() -> int:
+    """Number of processes on this node (they share its cores); 1 when not initialised."""
+    return _local_size
 
 
 def abort(message: str, code: int = 1) -> None:

@@ -1,7 +1,7 @@
 """Train briefly, export to ONNX, and run the file in ONNX Runtime next to cnn_xp.
 
 python examples/export_onnx.py                 # CPU, 3000 training images, 1 epoch (~10 s)
-python examples/export_onnx.py --device gpu --out model.onnx
+python examples/export_onnx.py --device gpu --out /tmp/onnx
 
 Needs the onnx extra: pip install 'cnn_xp[onnx]' (onnx builds the graph, onnxruntime runs it).
 """
@@ -9,7 +9,6 @@ Needs the onnx extra: pip install 'cnn_xp[onnx]' (onnx builds the graph, onnxrun
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 from _common import device_from_args
@@ -24,8 +23,8 @@ device, args = device_from_args(
     __doc__.splitlines()[0],
     [
         ("--train-size", {"type": int, "default": 3000}),
-        ("--out", {"type": Path, "default": Path("runs/examples/simple_convnet.onnx"), "help": "the .onnx file"}),
     ],
+    out="export_onnx",
 )
 try:
     import onnxruntime
@@ -40,13 +39,13 @@ model = SimpleConvNet(weight_init_std="he", seed=0, device=device)
 Trainer(model, Adam(lr=0.002), train, None, quiet=True).fit(1)
 
 # 2. Export: float32, a dynamic batch dimension, opset 17; the file is written atomically.
-args.out.parent.mkdir(parents=True, exist_ok=True)
-cnn_xp.export_onnx(model.eval(), args.out)
-print(f"wrote {args.out} (opset {cnn_xp.export.OPSET}, input 'input' (N, 1, 28, 28), output 'scores' (N, 10))")
+path = args.out / "simple_convnet.onnx"
+cnn_xp.export_onnx(model.eval(), path)
+print(f"wrote {path} (opset {cnn_xp.export.OPSET}, input 'input' (N, 1, 28, 28), output 'scores' (N, 10))")
 
 # 3. Run it in ONNX Runtime on 1000 test images and compare with cnn_xp on the same images.
 images = (xt[:1000] / 255).astype(np.float32)
-session = onnxruntime.InferenceSession(str(args.out), providers=["CPUExecutionProvider"])
+session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 (onnx_scores,) = session.run(None, {"input": images})
 with cnn_xp.no_grad():
     ours = cnn_xp.to_numpy(model.predict(cnn_xp.to_device(images, model.device)))

@@ -14,7 +14,9 @@ from _common import device_from_args
 from cnn_xp import Adam, SimpleConvNet, to_device
 from cnn_xp.datasets import load_mnist
 
-device, args = device_from_args(__doc__.splitlines()[0], [("--iters", {"type": int, "default": 300})])
+device, args = device_from_args(
+    __doc__.splitlines()[0], [("--iters", {"type": int, "default": 300})], out="port_from_the_book"
+)
 
 (x_train, t_train), (x_test, t_test) = load_mnist(flatten=False)
 
@@ -41,5 +43,5 @@ for i in range(args.iters):
         print(f"iteration {i}: loss {float(train_loss_list[-1]):.4f}")
 
 print(f"test accuracy: {network.accuracy(x_test, t_test):.4f}")
-network.save_params("params.safetensors")  # the book wrote params.pkl with pickle; this is safetensors
-print("saved params.safetensors")
+network.save_params(args.out / "params.safetensors")  # the book wrote params.pkl with pickle; this is safetensors
+print(f"saved {args.out / 'params.safetensors'}")

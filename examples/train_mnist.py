@@ -6,9 +6,6 @@ python examples/train_mnist.py --device gpu --train-size 60000 --epochs 8
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from _common import device_from_args
 
 from cnn_xp import Adam, SimpleConvNet
@@ -20,6 +17,7 @@ from cnn_xp.train import Trainer, load_checkpoint
 device, args = device_from_args(
     __doc__.splitlines()[0],
     [("--train-size", {"type": int, "default": 10000}), ("--epochs", {"type": int, "default": 2})],
+    out="train_mnist",
 )
 
 # 1. Data: uint8 images (N, 1, 28, 28) stay small on the host; the loader casts and scales on the device.
@@ -41,7 +39,7 @@ model = SimpleConvNet(weight_init_std="he", seed=0, device=device)
 optimizer = Adam(lr=0.002)
 
 # 3. Train. The Trainer writes last.safetensors / best.safetensors / metrics.csv to out_dir.
-out = Path(tempfile.mkdtemp(prefix="cnn_xp_example_"))
+out = args.out
 trainer = Trainer(model, optimizer, train, test, out_dir=out, lr_schedule=cosine(0.002, args.epochs * len(train)))
 history = trainer.fit(args.epochs)
 print(

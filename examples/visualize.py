@@ -1,12 +1,11 @@
-"""First-layer filters before and after training, and the first layer's activations for one
-image, saved as PNG (filters_before.png, filters_after.png, activations.png).
+"""First-layer filters before and after training — with what training changed in them — and the
+first layer's activations for one image, saved as PNG (filters_before.png, filters_after.png,
+activations.png) in --out (default runs/examples/visualize).
 
-    python examples/visualize.py --out /tmp       # CPU, 5000 images, 1 epoch (< 1 min)
+    python examples/visualize.py                  # CPU, 5000 images, 1 epoch (< 1 min)
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import matplotlib
 
@@ -22,17 +21,19 @@ from cnn_xp.train import Trainer
 from cnn_xp.train.plots import plot_filters
 
 device, args = device_from_args(
-    __doc__.splitlines()[0],
-    [("--out", {"type": Path, "default": Path(".")}), ("--train-size", {"type": int, "default": 5000})],
+    __doc__.splitlines()[0], [("--train-size", {"type": int, "default": 5000})], out="visualize"
 )
-args.out.mkdir(parents=True, exist_ok=True)
 model = SimpleConvNet(weight_init_std="he", seed=0, device=device)
-plot_filters(to_numpy(model.params["W1"]), args.out / "filters_before.png")
+W0 = np.array(to_numpy(model.params["W1"]))  # a host copy: training updates W1 in place
+plot_filters(W0, args.out / "filters_before.png", title="first-layer filters at initialisation (He, seed 0)")
 
 (x, t), (xt, tt) = load_mnist(normalize=False)
 train = DataLoader(x[: args.train_size], t[: args.train_size], 100, seed=0, device=device, scale=1 / 255)
 Trainer(model, Adam(lr=0.002), train, quiet=True).fit(1)
-plot_filters(to_numpy(model.params["W1"]), args.out / "filters_after.png")
+W = to_numpy(model.params["W1"])
+r = np.corrcoef(W.ravel(), W0.ravel())[0, 1]
+title = f"after 1 epoch on {args.train_size} images (correlation with the initial filters {r:.2f})"
+plot_filters(W, args.out / "filters_after.png", W0=W0, title=title)  # the second grid shows W - W0
 
 # Activations of the first convolution (after ReLU) for one test image: (1, 30, 24, 24).
 image = to_device(xt[:1].astype(np.float32) / 255, device)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 import time
 import warnings
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy
+from threadpoolctl import threadpool_limits
 
 from .. import distributed
 from ..backend import gpu_available, is_out_of_memory, release_gpu_memory
@@ -26,11 +28,12 @@ from ..models import DeepConvNet, Network, SimpleConvNet
 from ..optim import OPTIMIZERS, constant, cosine, exponential
 from ..train.checkpoint import load_checkpoint
 from ..train.trainer import CheckpointWriteError, NonFiniteLossError, Trainer, TrainingInterrupted
-from .common import OneLineParser, UsageError, device_arg, run_command
+from .common import OneLineParser, UsageError, device_arg, flag_error, run_command
 
 PROG = "python -m cnn_xp.train"
 MODELS = {"simple": SimpleConvNet, "deep": DeepConvNet}
 DEFAULTS = {"epochs": 8, "batch_size": 100, "optimizer": "adam", "lr": None, "seed": 0}
+OUTPUTS = ("last.safetensors", "best.safetensors", "metrics.csv", "summary.json", "curves.png", "filters.png")
 
 
 def positive(kind: str) -> Any:
@@ -70,8 +73,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=prog,
         description="Train a CNN (the book's SimpleConvNet or DeepConvNet) on MNIST, Fashion-MNIST, an IDX directory "
-        "or the CIFAR-10 binary directory, on the CPU or a CUDA GPU. Writes last.safetensors, best.safetensors, "
-        "metrics.csv, curves.png and filters.png to --out.",
+        f"or the CIFAR-10 binary directory, on the CPU or a CUDA GPU. Writes {', '.join(OUTPUTS)} to --out.",
     )
     p.add_argument(
         "--device",
@@ -87,13 +89,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset",
         default="mnist",
-        help=f"{' or '.join(NAMES)} (both offline), or a directory of IDX files (*-ubyte[.gz]) or of CIFAR-10 binary batches",
+        help=f"{' or '.join(NAMES)} (both offline; any case), or a directory of IDX files (*-ubyte[.gz]: KMNIST, "
+        "EMNIST, ...) or of CIFAR-10's binary batches (the unpacked cifar-10-batches-bin folder)",
     )
     p.add_argument(
         "--epochs",
         type=positive("number of epochs"),
-        default=DEFAULTS["epochs"],
-        help="total epochs (a resumed run continues up to this number)",
+        default=None,
+        help=f"total epochs of the run (default: {DEFAULTS['epochs']}; with --resume: the number the interrupted run "
+        "was asked for)",
     )
     p.add_argument(
         "--batch-size", type=positive("batch size"), default=DEFAULTS["batch_size"], help="training mini-batch size"
@@ -103,7 +107,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--lr",
         type=positive_float,
         default=None,
-        help="peak learning rate (default: 0.002 for adam, tuned for the cosine schedule; 0.01 for the others)",
+        help="learning rate at the start of the schedule (default: 0.002 for adam, 0.01 for the other optimizers)",
     )
     p.add_argument(
         "--lr-schedule",
@@ -152,7 +156,12 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         metavar="N",
         help="use only the first N test samples",
     )
-    p.add_argument("--out", type=Path, default=None, help="output directory (default: a fresh folder under runs/)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default: a fresh folder under runs/; with --resume: the checkpoint's folder)",
+    )
     p.add_argument(
         "--resume",
         type=Path,
@@ -171,6 +180,15 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="no progress bar or per-epoch lines; print only the final summary"
     )
     p.add_argument(
+        "--threads",
+        type=threads_arg,
+        default="auto",
+        metavar="N",
+        help="threads for the CPU's matrix products: a number, or 'auto': the cores that other work left idle "
+        "(1-minute load average), shared among the MPI ranks of a node; a machine busy with other work runs "
+        "several times slower with too many (see the README)",
+    )
+    p.add_argument(
         "--distributed",
         action="store_true",
         help="data-parallel training over MPI: launch with `mpirun -n N`; --batch-size is the global batch; "
@@ -179,9 +197,39 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     return p
 
 
+def threads_arg(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    return positive("thread count or 'auto'")(text)
+
+
+def auto_threads(ranks_on_node: int = 1) -> int:
+    """BLAS threads for one process: this machine's cores (those this process may use), shared among
+    the ``ranks_on_node`` processes of a distributed run, less the cores that other work kept busy
+    over the last minute.  Measured on 2 cores (README): with 2 other busy processes, 1 thread ran
+    3-8x faster than 2; on an idle machine 2 threads ran about 1.1x faster than 1."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0]
+    except (OSError, AttributeError):  # no load average on this platform
+        busy = 0.0
+    return max(1, min(cores // max(ranks_on_node, 1), cores - round(busy)))
+
+
+def new_network(run: dict[str, Any], input_dim: tuple[int, ...], device: Any) -> Network:
+    """The network a run starts from: its settings, and initial weights drawn from ``run['seed']``."""
+    return MODELS[run["model"]](
+        input_dim=input_dim,
+        output_size=run["num_classes"],
+        dtype=run["dtype"],
+        device=device,
+        seed=run["seed"],
+        **({"weight_init_std": "he"} if run["model"] == "simple" else {}),
+    )
+
+
 def default_lr(optimizer: str) -> float:
-    """The CLI's learning rate: 0.002 for Adam (measured best with the cosine schedule, see
-    docs/benchmarks.md), else the optimizer's own default."""
+    """The CLI's learning rate: 0.002 for Adam (see docs/benchmarks.md), else the optimizer's own default."""
     if optimizer == "adam":
         return 0.002
     return float(inspect.signature(OPTIMIZERS[optimizer]).parameters["lr"].default)
@@ -237,10 +285,12 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
             "test_size",
         ):
             setattr(args, key, ckpt.run.get(key, getattr(args, key)))
+    if args.epochs is None:  # a resumed run keeps its plan
+        args.epochs = int(ckpt.run.get("epochs", DEFAULTS["epochs"])) if ckpt is not None else DEFAULTS["epochs"]
     try:
         (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, normalize=False)
     except (ValueError, FileNotFoundError) as exc:
-        raise UsageError(f"--dataset: {exc}") from None
+        raise flag_error("--dataset", exc) from None
     if args.train_size:
         x_train, t_train = x_train[: args.train_size], t_train[: args.train_size]
     if args.test_size:
@@ -269,15 +319,7 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
         model: Network = ckpt.build_model(device=device, dtype=args.dtype)
         optimizer = ckpt.build_optimizer(device=device)
     else:
-        input_dim = tuple(int(v) for v in x_train.shape[1:])
-        model = MODELS[args.model](
-            input_dim=input_dim,
-            output_size=num_classes,
-            dtype=args.dtype,
-            device=device,
-            seed=args.seed,
-            **({"weight_init_std": "he"} if args.model == "simple" else {}),
-        )
+        model = new_network(run, tuple(int(v) for v in x_train.shape[1:]), device)
         optimizer = OPTIMIZERS[args.optimizer](lr=args.lr if args.lr is not None else default_lr(args.optimizer))
     loader_kw: dict[str, Any] = {"device": device, "dtype": args.dtype, "scale": 1.0 / 255.0}
     split: dict[str, Any] = {"rank": rank, "world_size": world}
@@ -314,9 +356,20 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
             raise UsageError(f"--resume: {exc}") from None
         if trainer.epoch >= args.epochs:
             raise UsageError(
-                f"--epochs: the checkpoint already has {trainer.epoch} epochs; ask for more than that to continue"
+                f"--epochs: the run in {args.resume} already has {trainer.epoch} of its {args.epochs} epochs; "
+                f"pass --epochs N with N > {trainer.epoch} to train on"
             )
     return trainer, run
+
+
+def resume_line(path: Path, trainer: Trainer, epochs: int) -> str:
+    """One line: where a resumed run picks up and how far it will go."""
+    steps = len(trainer.train_loader)
+    if trainer.step_in_epoch == 0:
+        where = f"after epoch {trainer.epoch}"
+    else:
+        where = f"in epoch {trainer.epoch + 1} after step {trainer.step_in_epoch} of {steps}"
+    return f"resuming from {path}: {where} (global step {trainer.step}); training to epoch {epochs}"
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
@@ -336,15 +389,22 @@ def _main(argv: list[str] | None, prog: str) -> int:
         if args.quiet or distributed.rank() != 0
         else (lambda *a: print(*a, file=sys.stderr, flush=True))
     )
+    threads = args.threads if isinstance(args.threads, int) else auto_threads(distributed.local_size())
+    ranks = f"  ranks: {distributed.size()}" if args.distributed else ""
+    cpu_threads = "" if trainer.device.is_gpu else f"  threads: {threads}"
+    tests = trainer.test_loader.x.shape[0] if trainer.test_loader else 0
     say(
-        f"device: {trainer.device}{f'  ranks: {distributed.size()}' if args.distributed else ''}  model: {type(trainer.model).__name__}  dataset: {run['dataset']} "
-        f"({trainer.train_loader.x.shape[0]} train / {trainer.test_loader.x.shape[0] if trainer.test_loader else 0} test)  out: {trainer.out_dir}"
+        f"device: {trainer.device}{cpu_threads}{ranks}  model: {type(trainer.model).__name__}  dataset: {run['dataset']} "
+        f"({trainer.train_loader.x.shape[0]} train / {tests} test)  out: {trainer.out_dir}"
     )
+    if args.resume is not None and distributed.rank() == 0:  # what a resumed run does, even with --quiet
+        print(resume_line(args.resume, trainer, args.epochs), file=sys.stderr, flush=True)
     start = time.perf_counter()
     primary = distributed.rank() == 0
     multi = args.distributed and distributed.size() > 1
     try:
-        history = trainer.fit(args.epochs)
+        with threadpool_limits(limits=threads, user_api="blas"):
+            history = trainer.fit(args.epochs)
     except TrainingInterrupted as exc:  # all ranks agree on the step at which they stop
         if primary:
             print(f"{prog}: {exc}", file=sys.stderr)
@@ -380,7 +440,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     train_seconds = sum(h["seconds"] for h in history)
     print(f"final test accuracy: {last['test_acc']:.2%}  (best {trainer.best_test_acc:.2%})")
     print(f"total time: {total:.1f} s  training throughput: {images / max(train_seconds, 1e-9):.0f} images/s")
-    print(f"results: {trainer.out_dir} (last.safetensors, best.safetensors, metrics.csv, curves.png, filters.png)")
+    print(f"results: {trainer.out_dir} ({', '.join(OUTPUTS)})")
     (trainer.out_dir / "summary.json").write_text(
         json.dumps(
             {
@@ -397,14 +457,30 @@ def _main(argv: list[str] | None, prog: str) -> int:
 
 
 def write_plots(trainer: Trainer) -> None:
-    from ..backend import to_numpy
     from ..train.plots import plot_curves, plot_filters
 
     assert trainer.out_dir is not None
     plot_curves(trainer.history, trainer.out_dir / "curves.png")
-    first_conv = next(
-        (layer for layer in trainer.model.layers.values() if hasattr(layer, "W") and getattr(layer.W, "ndim", 0) == 4),
-        None,
+    W = first_conv_weights(trainer.model)
+    if W is None:
+        return
+    # the initial weights come back from the seed, also for a resumed run
+    initial = new_network(trainer.run, tuple(trainer.model.config["kwargs"]["input_dim"]), "cpu")
+    W0 = first_conv_weights(initial)
+    r = float(numpy.corrcoef(W.ravel(), W0.ravel())[0, 1]) if W0 is not None else float("nan")
+    title = (
+        f"{type(trainer.model).__name__}, first-layer filters after {trainer.epoch} epochs "
+        f"({W.shape[0]} of {'x'.join(map(str, W.shape[1:]))}; correlation with the initial weights {r:.2f})"
     )
-    if first_conv is not None:
-        plot_filters(numpy.asarray(to_numpy(first_conv.W)), trainer.out_dir / "filters.png")
+    plot_filters(W, trainer.out_dir / "filters.png", W0=W0, title=title)
+
+
+def first_conv_weights(model: Network) -> numpy.ndarray | None:
+    """The first convolution's W (FN, C, FH, FW) as a host array, or None."""
+    from ..backend import to_numpy
+
+    for layer in model.layers.values():
+        W = getattr(layer, "W", None)
+        if getattr(W, "ndim", 0) == 4:
+            return numpy.asarray(to_numpy(W))
+    return None

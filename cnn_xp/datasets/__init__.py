@@ -20,12 +20,20 @@ Split = tuple[numpy.ndarray, numpy.ndarray]
 NAMES = ("mnist", "fashion-mnist")
 
 
+CIFAR10_HINT = (
+    "CIFAR-10 is read from its binary version (the 'CIFAR-10 binary version' archive, not the Python "
+    "pickles), which cnn_xp cannot download: unpack it and pass its directory, e.g. "
+    "--dataset path/to/cifar-10-batches-bin (holding data_batch_1.bin ... data_batch_5.bin and test_batch.bin)"
+)
+
+
 def load_dataset(name_or_path: str | os.PathLike[str], normalize: bool = True) -> tuple[Split, Split]:
-    """``'mnist'``, ``'fashion-mnist'``, or a directory (IDX files or CIFAR-10 binary)."""
+    """``'mnist'``, ``'fashion-mnist'`` (names in any case), or a directory (IDX files or CIFAR-10 binary)."""
     key = str(name_or_path)
-    if key == "mnist":
+    name = key.strip().lower()
+    if name == "mnist":
         return load_mnist(normalize=normalize)
-    if key == "fashion-mnist":
+    if name in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
         return load_fashion_mnist(normalize=normalize)
     path = Path(name_or_path)
     if is_cifar10_directory(path):
@@ -36,7 +44,10 @@ def load_dataset(name_or_path: str | os.PathLike[str], normalize: bool = True) -
         raise ValueError(
             f"dataset: {path} is neither an IDX dataset directory (*-ubyte[.gz] files) nor a CIFAR-10 binary directory (data_batch_*.bin)"
         )
-    raise ValueError(f"dataset: unknown dataset {key!r}; expected one of {list(NAMES)} or a dataset directory")
+    known = f"expected one of {list(NAMES)} (any case), or a directory of IDX files (*-ubyte[.gz]) or of CIFAR-10 binary batches"
+    if name.replace("-", "").replace("_", "").startswith("cifar"):
+        raise ValueError(f"dataset: {key!r} is not bundled and there is no such directory; {CIFAR10_HINT}")
+    raise ValueError(f"dataset: unknown dataset {key!r} and no such directory; {known}")
 
 
 __all__ = [

@@ -127,6 +127,8 @@ class Trainer:
         self._partial = {"loss_sum": 0.0, "hits": 0, "seen": 0, "seconds": 0.0}
         self.last_checkpoint: Path | None = None
         self._interrupted = False  # set by the SIGINT handler of this process
+        self._progress_bar: Any = None  # one tqdm bar for the whole fit()
+        self._clock = (time.perf_counter(), 0)  # (start of fit(), steps done then): for the time left
         self._stop = False  # agreed by all ranks at the last step
 
     # ------------------------------------------------------------------ state
@@ -189,19 +191,29 @@ class Trainer:
         Ctrl-C. Returns the history: one dict per epoch with ``HISTORY_FIELDS``."""
         if epochs < 1:
             raise ValueError(f"epochs: expected an int >= 1, got {epochs}")
+        created = self.out_dir is not None and not self.out_dir.exists()
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             for stale in self.out_dir.glob(".*.safetensors.*.tmp"):
                 stale.unlink(missing_ok=True)  # left by a process killed mid-write (SIGKILL)
         restore = self._install_sigint()
+        self._clock = (time.perf_counter(), self._steps_done())  # for the whole run's time left
+        self._progress_bar = self._bar(epochs)
         try:
             while self.epoch < epochs:
                 self._train_epoch(epochs)
                 if self._stop:
                     break
                 self._end_epoch(epochs)
+        except BaseException:
+            if created and self.out_dir is not None and not any(self.out_dir.iterdir()):
+                self.out_dir.rmdir()  # failed before writing anything: leave no empty folder behind
+            raise
         finally:
             restore()
+            if self._progress_bar is not None:
+                self._progress_bar.close()
+                self._progress_bar = None
         if self._stop:
             path = self.save_checkpoint(self.out_dir / "last.safetensors") if self.out_dir is not None else None
             where = f"; checkpoint saved to {path}" if path else ""
@@ -224,7 +236,9 @@ class Trainer:
     def _train_epoch(self, epochs: int) -> None:
         model, opt, loader = self.model, self.optimizer, self.train_loader
         model.train()
-        bar = self._bar(epochs)
+        bar = self._progress_bar
+        if bar is not None:
+            bar.set_description(f"epoch {self.epoch + 1}/{epochs}", refresh=False)
         losses: list[Array] = []  # per step: loss * local batch size, on the device
         counts: list[int] = []
         hits: list[Array] = []
@@ -250,7 +264,7 @@ class Trainer:
             self.step_in_epoch += 1
             due = self.save_every and self.step % self.save_every == 0
             if len(losses) >= self.sync_every or due or self._stop:
-                self._sync(losses, counts, hits, bar, t0)
+                self._sync(losses, counts, hits, bar, t0, epochs)
                 losses, counts, hits = [], [], []
             if due and self.out_dir is not None:
                 self._partial["seconds"] += time.perf_counter() - t0
@@ -258,10 +272,8 @@ class Trainer:
                 t0 = time.perf_counter()
             if self._stop:
                 break
-        self._sync(losses, counts, hits, bar, t0)
+        self._sync(losses, counts, hits, bar, t0, epochs)
         self._partial["seconds"] += time.perf_counter() - t0
-        if bar is not None:
-            bar.close()
 
     def _local_step(self, xb: Array, tb: Array) -> tuple[Array, dict[str, Array], Array]:
         """Loss, gradients and correct predictions of this process's part of the batch
@@ -280,7 +292,9 @@ class Trainer:
         grads = model.backward()
         return loss, grads, _hits(model.last_layer.y, tb)  # type: ignore[attr-defined]  # this step's softmax
 
-    def _sync(self, losses: list[Array], counts: list[int], hits: list[Array], bar: Any, t0: float) -> None:
+    def _sync(
+        self, losses: list[Array], counts: list[int], hits: list[Array], bar: Any, t0: float, epochs: int
+    ) -> None:
         """Bring the pending losses to the host (one transfer), sum them over ranks, check, report."""
         if not losses:
             return
@@ -315,30 +329,52 @@ class Trainer:
         loss_now = float(per_step[-1])
         rate = self._partial["seen"] / max(self._partial["seconds"] + time.perf_counter() - t0, 1e-9)
         if bar is not None:
-            bar.n = steps
+            bar.n = self._steps_done()
             bar.set_postfix(loss=f"{loss_now:.4f}", img_s=f"{rate:.0f}", refresh=False)
             bar.refresh()
         elif not self.quiet and steps % max(len(self.train_loader) // 10, self.sync_every) < k:
             print(
-                f"epoch {self.epoch + 1} step {steps}/{len(self.train_loader)} loss {loss_now:.4f} {rate:.0f} img/s",
+                f"epoch {self.epoch + 1} step {steps}/{len(self.train_loader)} loss {loss_now:.4f} {rate:.0f} img/s  "
+                f"{self._run_progress(epochs)}",
                 file=self.stream,
                 flush=True,
             )
 
+    def _steps_done(self) -> int:
+        return self.epoch * len(self.train_loader) + self.step_in_epoch
+
+    def _run_progress(self, epochs: int) -> str:
+        """``run 37% (2:10 left)``: the whole run's progress and, from this process's pace so far
+        (evaluation included), the time it still needs."""
+        total = epochs * len(self.train_loader)
+        done = self._steps_done()
+        start, done_at_start = self._clock
+        elapsed, done_here = time.perf_counter() - start, done - done_at_start
+        left = "?" if done_here <= 0 else _clock_text(elapsed / done_here * (total - done))
+        return f"run {done / max(total, 1):.0%} ({left} left)"
+
     def _bar(self, epochs: int) -> Any:
+        """One tqdm bar for the whole run (all epochs' steps), so its time left is the run's."""
         if not self.progress:
             return None
         from tqdm.auto import tqdm
 
         return tqdm(
-            total=len(self.train_loader),
-            initial=self.step_in_epoch,
+            total=epochs * len(self.train_loader),
+            initial=self._steps_done(),
             desc=f"epoch {self.epoch + 1}/{epochs}",
             unit="batch",
             file=self.stream,
             leave=False,
             dynamic_ncols=True,
         )
+
+    def _say(self, line: str) -> None:
+        """A log line that does not break the progress bar."""
+        if self._progress_bar is not None:
+            self._progress_bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def _end_epoch(self, epochs: int) -> None:
         p = self._partial
@@ -359,11 +395,9 @@ class Trainer:
         self._partial = {"loss_sum": 0.0, "hits": 0, "seen": 0, "seconds": 0.0}
         if not self.quiet:
             test = f"  test {test_acc:.2%}" if test_acc is not None else ""
-            print(
+            self._say(
                 f"epoch {record['epoch']}/{epochs}  loss {record['loss']:.4f}  train {record['train_acc']:.2%}{test}  "
-                f"{record['seconds']:.1f} s  {record['images_per_s']:.0f} img/s",
-                file=self.stream,
-                flush=True,
+                f"{record['seconds']:.1f} s  {record['images_per_s']:.0f} img/s  {self._run_progress(epochs)}"
             )
         if self.out_dir is not None:
             self.save_checkpoint(self.out_dir / "last.safetensors")
@@ -414,6 +448,13 @@ class Trainer:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+
+
+def _clock_text(seconds: float) -> str:
+    """``1:02:03`` / ``2:03``."""
+    s = round(seconds)
+    h, m = divmod(s // 60, 60)
+    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
 
 
 def _hits(scores: Array, t: Array) -> Array:
