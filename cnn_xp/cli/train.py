@@ -184,9 +184,9 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         type=threads_arg,
         default="auto",
         metavar="N",
-        help="threads for the CPU's matrix products: a number, or 'auto': the cores that other work left idle "
-        "(1-minute load average), shared among the MPI ranks of a node; a machine busy with other work runs "
-        "several times slower with too many (see the README)",
+        help="threads for the CPU's matrix products: a number, or 'auto': the cores that other running work "
+        "leaves idle at the start, shared among the MPI ranks of a node (too many threads on a busy machine "
+        "run several times slower: see the README)",
     )
     p.add_argument(
         "--distributed",
@@ -203,16 +203,33 @@ def threads_arg(text: str) -> int | str:
     return positive("thread count or 'auto'")(text)
 
 
-def auto_threads(ranks_on_node: int = 1) -> int:
+def busy_cores(samples: int = 5, interval: float = 0.05) -> float:
+    """How many cores other work keeps busy now: on Linux the median over ``samples`` readings of
+    the running-task count in /proc/loadavg, less this process; elsewhere the 1-minute load average."""
+    readings = []
+    for i in range(samples):
+        try:
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        except (OSError, IndexError, ValueError):
+            break
+        readings.append(max(running - 1, 0))
+        if i + 1 < samples:
+            time.sleep(interval)
+    if readings:
+        return float(sorted(readings)[len(readings) // 2])
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):  # no load average on this platform
+        return 0.0
+
+
+def auto_threads(ranks_on_node: int = 1, busy: float | None = None) -> int:
     """BLAS threads for one process: this machine's cores (those this process may use), shared among
-    the ``ranks_on_node`` processes of a distributed run, less the cores that other work kept busy
-    over the last minute.  Measured on 2 cores (README): with 2 other busy processes, 1 thread ran
+    the ``ranks_on_node`` processes of a distributed run, less the cores other work keeps busy
+    (:func:`busy_cores`).  Measured on 2 cores (README): with 2 other busy processes, 1 thread ran
     3-8x faster than 2; on an idle machine 2 threads ran about 1.1x faster than 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = os.getloadavg()[0]
-    except (OSError, AttributeError):  # no load average on this platform
-        busy = 0.0
+    busy = busy_cores() if busy is None else busy
     return max(1, min(cores // max(ranks_on_node, 1), cores - round(busy)))
 
 

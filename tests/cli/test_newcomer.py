@@ -223,12 +223,25 @@ def test_examples_write_only_into_their_output_folder(tmp_path):
 
 def test_auto_threads_leaves_busy_cores_alone(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
-    assert auto_threads() == 4 and auto_threads(ranks_on_node=2) == 2 and auto_threads(ranks_on_node=8) == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (2.7, 0.0, 0.0))
-    assert auto_threads() == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (9.0, 0.0, 0.0))
-    assert auto_threads() == 1
+    assert auto_threads(busy=0) == 4 and auto_threads(2, busy=0) == 2 and auto_threads(8, busy=0) == 1
+    assert auto_threads(busy=1) == 3 and auto_threads(busy=2.7) == 1 and auto_threads(busy=9) == 1
+
+
+def test_busy_cores_counts_other_running_work():
+    if not Path("/proc/loadavg").is_file():
+        pytest.skip("no /proc/loadavg on this platform")
+    idle = train_cli.busy_cores()
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        import time
+
+        time.sleep(0.5)
+        busy = train_cli.busy_cores()
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert busy >= idle + 1 and busy >= 1  # two spinning processes are seen (at least one at each reading)
 
 
 def test_threads_flag_sets_the_blas_threads_during_training(tmp_path, monkeypatch, capsys):
