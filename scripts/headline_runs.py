@@ -99,6 +99,7 @@ def run_one(run: Run, out: Path, quick: bool) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{run.name}: exit {proc.returncode}\n{stderr[-2000:]}")
     acc = re.search(r"final test accuracy: ([\d.]+)%\s+\(best ([\d.]+)%\)", stdout)
+    threads = re.search(r"threads: (\d+)", stderr)
     speed = re.search(r"training throughput: (\d+) images/s", stdout)
     if acc is None or speed is None:
         raise SystemExit(f"{run.name}: unexpected output\n{stdout}")
@@ -111,6 +112,7 @@ def run_one(run: Run, out: Path, quick: bool) -> dict:
         "acc": float(acc.group(1)),
         "best": float(acc.group(2)),
         "speed": int(speed.group(1)),
+        "threads": threads.group(1) if threads else "?",
         "wall": wall,
         "rss": rss,
         "epochs": epochs,
@@ -127,13 +129,13 @@ def report(results: list[dict]) -> str:
     lines = [
         f"Machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}.",
         "",
-        "| run | command | test accuracy | wall clock | training speed | peak RSS | measured |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+        "| run | command | test accuracy | wall clock | training speed | BLAS threads | peak RSS | measured |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         lines.append(
             f"| {r['run'].title} | `{r['command']}` | {r['acc']:.2f}% (best {r['best']:.2f}%) | {minutes(r['wall'])} "
-            f"| {r['speed']} images/s | {r['rss']:.0f} MiB | {r['when']} |"
+            f"| {r['speed']} images/s | {r['threads']} | {r['rss']:.0f} MiB | {r['when']} |"
         )
     for r in results:
         lines += ["", f"{r['run'].title} (`{r['command']}`, finished {r['when']}):", ""]

@@ -50,6 +50,8 @@ def _torch_modules(state: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]
         prefix, entry = key.rsplit(".", 1)
         if entry in _IGNORED:
             continue
+        if getattr(value, "requires_grad", False):  # dict(model.named_parameters()) rather than state_dict()
+            value = value.detach()
         modules.setdefault(prefix, {})[entry] = to_numpy(value)
     return list(modules.items())
 

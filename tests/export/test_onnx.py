@@ -62,6 +62,13 @@ def rand(rng, *shape, scale=0.3):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
+def mlp(d_in, hidden, activation, seed=0):
+    """Affine (d_in -> hidden), the named ``activation`` layer, Affine (hidden -> 2)."""
+    rng = np.random.default_rng(seed)
+    fc, out = Affine(rand(rng, d_in, hidden), rand(rng, hidden)), Affine(rand(rng, hidden, 2), rand(rng, 2))
+    return Network([("fc", fc), activation, ("out", out)])
+
+
 def every_layer_net(seed=0):
     """conv (stride 2, pad) + BatchNorm 4-D + Sigmoid + avg pool (pad) + max pool (pad) + Dropout +
     affine + BatchNorm 2-D + ReLU + affine, with non-trivial BatchNorm statistics."""
@@ -121,14 +128,7 @@ def test_every_layer_type_in_a_custom_network(tmp_path):
 
 
 def test_a_network_that_starts_with_an_affine_layer_needs_no_input_shape(tmp_path):
-    rng = np.random.default_rng(0)
-    net = Network(
-        [
-            ("fc", Affine(rand(rng, 12, 5), rand(rng, 5))),
-            ("act", Sigmoid()),
-            ("out", Affine(rand(rng, 5, 2), rand(rng, 2))),
-        ]
-    )
+    net = mlp(12, 5, ("act", Sigmoid()))
     path = export_onnx(net, tmp_path / "mlp.onnx")
     assert max_diff_to_predict(net, path, (12,)) <= TOL
 
@@ -190,14 +190,7 @@ class Swish(Layer):
 
 
 def test_unknown_layer_is_refused_before_writing_and_can_be_registered(tmp_path):
-    rng = np.random.default_rng(0)
-    net = Network(
-        [
-            ("fc", Affine(rand(rng, 4, 3), rand(rng, 3))),
-            ("swish", Swish()),
-            ("out", Affine(rand(rng, 3, 2), rand(rng, 2))),
-        ]
-    )
+    net = mlp(4, 3, ("swish", Swish()))
     target = tmp_path / "m.onnx"
     with pytest.raises(
         ValueError, match=r"no ONNX conversion for layer\(s\) \['swish \(Swish\)'\].*register_onnx_converter"

@@ -79,6 +79,13 @@ def test_custom_network_with_batchnorm_and_a_bias_free_conv(torch):
     np.testing.assert_allclose(net.predict(x, train_flg=False), expected, rtol=F32_TOL, atol=F32_TOL)
 
 
+def test_named_parameters_work_as_well_as_a_state_dict(torch):
+    model = torch_simple_convnet(torch.nn)
+    net = SimpleConvNet(seed=1)
+    net.load_state_dict(dict(model.named_parameters()))  # tensors that require grad
+    np.testing.assert_array_equal(net.params["W3"], model[6].weight.detach().numpy().T)
+
+
 def test_float64_network_takes_float32_tensors(torch):
     model = torch_simple_convnet(torch.nn).eval()
     net = SimpleConvNet(dtype="float64")
