@@ -32,7 +32,8 @@ HISTORY_FIELDS = ("epoch", "step", "loss", "train_acc", "test_loss", "test_acc",
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss."""
+    """Training produced a NaN or infinite loss, test loss, weight or optimizer state; nothing
+    non-finite was written."""
 
 
 class CheckpointWriteError(OSError):
@@ -166,8 +167,16 @@ class Trainer:
     def save_checkpoint(self, path: str | os.PathLike[str]) -> Path:
         """Everything needed to resume exactly, written atomically.
 
-        Raises CheckpointWriteError (an OSError) if the file cannot be written; the previous
-        file at ``path`` is then untouched."""
+        Raises CheckpointWriteError (an OSError) if the file cannot be written, and
+        NonFiniteLossError if a weight or an optimizer state holds NaN or inf (a diverged run
+        never replaces a good checkpoint); the previous file at ``path`` is then untouched."""
+        bad = self._non_finite_state()
+        if bad is not None:
+            raise NonFiniteLossError(
+                f"non-finite values in {bad} at epoch {self.epoch + (self.step_in_epoch > 0)}, step "
+                f"{self.step_in_epoch} (global step {self.step}); training stopped and {self._last_good()}. "
+                "Try a smaller --lr."
+            )
         try:
             out = save_checkpoint(
                 path, self.model, self.optimizer, trainer=self.state(), rng=self._rng_states(), run=self.run
@@ -180,6 +189,24 @@ class Trainer:
             ) from exc
         self.last_checkpoint = Path(out)
         return self.last_checkpoint
+
+    def _non_finite_state(self) -> str | None:
+        """The name of the first parameter, buffer or optimizer state holding NaN/inf, else None
+        (one host read for all of them: this runs before checkpoints only)."""
+        arrays = [(f"the model's {k}", v) for k, v in self.model.state_dict().items()]
+        arrays += [
+            (f"the optimizer's {n}[{k!r}]", a) for n, slot in self.optimizer.state.items() for k, a in slot.items()
+        ]
+        xp = get_array_module(arrays[0][1])
+        finite = to_numpy(xp.stack([xp.all(xp.isfinite(a)) for _, a in arrays]))
+        return next((name for (name, _), ok in zip(arrays, finite.tolist(), strict=True) if not ok), None)
+
+    def _last_good(self) -> str:
+        return (
+            f"the last good checkpoint is {self.last_checkpoint}"
+            if self.last_checkpoint
+            else "no checkpoint was written"
+        )
 
     # ------------------------------------------------------------------ training
 
@@ -312,14 +339,9 @@ class Trainer:
         bad = [i for i, v in enumerate(per_step.tolist()) if not math.isfinite(v)]
         if bad:
             step_in_epoch = self.step_in_epoch - k + bad[0] + 1
-            last = (
-                f"the last good checkpoint is {self.last_checkpoint}"
-                if self.last_checkpoint
-                else "no checkpoint was written"
-            )
             raise NonFiniteLossError(
                 f"non-finite loss ({per_step[bad[0]]}) at epoch {self.epoch + 1}, step {step_in_epoch} "
-                f"(global step {self.step - k + bad[0] + 1}); training stopped and {last}. "
+                f"(global step {self.step - k + bad[0] + 1}); training stopped and {self._last_good()}. "
                 "Try a smaller --lr."
             )
         self._partial["loss_sum"] += float(per_step.sum())
@@ -379,6 +401,11 @@ class Trainer:
     def _end_epoch(self, epochs: int) -> None:
         p = self._partial
         test_loss, test_acc = self.evaluate(self.test_loader) if self.test_loader is not None else (None, None)
+        if test_loss is not None and not math.isfinite(test_loss):
+            raise NonFiniteLossError(
+                f"non-finite test loss ({test_loss}) after epoch {self.epoch + 1}; training stopped and "
+                f"{self._last_good()}. Try a smaller --lr."
+            )
         record = {
             "epoch": self.epoch + 1,
             "step": self.step,
