@@ -4,9 +4,12 @@ reported as one line (exit status 2 for a bad argument, 130 for Ctrl-C), never a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -71,14 +74,47 @@ def checkpoint_arg(path: Path, name: str = "CHECKPOINT") -> Checkpoint:
 Body = Callable[[list[str] | None, str], int]
 
 
-def run_command(prog: str, body: Body, argv: list[str] | None = None) -> int:
-    """Run ``body(argv, prog)``: a UsageError becomes one line and exit status 2, a Ctrl-C outside
-    the work that handles it (loading data, plotting) one line and 130."""
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP arrived outside the work that handles it (the trainer saves and stops)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Stopped` (a process that is PID 1, as in a container,
+    would otherwise ignore SIGTERM altogether)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [n for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    previous = {n: signal.signal(getattr(signal, n), _raise_stopped) for n in names}
     try:
-        return body(argv, prog)
+        yield
+    finally:
+        for n, handler in previous.items():
+            signal.signal(getattr(signal, n), handler)
+
+
+def run_command(prog: str, body: Body, argv: list[str] | None = None) -> int:
+    """Run ``body(argv, prog)``: a UsageError becomes one line and exit status 2; Ctrl-C, SIGTERM
+    or SIGHUP outside the work that handles them (loading data, plotting) one line and 128 + the
+    signal's number."""
+    try:
+        with stop_signals_raise():
+            return body(argv, prog)
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Stopped as stop:
+        print(f"{prog}: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
+        return 128 + stop.signum

@@ -425,7 +425,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     except TrainingInterrupted as exc:  # all ranks agree on the step at which they stop
         if primary:
             print(f"{prog}: {exc}", file=sys.stderr)
-        return 130
+        return 128 + exc.signum
     except NonFiniteLossError as exc:  # all ranks see the same reduced loss
         if primary:
             print(f"{prog}: error: {exc}", file=sys.stderr)

@@ -40,12 +40,17 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, read-only, ...); the previous one is intact."""
 
 
-class TrainingInterrupted(Exception):  # noqa: N818 - like KeyboardInterrupt, not an error
-    """Ctrl-C (SIGINT) stopped training after a complete step; ``checkpoint`` is where it was saved."""
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")  # Ctrl-C; docker stop, Kubernetes, schedulers; a closed terminal
 
-    def __init__(self, message: str, checkpoint: Path | None) -> None:
+
+class TrainingInterrupted(Exception):  # noqa: N818 - like KeyboardInterrupt, not an error
+    """Ctrl-C (SIGINT), SIGTERM or SIGHUP stopped training after a complete step; ``checkpoint``
+    is where it was saved and ``signum`` which signal it was (the command exits 128 + signum)."""
+
+    def __init__(self, message: str, checkpoint: Path | None, signum: int = signal.SIGINT) -> None:
         super().__init__(message)
         self.checkpoint = checkpoint
+        self.signum = int(signum)
 
 
 class Trainer:
@@ -127,7 +132,7 @@ class Trainer:
         self.best_test_acc: float | None = None
         self._partial = {"loss_sum": 0.0, "hits": 0, "seen": 0, "seconds": 0.0}
         self.last_checkpoint: Path | None = None
-        self._interrupted = False  # set by the SIGINT handler of this process
+        self._interrupted = 0  # the stop signal this process received (0: none)
         self._progress_bar: Any = None  # one tqdm bar for the whole fit()
         self._clock = (time.perf_counter(), 0)  # (start of fit(), steps done then): for the time left
         self._stop = False  # agreed by all ranks at the last step
@@ -223,7 +228,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             for stale in self.out_dir.glob(".*.safetensors.*.tmp"):
                 stale.unlink(missing_ok=True)  # left by a process killed mid-write (SIGKILL)
-        restore = self._install_sigint()
+        restore = self._install_stop_handlers()
         self._clock = (time.perf_counter(), self._steps_done())  # for the whole run's time left
         self._progress_bar = self._bar(epochs)
         try:
@@ -244,21 +249,29 @@ class Trainer:
         if self._stop:
             path = self.save_checkpoint(self.out_dir / "last.safetensors") if self.out_dir is not None else None
             where = f"; checkpoint saved to {path}" if path else ""
-            raise TrainingInterrupted(f"interrupted at epoch {self.epoch + 1}, step {self.step_in_epoch}{where}", path)
+            signum = self._interrupted or signal.SIGINT  # a distributed peer's signal stops this rank too
+            by = "" if signum == signal.SIGINT else f" by {signal.Signals(signum).name}"
+            raise TrainingInterrupted(
+                f"interrupted{by} at epoch {self.epoch + 1}, step {self.step_in_epoch}{where}", path, signum
+            )
         return self.history
 
-    def _install_sigint(self) -> Any:
-        """First Ctrl-C: finish the current step, save, stop. A second one interrupts at once."""
+    def _install_stop_handlers(self) -> Any:
+        """First Ctrl-C, SIGTERM or SIGHUP: finish the current step, save, stop. A second one acts
+        at once (Ctrl-C raises KeyboardInterrupt; the others get the handler that was there before)."""
         if threading.current_thread() is not threading.main_thread():
             return lambda: None
-        previous = signal.getsignal(signal.SIGINT)
+        signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+        previous = {s: signal.getsignal(s) for s in signals}
 
         def handler(signum: int, frame: Any) -> None:
-            self._interrupted = True
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            self._interrupted = self._interrupted or signum
+            for s in signals:
+                signal.signal(s, signal.default_int_handler if s == signal.SIGINT else previous[s])
 
-        signal.signal(signal.SIGINT, handler)
-        return lambda: signal.signal(signal.SIGINT, previous)
+        for s in signals:
+            signal.signal(s, handler)
+        return lambda: [signal.signal(s, h) for s, h in previous.items()]
 
     def _train_epoch(self, epochs: int) -> None:
         model, opt, loader = self.model, self.optimizer, self.train_loader
@@ -283,7 +296,7 @@ class Trainer:
                 self._stop = stops > 0
             else:
                 opt.update(model.params, grads)
-                self._stop = self._interrupted  # a Ctrl-C during this step stops after it
+                self._stop = bool(self._interrupted)  # a Ctrl-C during this step stops after it
             losses.append(loss * n)
             counts.append(n)
             hits.append(hit)
