@@ -7,6 +7,7 @@ without a traceback; Ctrl-C saves a checkpoint and exits 130; a diverging run ex
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
 import os
@@ -26,7 +27,9 @@ from ..data import DataLoader
 from ..datasets import NAMES, load_dataset
 from ..models import DeepConvNet, Network, SimpleConvNet
 from ..optim import OPTIMIZERS, constant, cosine, exponential
+from ..serialization import write_atomically
 from ..train.checkpoint import load_checkpoint
+from ..train.run_lock import RunFolderInUseError, RunLock
 from ..train.trainer import CheckpointWriteError, NonFiniteLossError, Trainer, TrainingInterrupted
 from .common import OneLineParser, UsageError, device_arg, flag_error, run_command
 
@@ -416,6 +419,18 @@ def _main(argv: list[str] | None, prog: str) -> int:
     )
     if args.resume is not None and distributed.rank() == 0:  # what a resumed run does, even with --quiet
         print(resume_line(args.resume, trainer, args.epochs), file=sys.stderr, flush=True)
+    out = trainer.out_dir
+    try:
+        with RunLock(out) if out is not None else contextlib.nullcontext():
+            return _fit_and_report(trainer, run, args, prog, threads)
+    except RunFolderInUseError as exc:
+        if args.distributed and distributed.size() > 1:  # the other ranks wait in a collective
+            distributed.abort(f"{prog}: error: --out: {exc}", code=2)
+        raise UsageError(f"--out: {exc}") from None
+
+
+def _fit_and_report(trainer: Trainer, run: dict[str, Any], args: argparse.Namespace, prog: str, threads: int) -> int:
+    """Train, then write the plots and summary.json and print the results (primary rank)."""
     start = time.perf_counter()
     primary = distributed.rank() == 0
     multi = args.distributed and distributed.size() > 1
@@ -458,18 +473,14 @@ def _main(argv: list[str] | None, prog: str) -> int:
     print(f"final test accuracy: {last['test_acc']:.2%}  (best {trainer.best_test_acc:.2%})")
     print(f"total time: {total:.1f} s  training throughput: {images / max(train_seconds, 1e-9):.0f} images/s")
     print(f"results: {trainer.out_dir} ({', '.join(OUTPUTS)})")
-    (trainer.out_dir / "summary.json").write_text(
-        json.dumps(
-            {
-                "final_test_acc": last["test_acc"],
-                "best_test_acc": trainer.best_test_acc,
-                "total_seconds": total,
-                "images_per_s": images / max(train_seconds, 1e-9),
-                "run": run,
-            },
-            indent=2,
-        )
-    )
+    summary = {
+        "final_test_acc": last["test_acc"],
+        "best_test_acc": trainer.best_test_acc,
+        "total_seconds": total,
+        "images_per_s": images / max(train_seconds, 1e-9),
+        "run": run,
+    }
+    write_atomically(trainer.out_dir / "summary.json", json.dumps(summary, indent=2).encode())
     return 0
 
 

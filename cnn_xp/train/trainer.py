@@ -7,7 +7,9 @@ and at the end of an epoch — never every step.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
 import os
 import signal
@@ -25,7 +27,9 @@ from ..data import DataLoader
 from ..layers import Dropout, no_grad
 from ..models import Network
 from ..optim import Optimizer, Schedule
+from ..serialization import write_atomically
 from .checkpoint import save_checkpoint
+from .run_lock import RunLock
 
 Array = Any
 HISTORY_FIELDS = ("epoch", "step", "loss", "train_acc", "test_loss", "test_acc", "seconds", "images_per_s")
@@ -223,11 +227,13 @@ class Trainer:
         Ctrl-C. Returns the history: one dict per epoch with ``HISTORY_FIELDS``."""
         if epochs < 1:
             raise ValueError(f"epochs: expected an int >= 1, got {epochs}")
-        created = self.out_dir is not None and not self.out_dir.exists()
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            for stale in self.out_dir.glob(".*.safetensors.*.tmp"):
-                stale.unlink(missing_ok=True)  # left by a process killed mid-write (SIGKILL)
+        # one run per output folder (a second one is refused, naming this process); a folder this
+        # run created and left empty (it failed before writing anything) is removed again
+        with RunLock(self.out_dir) if self.out_dir is not None else contextlib.nullcontext():
+            self._run(epochs)
+        return self.history
+
+    def _run(self, epochs: int) -> None:
         restore = self._install_stop_handlers()
         self._clock = (time.perf_counter(), self._steps_done())  # for the whole run's time left
         self._progress_bar = self._bar(epochs)
@@ -237,10 +243,6 @@ class Trainer:
                 if self._stop:
                     break
                 self._end_epoch(epochs)
-        except BaseException:
-            if created and self.out_dir is not None and not any(self.out_dir.iterdir()):
-                self.out_dir.rmdir()  # failed before writing anything: leave no empty folder behind
-            raise
         finally:
             restore()
             if self._progress_bar is not None:
@@ -254,7 +256,6 @@ class Trainer:
             raise TrainingInterrupted(
                 f"interrupted{by} at epoch {self.epoch + 1}, step {self.step_in_epoch}{where}", path, signum
             )
-        return self.history
 
     def _install_stop_handlers(self) -> Any:
         """First Ctrl-C, SIGTERM or SIGHUP: finish the current step, save, stop. A second one acts
@@ -478,16 +479,12 @@ class Trainer:
         return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
     def write_metrics(self, path: str | os.PathLike[str]) -> None:
-        """The history as CSV, replaced atomically."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
-            writer.writeheader()
-            writer.writerows({k: h.get(k) for k in HISTORY_FIELDS} for h in self.history)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        """The history as CSV, replaced atomically (a fresh temporary file, then a rename)."""
+        buffer = io.StringIO(newline="")
+        writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        writer.writerows({k: h.get(k) for k in HISTORY_FIELDS} for h in self.history)
+        write_atomically(path, buffer.getvalue().encode())
 
 
 def _clock_text(seconds: float) -> str:

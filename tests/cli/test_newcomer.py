@@ -4,6 +4,7 @@ clear error line, a resumed run that keeps its plan, progress for the whole run,
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -130,7 +131,7 @@ def interrupt_after_first_epoch(monkeypatch):
     def end_epoch(self, epochs):
         original(self, epochs)
         if self.epoch == 1:
-            self._interrupted = True
+            self._interrupted = signal.SIGINT  # as the Ctrl-C handler records it
 
     monkeypatch.setattr(Trainer, "_end_epoch", end_epoch)
 
