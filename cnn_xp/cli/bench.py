@@ -19,12 +19,14 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy
 
 from ..backend import GPUUnavailableError, parse_device
-from .common import OneLineParser, UsageError, flag_error, run_command
+from ..serialization import write_atomically
+from .common import OneLineParser, UsageError, check_writable, flag_error, run_command
 
 PROG = "python -m cnn_xp.bench"
 MODELS = ("simple", "deep")
@@ -274,6 +276,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
     )
     if bad:
         raise UsageError(f"expected --models from {list(MODELS)} and positive sizes, got {bad}")
+    if args.json:
+        check_writable("--json", Path(args.json))
     try:  # resolve the device once ('auto' included), so every process runs where the first did
         device = parse_device(args.device)
     except (ValueError, GPUUnavailableError) as e:
@@ -305,8 +309,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
     )
     print(_report(rows, bool(args.compare)))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"args": {k: v for k, v in vars(args).items() if k != "worker"}, "rows": rows}, f, indent=2)
+        raw = {"args": {k: v for k, v in vars(args).items() if k != "worker"}, "rows": rows}
+        write_atomically(args.json, json.dumps(raw, indent=2).encode())
     return 0
 
 

@@ -52,6 +52,23 @@ def flag_error(flag: str, exc: BaseException) -> UsageError:
     return UsageError(f"{flag}: {message}")
 
 
+def check_writable(flag: str, path: Path) -> None:
+    """Refuse, before any work, an output file that could not be written: its folder missing or a
+    file, the path a folder, or the folder not writable (tried with a temporary file)."""
+    import tempfile
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"{flag}: {path} is a folder, not a file")
+    if not folder.is_dir():
+        raise UsageError(f"{flag}: folder {folder} does not exist")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{flag}: cannot write in {folder}: {exc.strerror or exc}") from None
+
+
 def device_arg(spec: str, flag: str = "--device") -> Device:
     try:
         return parse_device(spec)

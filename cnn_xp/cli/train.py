@@ -236,6 +236,31 @@ def auto_threads(ranks_on_node: int = 1, busy: float | None = None) -> int:
     return max(1, min(cores // max(ranks_on_node, 1), cores - round(busy)))
 
 
+def check_out_dir(out: Path) -> None:
+    """--out must be (or become) a folder: not a file, not under a file, with a name the file
+    system takes. (Whether it can be written is found when it is created, before training.)"""
+    try:
+        name_max = os.pathconf(".", "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        name_max = 255
+    long = [part for part in out.parts if len(os.fsencode(part)) > name_max]
+    if long:
+        raise UsageError(
+            f"--out: the name {long[0][:40]!r}... is longer than the {name_max} bytes a file name may have"
+        )
+    try:
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out: {out} is a file, not a folder")
+        for parent in out.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise UsageError(f"--out: {out} lies under {parent}, which is a file")
+                break
+    except OSError as exc:  # e.g. a path longer than the system's limit
+        shown = str(out) if len(str(out)) <= 80 else f"{str(out)[:77]}..."
+        raise UsageError(f"--out: {shown}: {exc.strerror or exc}") from None
+
+
 def new_network(run: dict[str, Any], input_dim: tuple[int, ...], device: Any) -> Network:
     """The network a run starts from: its settings, and initial weights drawn from ``run['seed']``."""
     return MODELS[run["model"]](
@@ -319,6 +344,7 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
         raise UsageError(f"--batch-size: {args.batch_size} is larger than the {x_train.shape[0]} training samples")
     num_classes = int(max(t_train.max(), t_test.max())) + 1
     out = args.out or (args.resume.parent if args.resume is not None else fresh_out_dir(args.model, str(args.dataset)))
+    check_out_dir(out)
     run = {
         "model": args.model,
         "dataset": str(args.dataset),
@@ -343,14 +369,24 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
         optimizer = OPTIMIZERS[args.optimizer](lr=args.lr if args.lr is not None else default_lr(args.optimizer))
     loader_kw: dict[str, Any] = {"device": device, "dtype": args.dtype, "scale": 1.0 / 255.0}
     split: dict[str, Any] = {"rank": rank, "world_size": world}
-    train_loader = DataLoader(
-        x_train, t_train, args.batch_size, shuffle=True, seed=args.seed, shift=args.shift, **loader_kw, **split
-    )
+    try:
+        train_loader = DataLoader(
+            x_train, t_train, args.batch_size, shuffle=True, seed=args.seed, shift=args.shift, **loader_kw, **split
+        )
+    except ValueError as exc:
+        raise flag_error("--shift" if str(exc).startswith("shift:") else "--dataset", exc) from None
     test_loader = DataLoader(x_test, t_test, 1000, shuffle=False, **loader_kw, **split)
     lr0 = args.lr if args.lr is not None else default_lr(args.optimizer)
     if args.lr_schedule == "exp":
         if args.lr_decay > 1:
             raise UsageError(f"--lr-decay: expected a factor in (0, 1], got {args.lr_decay}")
+        last = lr0 * args.lr_decay ** (args.epochs - 1)
+        if last < lr0 * 1e-4 and distributed.rank() == 0:
+            print(
+                f"warning: --lr-decay {args.lr_decay} takes the learning rate from {lr0:g} to {last:.3g} by epoch "
+                f"{args.epochs}: the last epochs will barely train",
+                file=sys.stderr,
+            )
         schedule = exponential(lr0, args.lr_decay, len(train_loader))
     elif args.lr_schedule == "cosine":
         schedule = cosine(lr0, args.epochs * len(train_loader))
@@ -420,13 +456,21 @@ def _main(argv: list[str] | None, prog: str) -> int:
     if args.resume is not None and distributed.rank() == 0:  # what a resumed run does, even with --quiet
         print(resume_line(args.resume, trainer, args.epochs), file=sys.stderr, flush=True)
     out = trainer.out_dir
-    try:
-        with RunLock(out) if out is not None else contextlib.nullcontext():
-            return _fit_and_report(trainer, run, args, prog, threads)
-    except RunFolderInUseError as exc:
-        if args.distributed and distributed.size() > 1:  # the other ranks wait in a collective
-            distributed.abort(f"{prog}: error: --out: {exc}", code=2)
-        raise UsageError(f"--out: {exc}") from None
+    with contextlib.ExitStack() as stack:
+        try:
+            if out is not None:
+                stack.enter_context(RunLock(out))
+        except (RunFolderInUseError, OSError) as exc:
+            text = (
+                str(exc)
+                if isinstance(exc, RunFolderInUseError)
+                else f"cannot create or write {out}: {exc.strerror or exc}"
+            )
+            if args.distributed and distributed.size() > 1:  # the other ranks wait in a collective
+                distributed.abort(f"{prog}: error: --out: {text}", code=2)
+            raise UsageError(f"--out: {text}") from None
+        return _fit_and_report(trainer, run, args, prog, threads)
+    raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
 
 
 def _fit_and_report(trainer: Trainer, run: dict[str, Any], args: argparse.Namespace, prog: str, threads: int) -> int:
@@ -454,6 +498,11 @@ def _fit_and_report(trainer: Trainer, run: dict[str, Any], args: argparse.Namesp
             )
         elif isinstance(exc, CheckpointWriteError):
             message = f"{prog}: error: {exc}"
+        elif isinstance(exc, MemoryError):
+            message = (
+                f"{prog}: error: out of memory with --batch-size {run['batch_size']} on {trainer.device}; "
+                "try a smaller --batch-size (or --model simple, or --dtype float32)"
+            )
         elif multi:
             message = f"{prog}: error on rank {distributed.rank()}: {type(exc).__name__}: {exc}"
         else:
@@ -466,13 +515,9 @@ def _fit_and_report(trainer: Trainer, run: dict[str, Any], args: argparse.Namesp
     if not primary:
         return 0
     assert trainer.out_dir is not None
-    write_plots(trainer)
     last = history[-1]
     images = sum(h["seconds"] * h["images_per_s"] for h in history)
     train_seconds = sum(h["seconds"] for h in history)
-    print(f"final test accuracy: {last['test_acc']:.2%}  (best {trainer.best_test_acc:.2%})")
-    print(f"total time: {total:.1f} s  training throughput: {images / max(train_seconds, 1e-9):.0f} images/s")
-    print(f"results: {trainer.out_dir} ({', '.join(OUTPUTS)})")
     summary = {
         "final_test_acc": last["test_acc"],
         "best_test_acc": trainer.best_test_acc,
@@ -480,7 +525,19 @@ def _fit_and_report(trainer: Trainer, run: dict[str, Any], args: argparse.Namesp
         "images_per_s": images / max(train_seconds, 1e-9),
         "run": run,
     }
-    write_atomically(trainer.out_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    try:
+        write_plots(trainer)
+        write_atomically(trainer.out_dir / "summary.json", json.dumps(summary, indent=2).encode())
+    except OSError as exc:
+        print(
+            f"{prog}: error: could not write the plots or summary.json in {trainer.out_dir}: {exc.strerror or exc}; "
+            "the checkpoints and metrics.csv are complete",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"final test accuracy: {last['test_acc']:.2%}  (best {trainer.best_test_acc:.2%})")
+    print(f"total time: {total:.1f} s  training throughput: {summary['images_per_s']:.0f} images/s")
+    print(f"results: {trainer.out_dir} ({', '.join(OUTPUTS)})")
     return 0
 
 

@@ -82,6 +82,12 @@ class DataLoader:
         self.shift = check_int("shift", shift, 0)
         if self.shift and x.ndim != 4:
             raise ValueError(f"shift: random translation needs images (N, C, H, W), got x of shape {x.shape}")
+        if self.shift and self.shift > min(x.shape[2], x.shape[3]) // 2:
+            h, w = x.shape[2], x.shape[3]
+            raise ValueError(
+                f"shift: expected at most half the image, {min(h, w) // 2} px for {h}x{w} images, got {self.shift} "
+                "(larger shifts move most of the image out of view)"
+            )
         self.world_size = check_int("world_size", world_size, 1)
         self.rank = check_int("rank", rank, 0)
         if self.rank >= self.world_size:
