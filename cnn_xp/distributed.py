@@ -13,7 +13,9 @@ GPU (``gpu:local_rank``), with MPI used only to hand out the NCCL id. mpi4py is 
 
 from __future__ import annotations
 
+import os
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +26,7 @@ from .backend import array_device, get_array_module, is_gpu_array, to_numpy
 __all__ = [
     "DistributedUnavailableError",
     "abort",
+    "agree",
     "allreduce_gradients",
     "allreduce_step",
     "allreduce_sum",
@@ -33,12 +36,15 @@ __all__ = [
     "local_rank",
     "local_size",
     "rank",
+    "set_timeout",
     "size",
 ]
 
 _comm: Any = None
 _local_rank = 0
 _local_size = 1
+DEFAULT_TIMEOUT = 300.0  # seconds a rank waits in a collective for the others (see set_timeout)
+_timeout = DEFAULT_TIMEOUT
 _nccl: dict[int, Any] = {}
 
 
@@ -87,11 +93,43 @@ def local_size() -> int:
     return _local_size
 
 
+def set_timeout(seconds: float) -> None:
+    """How long a rank waits in a collective (MPI) for the other ranks before it ends the whole
+    job with a message: a rank that stalled (stopped, a hung file system) or died without a word
+    would otherwise hang its peers forever.  Collectives over NCCL (GPU arrays) are not timed."""
+    global _timeout
+    if not seconds > 0:
+        raise ValueError(f"seconds: expected a positive number, got {seconds!r}")
+    _timeout = float(seconds)
+
+
+def _wait(request: Any, what: str) -> None:
+    """Wait for a non-blocking MPI request; past the timeout, end the job with one line."""
+    deadline = time.monotonic() + _timeout
+    while not request.Test():
+        if time.monotonic() > deadline:
+            abort(
+                f"rank {rank()}: no answer from the other ranks for {_timeout:g} s in {what} "
+                "(a rank stalled or died); ending the job (--collective-timeout sets the wait)"
+            )
+
+
+def agree(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every rank's ``status`` (small, JSON-like), gathered on every rank after all have arrived
+    (or the job ends after the timeout): how ranks decide together whether to go on."""
+    if size() == 1:
+        return [status]
+    _wait(_comm.Ibarrier(), "the start-up check")
+    return list(_comm.allgather(status))
+
+
 def abort(message: str, code: int = 1) -> None:
     """Print ``message`` and bring the whole job down, so no other rank waits forever in a collective."""
     print(message, file=sys.stderr, flush=True)
     if _comm is not None and _comm.size > 1:
+        time.sleep(0.5)  # let mpirun forward the message before it tears the job down
         _comm.Abort(code)
+        os._exit(code)  # MPI_Abort may return before the process manager kills this process
 
 
 def _mpi_dtype(dtype: numpy.dtype) -> Any:
@@ -132,7 +170,7 @@ def allreduce_sum(buffer: Any) -> Any:
         return buffer
     from mpi4py import MPI
 
-    _comm.Allreduce(MPI.IN_PLACE, [buffer, _mpi_dtype(buffer.dtype)], op=MPI.SUM)
+    _wait(_comm.Iallreduce(MPI.IN_PLACE, [buffer, _mpi_dtype(buffer.dtype)], op=MPI.SUM), "an all-reduce")
     return buffer
 
 
@@ -185,6 +223,6 @@ def broadcast_params(model: Any, root: int = 0) -> None:
             )
         else:
             buf = numpy.ascontiguousarray(value)
-            _comm.Bcast([buf, _mpi_dtype(buf.dtype)], root=root)
+            _wait(_comm.Ibcast([buf, _mpi_dtype(buf.dtype)], root=root), "the broadcast of the weights")
         state[key] = buf
     model.load_state_dict(state)

@@ -192,6 +192,14 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "run several times slower: see the README)",
     )
     p.add_argument(
+        "--collective-timeout",
+        type=positive_float,
+        default=distributed.DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="with --distributed: how long a rank waits for the others in a collective before it ends the "
+        "whole job (a rank that stalled or died would otherwise hang its peers)",
+    )
+    p.add_argument(
         "--distributed",
         action="store_true",
         help="data-parallel training over MPI: launch with `mpirun -n N`; --batch-size is the global batch; "
@@ -290,8 +298,10 @@ def fresh_out_dir(model: str, dataset: str) -> Path:
     return out
 
 
-def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
-    """Everything that can fail on bad input, checked before any work is done."""
+def prepare(args: argparse.Namespace, gate: Any = None) -> tuple[Trainer, dict[str, Any]]:
+    """Everything that can fail on bad input, checked before any work is done. ``gate(run)`` is
+    called before the first collective (the Trainer's broadcast of the weights): there the ranks
+    of a distributed run agree to start, or all stop."""
     rank, world = 0, 1
     if args.distributed:
         try:
@@ -392,6 +402,8 @@ def prepare(args: argparse.Namespace) -> tuple[Trainer, dict[str, Any]]:
         schedule = cosine(lr0, args.epochs * len(train_loader))
     else:
         schedule = constant(lr0)
+    if gate is not None:
+        gate(run)
     trainer = Trainer(
         model,
         optimizer,
@@ -432,14 +444,81 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     return run_command(prog, _main, argv)
 
 
+class JobStopped(Exception):  # noqa: N818 - an outcome, already reported
+    """The ranks of a distributed run agreed not to start; ``code`` is the exit status."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def start_together(status: dict[str, Any], prog: str) -> None:
+    """Every rank brings its ``status`` (``ok``, and ``run`` or ``code``/``message``); all go on only
+    if all are ready with the same settings. Otherwise every rank stops (JobStopped) and rank 0
+    says which rank failed and why, or which settings differ."""
+    statuses = distributed.agree(status)
+    say = (lambda line: print(line, file=sys.stderr, flush=True)) if distributed.rank() == 0 else (lambda line: None)
+    failed = [(r, s) for r, s in enumerate(statuses) if not s["ok"]]
+    if failed:
+        for r, s in failed:
+            say(f"{prog}: error on rank {r}: {s['message']}")
+        raise JobStopped(max(int(s["code"]) for _, s in failed))
+    first = statuses[0]["run"]
+    differ = [
+        f"rank {r} has {key} {s['run'].get(key)!r} where rank 0 has {first.get(key)!r}"
+        for r, s in enumerate(statuses[1:], start=1)
+        for key in sorted(set(first) | set(s["run"]))
+        if s["run"].get(key) != first.get(key)
+    ]
+    if differ:
+        say(f"{prog}: error: the ranks were started with different settings: {'; '.join(differ)}")
+        raise JobStopped(2)
+
+
 def _main(argv: list[str] | None, prog: str) -> int:
-    args = build_parser(prog).parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     # A diverging run overflows; the trainer reports the first non-finite loss precisely, so
     # NumPy's floating-point warnings would only add noise to stderr.
     warnings.filterwarnings(
         "ignore", category=RuntimeWarning, message=r"(overflow|invalid value|divide by zero) encountered"
     )
-    trainer, run = prepare(args)
+    if "--distributed" not in argv:
+        args = build_parser(prog).parse_args(argv)
+        trainer, run = prepare(args)
+        return _train(args, trainer, run, prog)
+    try:  # before anything can fail on one rank only, so that every failure reaches the others
+        distributed.init()
+    except distributed.DistributedUnavailableError as exc:
+        raise UsageError(f"--distributed: {exc}") from None
+    passed = False
+
+    def gate(run: dict[str, Any]) -> None:
+        nonlocal passed
+        passed = True
+        start_together({"ok": True, "run": run}, prog)
+
+    try:
+        try:
+            args = build_parser(prog).parse_args(argv)
+            distributed.set_timeout(args.collective_timeout)
+            trainer, run = prepare(args, gate)
+        except JobStopped:
+            raise
+        except Exception as exc:
+            if passed:  # failed after all ranks started: end them all
+                if distributed.size() > 1:
+                    code = 2 if isinstance(exc, UsageError) else 1
+                    distributed.abort(f"{prog}: error on rank {distributed.rank()}: {exc}", code=code)
+                raise
+            code, text = (2, str(exc)) if isinstance(exc, UsageError) else (1, f"{type(exc).__name__}: {exc}")
+            start_together({"ok": False, "code": code, "message": text}, prog)
+            raise AssertionError("unreachable: start_together stops every rank on a failure") from exc
+    except JobStopped as stop:
+        return stop.code
+    return _train(args, trainer, run, prog)
+
+
+def _train(args: argparse.Namespace, trainer: Trainer, run: dict[str, Any], prog: str) -> int:
     say = (
         (lambda *a: None)
         if args.quiet or distributed.rank() != 0

@@ -1,0 +1,73 @@
+"""One failure stops every rank, quickly: a rank that fails before training, ranks started with
+different settings, and a rank that stalls. Each ends the whole job within seconds, with one
+line naming the rank and why. Run with mpirun -n 2; skipped, with the reason, without it."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from .test_launch import HERE, mpirun
+
+pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install 'cnn_xp[mpi]' mpich")
+
+JOBS = HERE / "mpi_jobs.py"
+ARGS = ["--distributed", "--device", "cpu", "--train-size", "400", "--test-size", "100", "--epochs", "1", "--quiet"]
+
+
+def run_differing(tmp_path, *extra, timeout=60):
+    start = time.monotonic()
+    result = mpirun(
+        2, JOBS, "rank_1_differs", *map(str, extra), "--", *ARGS, "--out", tmp_path / "run", timeout=timeout
+    )
+    return result, time.monotonic() - start
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--resume", "/no/such/last.safetensors"], "error on rank 1: --resume: no such checkpoint file"),
+        (["--dataset", "/no/such/dataset"], "error on rank 1: --dataset: unknown dataset '/no/such/dataset'"),
+        (["--epoch", "3"], "error on rank 1: unrecognized arguments: --epoch 3"),
+    ],
+    ids=["resume path", "dataset on one node only", "bad flag"],
+)
+def test_a_rank_failing_before_training_stops_every_rank(tmp_path, extra, words):
+    result, seconds = run_differing(tmp_path, *extra)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if "error" in line]) == 1
+    assert seconds < 30  # within seconds, not a hang
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (["--seed", "1"], "rank 1 has seed 1 where rank 0 has 0"),
+        (["--model", "deep"], "rank 1 has model 'deep' where rank 0 has 'simple'"),
+        (["--dtype", "float64"], "rank 1 has dtype 'float64' where rank 0 has 'float32'"),
+    ],
+    ids=["seed", "model", "dtype"],
+)
+def test_ranks_started_with_different_settings_all_exit_2(tmp_path, extra, words):
+    result, seconds = run_differing(tmp_path, *extra)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "the ranks were started with different settings" in lines[0] and words in lines[0]
+    assert seconds < 30
+
+
+@pytest.mark.slow
+def test_a_stalled_rank_ends_the_job_after_the_collective_timeout(tmp_path):
+    start = time.monotonic()
+    result = mpirun(
+        2, JOBS, "stall_rank_1", *ARGS[:-3], "--epochs", "5", "--collective-timeout", "3", "--out", tmp_path, timeout=90
+    )
+    assert result.returncode != 0
+    assert "rank 0: no answer from the other ranks for 3 s in an all-reduce" in result.stderr
+    assert time.monotonic() - start < 60
