@@ -269,6 +269,37 @@ def check_out_dir(out: Path) -> None:
         raise UsageError(f"--out: {shown}: {exc.strerror or exc}") from None
 
 
+STEP_MEMORY_FACTOR = 4  # a step keeps each activation, its gradient and im2col columns: ~4 copies
+
+
+def check_step_fits(args: argparse.Namespace, input_dim: tuple[int, ...]) -> None:
+    """Refuse at once a --batch-size whose training step cannot fit in the memory available now
+    (instead of failing minutes later): one sample's activations, measured by a forward pass of
+    the network, times the batch and :data:`STEP_MEMORY_FACTOR`, against /proc/meminfo's MemAvailable."""
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        return  # no figure to compare with on this system
+    from ..layers import no_grad
+
+    probe = {"model": args.model, "num_classes": 10, "dtype": args.dtype, "seed": 0}
+    net = new_network(probe, input_dim, "cpu")
+    x: Any = numpy.zeros((1, *input_dim), dtype=args.dtype)
+    per_sample = 0
+    with no_grad():
+        for layer in net.layers.values():
+            x = layer.forward(x, train_flg=False) if layer.uses_mode else layer.forward(x)
+            per_sample += x.nbytes
+    need = per_sample * args.batch_size * STEP_MEMORY_FACTOR
+    if need > available:
+        fits = max(1, available // (per_sample * STEP_MEMORY_FACTOR))
+        raise UsageError(
+            f"--batch-size: one training step of {args.batch_size} needs about {need / 2**30:.1f} GiB, more than the "
+            f"{available / 2**30:.1f} GiB of memory available; try --batch-size {min(fits, 1000)} or less"
+        )
+
+
 def new_network(run: dict[str, Any], input_dim: tuple[int, ...], device: Any) -> Network:
     """The network a run starts from: its settings, and initial weights drawn from ``run['seed']``."""
     return MODELS[run["model"]](
@@ -352,6 +383,8 @@ def prepare(args: argparse.Namespace, gate: Any = None) -> tuple[Trainer, dict[s
         x_test, t_test = x_test[: args.test_size], t_test[: args.test_size]
     if args.batch_size > x_train.shape[0]:
         raise UsageError(f"--batch-size: {args.batch_size} is larger than the {x_train.shape[0]} training samples")
+    if not device.is_gpu:  # on a GPU, running out of memory is caught and reported when it happens
+        check_step_fits(args, tuple(int(v) for v in x_train.shape[1:]))
     num_classes = int(max(t_train.max(), t_test.max())) + 1
     out = args.out or (args.resume.parent if args.resume is not None else fresh_out_dir(args.model, str(args.dataset)))
     check_out_dir(out)

@@ -446,7 +446,13 @@ class Trainer:
                 self.best_test_acc = test_acc
                 self.save_checkpoint(self.out_dir / "best.safetensors")
                 self.last_checkpoint = self.out_dir / "last.safetensors"
-            self.write_metrics(self.out_dir / "metrics.csv")
+            try:
+                self.write_metrics(self.out_dir / "metrics.csv")
+            except OSError as exc:
+                raise CheckpointWriteError(
+                    exc.errno,
+                    f"could not write {self.out_dir / 'metrics.csv'}: {exc.strerror or exc}; the checkpoints are intact",
+                ) from exc
         elif test_acc is not None and (self.best_test_acc is None or test_acc > self.best_test_acc):
             self.best_test_acc = test_acc
 

@@ -110,3 +110,21 @@ def test_lr_decay_that_drives_the_rate_to_zero_warns(tmp_path, capsys):
     assert train_cli.main([*QUICK, "--epochs", "4", "--lr-decay", "0.01", "--out", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert "warning: --lr-decay 0.01 takes the learning rate from 0.002 to 2e-09 by epoch 4" in err
+
+
+def test_a_batch_that_cannot_fit_in_memory_is_refused_at_once(capsys):
+    start = time.perf_counter()
+    assert train_cli.main(["--device", "cpu", "--model", "deep", "--batch-size", "60000", "--quiet"]) == 2
+    err = one_line(capsys)
+    assert "--batch-size: one training step of 60000 needs about" in err and "try --batch-size" in err
+    assert time.perf_counter() - start < 30  # refused before training, not after minutes
+
+
+def test_a_full_disk_while_writing_metrics_is_one_line(tmp_path, monkeypatch, capsys):
+    def full(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "write_metrics", full)
+    assert train_cli.main([*QUICK, "--out", str(tmp_path)]) == 1
+    err = one_line(capsys)
+    assert "could not write" in err and "metrics.csv: No space left on device; the checkpoints are intact" in err
