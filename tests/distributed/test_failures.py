@@ -4,16 +4,29 @@ line naming the rank and why. Run with mpirun -n 2; skipped, with the reason, wi
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
-from .test_launch import HERE, mpirun
+HERE = Path(__file__).resolve().parent
+try:
+    import mpi4py  # noqa: F401
 
-pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install 'cnn_xp[mpi]' mpich")
+    MPI_MISSING = None if shutil.which("mpirun") or shutil.which("mpiexec") else "no mpirun on PATH (pip install mpich)"
+except ImportError:
+    MPI_MISSING = "mpi4py is not installed: pip install 'cnn_xp[mpi]' mpich"
+needs_mpirun = pytest.mark.skipif(MPI_MISSING is not None, reason=MPI_MISSING or "")
 
 JOBS = HERE / "mpi_jobs.py"
 ARGS = ["--distributed", "--device", "cpu", "--train-size", "400", "--test-size", "100", "--epochs", "1", "--quiet"]
+
+
+def mpirun(*args, **kwargs):
+    from .test_launch import mpirun as launch
+
+    return launch(*args, **kwargs)
 
 
 def run_differing(tmp_path, *extra, timeout=60):
@@ -25,6 +38,7 @@ def run_differing(tmp_path, *extra, timeout=60):
 
 
 @pytest.mark.slow
+@needs_mpirun
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
@@ -44,6 +58,7 @@ def test_a_rank_failing_before_training_stops_every_rank(tmp_path, extra, words)
 
 
 @pytest.mark.slow
+@needs_mpirun
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
@@ -63,6 +78,7 @@ def test_ranks_started_with_different_settings_all_exit_2(tmp_path, extra, words
 
 
 @pytest.mark.slow
+@needs_mpirun
 def test_a_stalled_rank_ends_the_job_after_the_collective_timeout(tmp_path):
     start = time.monotonic()
     result = mpirun(
@@ -71,3 +87,24 @@ def test_a_stalled_rank_ends_the_job_after_the_collective_timeout(tmp_path):
     assert result.returncode != 0
     assert "rank 0: no answer from the other ranks for 3 s in an all-reduce" in result.stderr
     assert time.monotonic() - start < 60
+
+
+def test_start_together_names_the_failing_rank_or_the_differing_settings(monkeypatch, capsys):
+    """The decision every rank takes from the gathered statuses (here handed in, as MPI would)."""
+    from cnn_xp import distributed
+    from cnn_xp.cli.train import JobStopped, start_together
+
+    run = {"model": "simple", "seed": 0}
+    gathered = [{"ok": True, "run": run}, {"ok": False, "code": 2, "message": "--resume: no such checkpoint file: x"}]
+    monkeypatch.setattr(distributed, "agree", lambda status: gathered)
+    with pytest.raises(JobStopped) as stop:
+        start_together(gathered[0], "cnn_xp train")
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == "cnn_xp train: error on rank 1: --resume: no such checkpoint file: x\n"
+    gathered[1] = {"ok": True, "run": {**run, "seed": 1}}
+    with pytest.raises(JobStopped):
+        start_together(gathered[0], "cnn_xp train")
+    assert "rank 1 has seed 1 where rank 0 has 0" in capsys.readouterr().err
+    gathered[1] = {"ok": True, "run": dict(run)}
+    start_together(gathered[0], "cnn_xp train")  # all ready, same settings: go on
+    assert capsys.readouterr().err == ""

@@ -32,6 +32,7 @@ RUN = [
     "--quiet",
     "--save-every",
     "3",
+    *("--lr-schedule", "constant"),  # runs "forever" (1000 epochs) without the --lr-decay warning
 ]
 
 
