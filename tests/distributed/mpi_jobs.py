@@ -1,29 +1,46 @@
-"""Small MPI jobs launched by test_launch.py with mpirun."""
+"""Small MPI jobs launched by the distributed tests with mpirun."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+from collections.abc import Callable
 
 from cnn_xp import distributed
 from cnn_xp.cli import train as cli
 from cnn_xp.train.trainer import Trainer
 
 
-def fail_on_rank_1(argv: list[str]) -> int:
-    """Train, but rank 1 raises at its third step: the job must end, not hang."""
+def train_with_rank_1_at_step_3(argv: list[str], action: Callable[[], None]) -> int:
+    """Train; rank 1 runs ``action`` at its third step."""
     distributed.init()
     if distributed.rank() == 1:
         original = Trainer._local_step
         calls = []
 
-        def broken(self, xb, tb):
+        def step(self, xb, tb):
             calls.append(1)
             if len(calls) == 3:
-                raise RuntimeError("simulated failure on rank 1")
+                action()
             return original(self, xb, tb)
 
-        Trainer._local_step = broken  # type: ignore[method-assign]
+        Trainer._local_step = step  # type: ignore[method-assign]
     return cli.main(argv)
+
+
+def fail_on_rank_1(argv: list[str]) -> int:
+    """Rank 1 raises at its third step: the job must end, not hang."""
+
+    def fail() -> None:
+        raise RuntimeError("simulated failure on rank 1")
+
+    return train_with_rank_1_at_step_3(argv, fail)
+
+
+def stall_rank_1(argv: list[str]) -> int:
+    """Rank 1 stops itself (SIGSTOP) at its third step, as a hung file system would."""
+    return train_with_rank_1_at_step_3(argv, lambda: os.kill(os.getpid(), signal.SIGSTOP))
 
 
 def rank_1_differs(argv: list[str]) -> int:
@@ -35,28 +52,8 @@ def rank_1_differs(argv: list[str]) -> int:
     return cli.main(args + extra if distributed.rank() == 1 else args)
 
 
-def stall_rank_1(argv: list[str]) -> int:
-    """Train, but rank 1 stops itself (SIGSTOP) at its third step, as a hung file system would."""
-    import os
-    import signal
-
-    distributed.init()
-    if distributed.rank() == 1:
-        original = Trainer._local_step
-        calls = []
-
-        def stalled(self, xb, tb):
-            calls.append(1)
-            if len(calls) == 3:
-                os.kill(os.getpid(), signal.SIGSTOP)
-            return original(self, xb, tb)
-
-        Trainer._local_step = stalled  # type: ignore[method-assign]
-    return cli.main(argv)
-
-
 if __name__ == "__main__":
-    job = {"fail_on_rank_1": fail_on_rank_1, "rank_1_differs": rank_1_differs, "stall_rank_1": stall_rank_1}
-    if sys.argv[1] in job:
-        sys.exit(job[sys.argv[1]](sys.argv[2:]))
+    jobs = {"fail_on_rank_1": fail_on_rank_1, "rank_1_differs": rank_1_differs, "stall_rank_1": stall_rank_1}
+    if sys.argv[1] in jobs:
+        sys.exit(jobs[sys.argv[1]](sys.argv[2:]))
     sys.exit(fail_on_rank_1(sys.argv[1:]))
