@@ -185,11 +185,11 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p.add_argument(
         "--threads",
         type=threads_arg,
-        default="auto",
+        default=None,
         metavar="N",
-        help="threads for the CPU's matrix products: a number, or 'auto': the cores that other running work "
-        "leaves idle at the start, shared among the MPI ranks of a node (too many threads on a busy machine "
-        "run several times slower: see the README)",
+        help="threads for the CPU's matrix products (default: the cores, shared among the MPI ranks of a node); "
+        "'auto': only the cores other running work leaves idle at the start, several times faster on a busy "
+        "machine, but a run's weights then depend on the load it met (see the README)",
     )
     p.add_argument(
         "--collective-timeout",
@@ -234,14 +234,23 @@ def busy_cores(samples: int = 5, interval: float = 0.05) -> float:
         return 0.0
 
 
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_threads(ranks_on_node: int = 1) -> int:
+    """The default BLAS threads of one process: the cores it may use, shared among the
+    ``ranks_on_node`` processes of a distributed run. It depends on the machine only, so the same
+    command gives bit-identical weights run after run (BLAS results can change with the thread count)."""
+    return max(1, usable_cores() // max(ranks_on_node, 1))
+
+
 def auto_threads(ranks_on_node: int = 1, busy: float | None = None) -> int:
-    """BLAS threads for one process: this machine's cores (those this process may use), shared among
-    the ``ranks_on_node`` processes of a distributed run, less the cores other work keeps busy
+    """``--threads auto``: :func:`default_threads` less the cores other work keeps busy now
     (:func:`busy_cores`).  Measured on 2 cores (README): with 2 other busy processes, 1 thread ran
     3-8x faster than 2; on an idle machine 2 threads ran about 1.1x faster than 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     busy = busy_cores() if busy is None else busy
-    return max(1, min(cores // max(ranks_on_node, 1), cores - round(busy)))
+    return max(1, min(default_threads(ranks_on_node), usable_cores() - round(busy)))
 
 
 def check_out_dir(out: Path) -> None:
@@ -557,7 +566,21 @@ def _train(args: argparse.Namespace, trainer: Trainer, run: dict[str, Any], prog
         if args.quiet or distributed.rank() != 0
         else (lambda *a: print(*a, file=sys.stderr, flush=True))
     )
-    threads = args.threads if isinstance(args.threads, int) else auto_threads(distributed.local_size())
+    if isinstance(args.threads, int):
+        threads = args.threads
+    elif args.threads == "auto":
+        threads = auto_threads(distributed.local_size())
+    else:
+        threads = default_threads(distributed.local_size())
+        if not trainer.device.is_gpu and not args.quiet and distributed.rank() == 0:
+            busy = busy_cores()
+            if busy >= 1 and threads > 1:
+                print(
+                    f"note: other work keeps {busy:.0f} core(s) busy; --threads auto (or 1) trains several times "
+                    "faster on a busy machine",
+                    file=sys.stderr,
+                    flush=True,
+                )
     ranks = f"  ranks: {distributed.size()}" if args.distributed else ""
     cpu_threads = "" if trainer.device.is_gpu else f"  threads: {threads}"
     tests = trainer.test_loader.x.shape[0] if trainer.test_loader else 0

@@ -222,6 +222,12 @@ def test_examples_write_only_into_their_output_folder(tmp_path):
 # ---------------------------------------------------------------------- threads
 
 
+def test_default_threads_depend_on_the_machine_only(monkeypatch):
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(train_cli, "busy_cores", lambda: pytest.fail("the default must not read the load"))
+    assert train_cli.default_threads() == 4 and train_cli.default_threads(2) == 2 and train_cli.default_threads(8) == 1
+
+
 def test_auto_threads_leaves_busy_cores_alone(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert auto_threads(busy=0) == 4 and auto_threads(2, busy=0) == 2 and auto_threads(8, busy=0) == 1
@@ -259,3 +265,29 @@ def test_threads_flag_sets_the_blas_threads_during_training(tmp_path, monkeypatc
     assert "threads: 1" in capsys.readouterr().err.splitlines()[0]
     assert train_cli.main(["--threads", "0"]) == 2
     assert "--threads: expected a positive integer thread count or 'auto', got 0" in one_error_line(capsys)
+
+
+@pytest.mark.slow
+def test_default_threads_keep_weights_bit_identical_under_load(tmp_path, capsys):
+    """The default thread count depends on the machine, not on its load: a run beside busy
+    processes gives the same weights as a run on the idle machine (and says --threads auto exists)."""
+    from cnn_xp.train import load_checkpoint
+
+    args = ["--device", "cpu", "--train-size", "200", "--test-size", "100", "--batch-size", "50", "--model", "deep"]
+    assert train_cli.main([*args, "--epochs", "1", "--out", str(tmp_path / "idle")]) == 0
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        import time
+
+        time.sleep(0.5)
+        capsys.readouterr()
+        assert train_cli.main([*args, "--epochs", "1", "--out", str(tmp_path / "busy")]) == 0
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert "--threads auto (or 1) trains several times faster on a busy machine" in capsys.readouterr().err
+    a = load_checkpoint(tmp_path / "idle" / "last.safetensors").model_state
+    b = load_checkpoint(tmp_path / "busy" / "last.safetensors").model_state
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
