@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .datasets.cifar10 import CLASSES as CIFAR10_CLASSES
+
 FASHION_MNIST = (
     "T-shirt/top",
     "Trouser",
@@ -14,7 +16,7 @@ FASHION_MNIST = (
     "Bag",
     "Ankle boot",
 )
-CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10 = CIFAR10_CLASSES
 
 
 def class_names(dataset: str, num_classes: int) -> list[str]:

@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from .. import distributed
 from ..backend import gpu_available, is_out_of_memory, release_gpu_memory
+from ..checks import FLOAT_DTYPES
 from ..data import DataLoader
 from ..datasets import NAMES, load_dataset
 from ..models import DeepConvNet, Network, SimpleConvNet
@@ -141,7 +142,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dtype",
-        choices=("float32", "float64"),
+        choices=FLOAT_DTYPES,
         default="float32",
         help="floating-point type of weights and activations",
     )

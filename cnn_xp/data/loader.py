@@ -9,7 +9,7 @@ from typing import Any
 import numpy
 
 from ..backend import Device, HostToDevice, get_array_module, parse_device
-from ..functions.conv_utils import check_int
+from ..checks import check_int, float_dtype_name
 
 Array = Any
 
@@ -75,9 +75,7 @@ class DataLoader:
             )
         self.seed = int(numpy.random.default_rng().integers(2**63)) if seed is None else check_int("seed", seed, 0)
         self.device = parse_device(device)
-        self.dtype = numpy.dtype(dtype)
-        if self.dtype.kind != "f":
-            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+        self.dtype = numpy.dtype(float_dtype_name(dtype))
         self.scale = scale
         self.shift = check_int("shift", shift, 0)
         if self.shift and x.ndim != 4:

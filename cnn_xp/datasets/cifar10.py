@@ -26,7 +26,7 @@ CLASSES = (
     "horse",
     "ship",
     "truck",
-)  # see cnn_xp.classes
+)  # the one list of these names (cnn_xp.classes uses it)
 
 
 def read_cifar10_batch(path: str | os.PathLike[str]) -> tuple[numpy.ndarray, numpy.ndarray]:

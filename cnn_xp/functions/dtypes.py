@@ -1,15 +1,11 @@
-"""Small dtype helpers shared by the layers."""
+"""Casting inputs to a layer's floating dtype."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ..backend import get_array_module
-
-
-def is_floating(x: Any) -> bool:
-    """True if ``x`` has a real floating dtype."""
-    return bool(get_array_module(x).isdtype(x.dtype, "real floating"))
+from ..checks import is_floating
 
 
 def as_float(x: Any, like: Any = None) -> Any:

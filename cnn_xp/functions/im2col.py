@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..backend import array_device, get_array_module
-from .conv_utils import IntPair, check_int, check_rank, pair, window_output_shape
+from ..checks import IntPair, check_int, check_rank, pair
+from .conv_utils import window_output_shape
 
 Array = Any
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..backend import get_array_module
-from ..functions.conv_utils import check_rank
+from ..checks import check_rank
 from ..functions.dtypes import as_float
 from .base import Array, Layer, adopt_input, check_dout, float_param
 from .grad_mode import grad_enabled

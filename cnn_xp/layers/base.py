@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import adopt_like, array_device, get_array_module
-from ..functions.dtypes import is_floating
+from ..backend import adopt_like, get_array_module
+from ..checks import check_same_place, is_floating
 
 Array = Any
 
@@ -74,24 +74,6 @@ def adopt_input(name: str, x: Array, like: Array) -> Array:
     x = adopt_like(x, like)
     check_same_place(name, x, like)
     return x
-
-
-def check_same_place(name: str, x: Array, like: Array) -> None:
-    """Raise ValueError if ``x`` lives in another array library or on another device than ``like``."""
-    try:
-        xp = get_array_module(x, like)
-    except TypeError:
-        raise ValueError(
-            f"{name}: array of type {type(x).__name__} cannot be mixed with the layer's parameters of type "
-            f"{type(like).__name__}; move it with cnn_xp.to_device(x, ...) first"
-        ) from None
-    del xp
-    dx, dl = array_device(x), array_device(like)
-    if dx != dl:
-        raise ValueError(
-            f"{name}: is on device {dx!r} but the layer's parameters are on {dl!r}; "
-            "move it with cnn_xp.to_device(x, ...) first"
-        )
 
 
 def check_dout(dout: Array, expected: tuple[int, ...]) -> None:

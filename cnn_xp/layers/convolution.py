@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..checks import IntPair, check_rank, pair
 from ..functions.conv2d import ConvState, conv2d_backward, conv2d_forward
-from ..functions.conv_utils import IntPair, check_rank, pair, window_output_shape
+from ..functions.conv_utils import window_output_shape
 from ..functions.dtypes import as_float
 from ..functions.workspace import Workspace
 from .base import Array, Layer, adopt_input, check_dout, float_param

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..backend import array_device, get_array_module
-from ..functions.conv_utils import IntPair, check_int, check_rank, pair, window_output_shape
-from ..functions.dtypes import as_float, is_floating
+from ..checks import IntPair, check_int, check_rank, is_floating, pair
+from ..functions.conv_utils import window_output_shape
+from ..functions.dtypes import as_float
 from ..functions.im2col import fold, pad2d, unfold, window_slices, window_views
 from .base import Array, Layer, check_dout
 from .grad_mode import grad_enabled

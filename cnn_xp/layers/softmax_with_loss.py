@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backend import array_device, get_array_module
-from ..functions.conv_utils import check_rank
+from ..checks import check_rank
 from ..functions.dtypes import as_float
 from ..functions.softmax import log_softmax
 from .base import Array, Layer

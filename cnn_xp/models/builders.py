@@ -7,7 +7,8 @@ from typing import Any
 import numpy
 
 from ..backend import Device, parse_device, to_device
-from ..functions.conv_utils import check_int, get_conv_outsize
+from ..checks import check_int, float_dtype_name
+from ..functions.conv_utils import get_conv_outsize
 from ..init import InitSpec, init_std, normal
 from ..layers import Affine, Convolution
 
@@ -41,9 +42,7 @@ class LayerFactory:
 
     def __init__(self, weight_init_std: InitSpec, dtype: Any, device: str | Device | None, seed: int | None) -> None:
         self.weight_init_std = weight_init_std
-        self.dtype = numpy.dtype(dtype)
-        if self.dtype.kind != "f" or self.dtype.itemsize not in (4, 8):
-            raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
+        self.dtype = numpy.dtype(float_dtype_name(dtype))
         self.device = parse_device(device)
         self.rng = numpy.random.default_rng(seed)
         init_std(weight_init_std, 1)  # validate the spec before drawing anything

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..backend import Device
-from ..functions.conv_utils import check_int
+from ..checks import check_int
 from ..init import InitSpec
 from ..layers import Dropout, Pooling, Relu
 from .builders import LayerFactory, check_input_dim, conv_settings, pooled

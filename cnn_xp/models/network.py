@@ -24,6 +24,7 @@ from ..backend import (
     to_device,
     to_numpy,
 )
+from ..checks import float_dtype_name, resolve_float_dtype
 from ..layers.base import Layer
 from ..layers.grad_mode import no_grad
 from ..layers.softmax_with_loss import SoftmaxWithLoss
@@ -34,15 +35,6 @@ from .torch_names import is_torch_style, torch_to_cnn_xp
 Array = Any
 PARAMS_FORMAT = "cnn_xp.params"
 PARAMS_FORMAT_VERSION = 1
-
-
-def resolve_float_dtype(dtype: Any, xp: Any = numpy) -> Any:
-    """``'float32'``/``'float64'``/a NumPy or array-API float dtype -> that dtype in ``xp``."""
-    name = getattr(dtype, "name", None) or str(dtype)
-    name = name.rsplit(".", 1)[-1]  # 'array_api_strict.float32' -> 'float32'
-    if name not in ("float32", "float64"):
-        raise ValueError(f"dtype: expected 'float32' or 'float64', got {dtype!r}")
-    return getattr(xp, name)
 
 
 class Network:
@@ -222,7 +214,7 @@ class Network:
 
     def astype(self, dtype: Any) -> Network:
         """Cast all parameters and buffers to ``dtype`` (``'float32'`` or ``'float64'``); returns self."""
-        name = resolve_float_dtype(dtype).__name__
+        name = float_dtype_name(dtype)
         self._apply(lambda a: get_array_module(a).astype(a, resolve_float_dtype(dtype, get_array_module(a))))
         self.config.setdefault("kwargs", {})["dtype"] = name
         return self

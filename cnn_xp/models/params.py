@@ -11,7 +11,8 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from ..backend import get_array_module
-from ..layers.base import Layer, check_same_place
+from ..checks import check_same_place
+from ..layers.base import Layer
 
 Slot = tuple[Layer, str]
 

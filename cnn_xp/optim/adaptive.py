@@ -6,7 +6,8 @@ import math
 from collections.abc import MutableMapping
 
 from ..backend import get_array_module
-from .base import Array, Optimizer, check_hyper
+from ..checks import check_number
+from .base import Array, Optimizer
 
 
 class AdaGrad(Optimizer):
@@ -17,7 +18,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-7) -> None:
         super().__init__(lr)
-        self.eps = check_hyper("eps", eps, 0.0)
+        self.eps = check_number("eps", eps, 0.0)
 
     def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
         xp = get_array_module(grad)
@@ -34,8 +35,8 @@ class RMSprop(Optimizer):
 
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7) -> None:
         super().__init__(lr)
-        self.decay_rate = check_hyper("decay_rate", decay_rate, 0.0, 1.0, low_inclusive=True)
-        self.eps = check_hyper("eps", eps, 0.0)
+        self.decay_rate = check_number("decay_rate", decay_rate, 0.0, 1.0, low_inclusive=True)
+        self.eps = check_number("eps", eps, 0.0)
 
     def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
         xp = get_array_module(grad)
@@ -55,11 +56,11 @@ class Adam(Optimizer):
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7) -> None:
         super().__init__(lr)
-        self.beta1 = check_hyper("beta1", beta1, 0.0, 1.0, low_inclusive=True)
-        self.beta2 = check_hyper("beta2", beta2, 0.0, 1.0, low_inclusive=True)
+        self.beta1 = check_number("beta1", beta1, 0.0, 1.0, low_inclusive=True)
+        self.beta2 = check_number("beta2", beta2, 0.0, 1.0, low_inclusive=True)
         if self.beta1 == 1.0 or self.beta2 == 1.0:
             raise ValueError(f"beta1, beta2: expected numbers in [0, 1), got {beta1!r}, {beta2!r}")
-        self.eps = check_hyper("eps", eps, 0.0)
+        self.eps = check_number("eps", eps, 0.0)
         self._lr_t = self.lr
 
     def _begin_step(self) -> None:

@@ -6,21 +6,9 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from ..backend import get_array_module
-from ..layers.base import check_same_place
+from ..checks import check_number, check_same_place
 
 Array = Any
-
-
-def check_hyper(name: str, value: Any, low: float, high: float | None = None, low_inclusive: bool = False) -> float:
-    """Return ``value`` as float if it lies in (low, high] (or [low, high] with low_inclusive)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = (value >= low if low_inclusive else value > low) and (high is None or value <= high)
-    if not ok:
-        lo = "[" if low_inclusive else "("
-        hi = f"{high}]" if high is not None else "inf)"
-        raise ValueError(f"{name}: expected a number in {lo}{low}, {hi}, got {value!r}")
-    return float(value)
 
 
 class Optimizer:
@@ -36,7 +24,7 @@ class Optimizer:
     hyper_names: tuple[str, ...] = ("lr",)
 
     def __init__(self, lr: float) -> None:
-        self.lr = check_hyper("lr", lr, 0.0)
+        self.lr = check_number("lr", lr, 0.0)
         self.state: dict[str, dict[str, Array]] = {name: {} for name in self.state_names}
         self.iter = 0
 

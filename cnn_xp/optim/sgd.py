@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
-from .base import Array, Optimizer, check_hyper
+from ..checks import check_number
+from .base import Array, Optimizer
 
 
 class SGD(Optimizer):
@@ -25,7 +26,7 @@ class Momentum(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
-        self.momentum = check_hyper("momentum", momentum, 0.0, 1.0, low_inclusive=True)
+        self.momentum = check_number("momentum", momentum, 0.0, 1.0, low_inclusive=True)
 
     def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
         v = self._slot("v", key, params[key])
@@ -47,7 +48,7 @@ class Nesterov(Optimizer):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         super().__init__(lr)
-        self.momentum = check_hyper("momentum", momentum, 0.0, 1.0, low_inclusive=True)
+        self.momentum = check_number("momentum", momentum, 0.0, 1.0, low_inclusive=True)
 
     def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
         m = self.momentum
