@@ -18,6 +18,7 @@ import safetensors
 import safetensors.numpy
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save / .npz archives (which may hold pickles)
+_PICKLE_STARTS = (b"(", b"}", b"]", b"c", b"d", b"l", b"I", b"N", b"S", b"V", b"F", b"L", b"U", b"G", b"T", b"t")
 
 
 def save_arrays(
@@ -65,27 +66,76 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def load_arrays(path: str | os.PathLike[str]) -> tuple[dict[str, numpy.ndarray], dict[str, str]]:
-    """Read a safetensors file into host arrays and its metadata.
+PARAMS_FORMAT = "cnn_xp.params"  # Network.save_params files
+CHECKPOINT_FORMAT = "cnn_xp.checkpoint"  # training checkpoints
+FORMAT_VERSION = 2  # 2: the model is stored as a spec (its layers); 1: a book network's name and kwargs
+FLOAT_TENSOR_DTYPES = {"F32": "float32", "F64": "float64"}  # what cnn_xp stores its arrays as
 
-    Raises FileNotFoundError if it is missing and ValueError (naming the file) if it is not a
-    valid safetensors file — a pickle, a truncated file, or anything else.
-    """
-    path = Path(path)
+Header = dict[str, tuple[str, tuple[int, ...]]]
+
+
+def _check_safetensors(path: Path) -> None:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        head = f.read(9)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     if len(head) < 9 or head[8:9] != b"{":  # safetensors: u64 header length, then a JSON object
-        is_pickle = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+        # protocol 2+ starts with PROTO (0x80); protocols 0 and 1 start with an opcode and end with STOP
+        is_pickle = head[:1] == b"\x80" or (len(head) > 0 and head[:1] in _PICKLE_STARTS and _tail(path) == b".")
         if is_pickle or head.startswith(_ZIP_MAGIC):
             kind = "a pickle" if is_pickle else "a zip archive (torch.save/npz)"
-            raise ValueError(f"{path}: is {kind}, not safetensors; cnn_xp never loads pickles (nothing was executed)")
+            raise ValueError(
+                f"{path}: is {kind}, not safetensors; cnn_xp never loads pickles (nothing was executed)"
+                + ("; convert the book's weight pickles with `python -m cnn_xp.convert`" if is_pickle else "")
+            )
         raise ValueError(f"{path}: not a safetensors file (it does not start with a safetensors header)")
+
+
+def _tail(path: Path) -> bytes:
+    """The last byte of a file (a pickle ends with STOP, ``.``)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return b""
+        f.seek(-1, os.SEEK_END)
+        return f.read(1)
+
+
+def read_header(path: str | os.PathLike[str]) -> tuple[Header, dict[str, str]]:
+    """``{name: (safetensors dtype, shape)}`` and the metadata of a safetensors file, reading
+    only its header (a file's declared tensors cost nothing until they are loaded)."""
+    path = Path(path)
+    _check_safetensors(path)
     try:
         with safetensors.safe_open(str(path), framework="numpy") as f:
             metadata = dict(f.metadata() or {})
-            arrays = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open is not a dict
+            header: Header = {}
+            for key in f.keys():  # noqa: SIM118 - safe_open is not a dict
+                piece = f.get_slice(key)
+                header[key] = (str(piece.get_dtype()), tuple(int(v) for v in piece.get_shape()))
     except (safetensors.SafetensorError, OSError, ValueError) as exc:
+        raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {exc}") from None
+    return header, metadata
+
+
+def load_arrays(
+    path: str | os.PathLike[str], keys: list[str] | None = None
+) -> tuple[dict[str, numpy.ndarray], dict[str, str]]:
+    """Read a safetensors file into host arrays (only ``keys``, when given) and its metadata.
+
+    Raises FileNotFoundError if it is missing and ValueError (naming the file) if it cannot be
+    read or is not a valid safetensors file — a pickle, a truncated file, or anything else.
+    """
+    path = Path(path)
+    _check_safetensors(path)
+    try:
+        with safetensors.safe_open(str(path), framework="numpy") as f:
+            metadata = dict(f.metadata() or {})
+            wanted = list(f.keys()) if keys is None else keys
+            arrays = {key: f.get_tensor(key) for key in wanted}
+    except (safetensors.SafetensorError, OSError, ValueError, TypeError) as exc:
         raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {exc}") from None
     return arrays, metadata

@@ -25,11 +25,12 @@ from typing import Any
 import numpy
 
 from ..backend import GPUUnavailableError, parse_device
+from ..models import MODELS as NETWORKS
 from ..serialization import write_atomically
 from .common import OneLineParser, UsageError, check_writable, flag_error, run_command
 
 PROG = "python -m cnn_xp.bench"
-MODELS = ("simple", "deep")
+MODELS = tuple(NETWORKS)  # the network registry's short names
 MODES = ("train", "infer")
 
 
@@ -41,10 +42,10 @@ def _peak_rss_mib() -> float:
 
 
 def _cnn_xp_worker(model: str, mode: str, device: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
-    from cnn_xp import Adam, DeepConvNet, SimpleConvNet, no_grad, to_device
+    from cnn_xp import Adam, no_grad, to_device
     from cnn_xp.backend import synchronize
 
-    net = (SimpleConvNet if model == "simple" else DeepConvNet)(weight_init_std="he", seed=0, device=device)
+    net = NETWORKS[model](weight_init_std="he", seed=0, device=device)
     rng = numpy.random.default_rng(0)
     x = to_device(rng.random((batch, 1, 28, 28), dtype=numpy.float32), device)
     t = to_device(rng.integers(0, 10, batch), device)
@@ -155,10 +156,10 @@ def _torch_worker(model: str, mode: str, device: str, batch: int, steps: int, wa
 
 def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> str:
     """Median forward/backward milliseconds of every layer of one training step (synchronised)."""
-    from cnn_xp import Adam, DeepConvNet, SimpleConvNet, to_device
+    from cnn_xp import Adam, to_device
     from cnn_xp.backend import synchronize
 
-    net = (SimpleConvNet if model == "simple" else DeepConvNet)(weight_init_std="he", seed=0, device=device)
+    net = NETWORKS[model](weight_init_std="he", seed=0, device=device)
     rng = numpy.random.default_rng(0)
     x = to_device(rng.random((batch, 1, 28, 28), dtype=numpy.float32), device)
     t = to_device(rng.integers(0, 10, batch), device)
@@ -181,10 +182,9 @@ def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> st
             h = timed(fwd[name], layer.forward, h)
         timed(fwd["SoftmaxWithLoss"], net.last_layer.forward, h, t)
         d = timed(bwd["SoftmaxWithLoss"], net.last_layer.backward, 1)
-        for pos, (name, layer) in enumerate(reversed(net.layers.items())):
-            first = pos == len(net.layers) - 1  # as Network.backward: no gradient for the data
-            d = timed(bwd[name], layer.backward, d, *((False,) if first and layer.can_skip_dx else ()))
-        grads = {k: getattr(layer, "d" + attr) for k, (layer, attr) in net._param_slots.items()}
+        for name, layer, kwargs in net.backward_order():
+            d = timed(bwd[name], lambda d, layer=layer, kwargs=kwargs: layer.backward(d, **kwargs), d)
+        grads = net.grads()
         timed(fwd["Adam.update"], opt.update, net.params, grads)
         if i < warmup:
             for rec in (*fwd.values(), *bwd.values()):

@@ -26,8 +26,9 @@ from ..backend import gpu_available, is_out_of_memory, release_gpu_memory
 from ..checks import FLOAT_DTYPES
 from ..data import DataLoader
 from ..datasets import NAMES, load_dataset
-from ..models import DeepConvNet, Network, SimpleConvNet
+from ..models import MODELS, Network
 from ..optim import OPTIMIZERS, constant, cosine, exponential
+from ..optim.schedules import SCHEDULES
 from ..serialization import write_atomically
 from ..train.checkpoint import load_checkpoint
 from ..train.run_lock import RunFolderInUseError, RunLock
@@ -35,7 +36,7 @@ from ..train.trainer import CheckpointWriteError, NonFiniteLossError, Trainer, T
 from .common import OneLineParser, UsageError, device_arg, flag_error, run_command
 
 PROG = "python -m cnn_xp.train"
-MODELS = {"simple": SimpleConvNet, "deep": DeepConvNet}
+
 DEFAULTS = {"epochs": 8, "batch_size": 100, "optimizer": "adam", "lr": None, "seed": 0}
 OUTPUTS = ("last.safetensors", "best.safetensors", "metrics.csv", "summary.json", "curves.png", "filters.png")
 
@@ -115,7 +116,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--lr-schedule",
-        choices=("exp", "cosine", "constant"),
+        choices=SCHEDULES,
         default="exp",
         help="learning rate over the run: 'exp' multiplies it by --lr-decay every epoch (depends on the step only, "
         "so --resume with more --epochs continues exactly); 'cosine' decays to 0 at the last of --epochs; 'constant'",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ..backend import get_array_module
 from ..checks import check_rank
 from ..functions.dtypes import as_float
-from .base import Array, Layer, adopt_input, check_dout, float_param
+from .base import Array, Layer, adopt_input, check_dout, float_param, settings, shape_setting, zeros
 from .grad_mode import grad_enabled
 
 
@@ -34,6 +35,19 @@ class Affine(Layer):
         self.db: Array | None = None
         self._x: Array | None = None
         self._x_shape: tuple[int, ...] = ()
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Affine", "shape": [int(v) for v in self.W.shape]}
+
+    @classmethod
+    def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        d_in, d_out = shape_setting("Affine", "shape", settings(cls, config, {"shape": ...})["shape"], 2)
+        return {"W": (d_in, d_out), "b": (d_out,)}
+
+    @classmethod
+    def from_config(cls, config: Any, dtype: Any = "float32") -> Affine:
+        shapes = cls.state_shapes(config)
+        return cls(zeros(shapes["W"], dtype), zeros(shapes["b"], dtype))
 
     def forward(self, x: Array) -> Array:
         W = self.W

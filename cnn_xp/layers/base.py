@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import numpy
+
 from ..backend import adopt_like, get_array_module
-from ..checks import check_same_place, is_floating
+from ..checks import check_int, check_same_place, float_dtype_name, is_floating
 
 Array = Any
 
@@ -53,9 +56,77 @@ class Layer:
             "run forward first, outside no_grad()"
         )
 
+    # ------------------------------------------------------------------ description
+
+    def config(self) -> dict[str, Any]:
+        """This layer described without its arrays, as JSON-able data: ``{"type": name, **settings}``.
+        :meth:`from_config` rebuilds it (then a state dict fills the arrays).  A layer with
+        settings or arrays overrides this, :meth:`state_shapes` and :meth:`from_config`."""
+        return {"type": type_name(type(self))}
+
+    @classmethod
+    def state_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+        """Check ``config`` (keys, types, ranges) and return the shape of every parameter and
+        buffer it implies, keyed by attribute (``{"W": (30, 1, 5, 5), "b": (30,)}``) — without
+        allocating anything.  Raises ValueError or TypeError naming the setting."""
+        settings(cls, config, {})
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], dtype: Any = "float32") -> Layer:
+        """A layer built from :meth:`config`'s output, its arrays zero-filled on the host in ``dtype``."""
+        cls.state_shapes(config)
+        return cls()
+
+    def extra_state(self) -> dict[str, Any] | None:
+        """State that is not an array but must survive a checkpoint (Dropout's random
+        generator), as JSON-able data; None when there is none."""
+        return None
+
+    def set_extra_state(self, state: Any) -> None:
+        """Restore :meth:`extra_state`'s output; raises ValueError if it does not fit."""
+        if state is not None:
+            raise ValueError(f"{type(self).__name__}: holds no extra state, got {state!r}")
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{n}={tuple(getattr(self, n).shape)}" for n in self.param_names)
         return f"{type(self).__name__}({shapes})"
+
+
+def type_name(cls: type) -> str:
+    """The name a layer class is described by: its registered name, else its class name."""
+    return str(cls.__dict__.get("_registered_name", cls.__name__))
+
+
+def settings(cls: type, config: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """``config``'s settings (``type`` removed) with ``defaults`` filled in; raises ValueError on a
+    config that is not a mapping, names another type, lacks a required setting (default
+    ``...``) or has one this layer does not know."""
+    name = type_name(cls)
+    if not isinstance(config, Mapping):
+        raise ValueError(f"{name} config: expected a mapping, got {type(config).__name__}")
+    if config.get("type", name) != name:
+        raise ValueError(f"{name} config: describes a {config.get('type')!r} layer")
+    given = {k: v for k, v in config.items() if k != "type"}
+    unknown = sorted(set(given) - set(defaults))
+    missing = sorted(k for k, v in defaults.items() if v is ... and k not in given)
+    if unknown or missing:
+        raise ValueError(
+            f"{name} config: unknown settings {unknown}, missing settings {missing}; expected {sorted(defaults)}"
+        )
+    return {**defaults, **given}
+
+
+def shape_setting(layer: str, key: str, value: Any, ndim: int) -> tuple[int, ...]:
+    """A list of ``ndim`` positive ints (a shape in a config)."""
+    if not isinstance(value, (list, tuple)) or len(value) != ndim:
+        raise ValueError(f"{layer} config: {key} expected a list of {ndim} positive ints, got {value!r}")
+    return tuple(check_int(f"{layer} config: {key}[{i}]", v, 1) for i, v in enumerate(value))
+
+
+def zeros(shape: tuple[int, ...], dtype: Any) -> numpy.ndarray:
+    """A zero-filled host array for :meth:`Layer.from_config` (a state dict overwrites it)."""
+    return numpy.zeros(shape, dtype=float_dtype_name(dtype))
 
 
 def float_param(name: str, value: Array) -> Array:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..backend import get_array_module
-from ..checks import check_rank
+from ..checks import check_int, check_number, check_rank
 from ..functions.dtypes import as_float
-from .base import Array, Layer, adopt_input, check_dout, float_param
+from .base import Array, Layer, adopt_input, check_dout, float_param, settings, zeros
 from .grad_mode import grad_enabled
 
 
@@ -52,6 +54,27 @@ class BatchNormalization(Layer):
         self.dgamma: Array | None = None
         self.dbeta: Array | None = None
         self._cache: tuple | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": "BatchNormalization",
+            "num_features": int(self.gamma.shape[0]),
+            "momentum": self.momentum,
+            "eps": self.eps,
+        }
+
+    @classmethod
+    def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        s = settings(cls, config, {"num_features": ..., "momentum": 0.9, "eps": 1e-5})
+        c = check_int("BatchNormalization config: num_features", s["num_features"], 1)
+        check_number("BatchNormalization config: momentum", s["momentum"], 0.0, 1.0, low_inclusive=True)
+        check_number("BatchNormalization config: eps", s["eps"], 0.0, 1.0)
+        return {name: (c,) for name in ("gamma", "beta", "running_mean", "running_var")}
+
+    @classmethod
+    def from_config(cls, config: Any, dtype: Any = "float32") -> BatchNormalization:
+        (c,) = cls.state_shapes(config)["gamma"]
+        return cls(zeros((c,), dtype), zeros((c,), dtype), config.get("momentum", 0.9), eps=config.get("eps", 1e-5))
 
     def _axes(self, x: Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Reduction axes and the broadcast shape of a per-channel vector."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..checks import IntPair, check_rank, pair
 from ..functions.conv2d import ConvState, conv2d_backward, conv2d_forward
 from ..functions.conv_utils import window_output_shape
 from ..functions.dtypes import as_float
 from ..functions.workspace import Workspace
-from .base import Array, Layer, adopt_input, check_dout, float_param
+from .base import Array, Layer, adopt_input, check_dout, float_param, settings, shape_setting, zeros
 from .grad_mode import grad_enabled
 
 
@@ -39,6 +41,27 @@ class Convolution(Layer):
         self.db: Array | None = None
         self._state: ConvState | None = None
         self._workspace = Workspace()  # im2col columns, reused from step to step
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": "Convolution",
+            "shape": [int(v) for v in self.W.shape],
+            "stride": list(self.stride),
+            "pad": list(self.pad),
+        }
+
+    @classmethod
+    def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        s = settings(cls, config, {"shape": ..., "stride": 1, "pad": 0})
+        fn, c, fh, fw = shape_setting("Convolution", "shape", s["shape"], 4)
+        pair("Convolution config: stride", s["stride"], 1)
+        pair("Convolution config: pad", s["pad"], 0)
+        return {"W": (fn, c, fh, fw), "b": (fn,)}
+
+    @classmethod
+    def from_config(cls, config: Any, dtype: Any = "float32") -> Convolution:
+        shapes = cls.state_shapes(config)
+        return cls(zeros(shapes["W"], dtype), zeros(shapes["b"], dtype), config.get("stride", 1), config.get("pad", 0))
 
     def forward(self, x: Array) -> Array:
         W = self.W

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..backend import RNG, get_array_module
 from ..functions.dtypes import as_float
-from .base import Array, Layer, check_dout
+from .base import Array, Layer, check_dout, settings
 from .grad_mode import grad_enabled
 
 
@@ -27,6 +29,31 @@ class Dropout(Layer):
         self.mask: Array | None = None  # True where a unit is kept
         self._scale: Array | None = None  # mask / (1 - p), in the input's dtype
         self._shape: tuple[int, ...] | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"type": "Dropout", "dropout_ratio": self.dropout_ratio}
+
+    @classmethod
+    def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        cls(settings(cls, config, {"dropout_ratio": 0.5})["dropout_ratio"])  # checks the ratio; holds no arrays
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Any, dtype: Any = "float32") -> Dropout:
+        cls.state_shapes(config)
+        return cls(config.get("dropout_ratio", 0.5))
+
+    def extra_state(self) -> dict[str, Any]:
+        """The mask generator's state (a NumPy bit-generator state): a resumed run draws the
+        masks it would have drawn."""
+        return self.rng.get_state()
+
+    def set_extra_state(self, state: Any) -> None:
+        try:
+            RNG().set_state(state)  # checked on a scratch generator: a bad state changes nothing
+        except (TypeError, ValueError, KeyError, AttributeError):
+            raise ValueError(f"Dropout: expected a NumPy bit-generator state, got {state!r:.100}") from None
+        self.rng.set_state(state)
 
     def forward(self, x: Array, train_flg: bool | None = None) -> Array:
         x = as_float(x)

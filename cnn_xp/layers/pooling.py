@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..backend import array_device, get_array_module
 from ..checks import IntPair, check_int, check_rank, is_floating, pair
 from ..functions.conv_utils import window_output_shape
 from ..functions.dtypes import as_float
 from ..functions.im2col import fold, pad2d, unfold, window_slices, window_views
-from .base import Array, Layer, check_dout
+from .base import Array, Layer, check_dout, settings, type_name
 from .grad_mode import grad_enabled
 
 
@@ -23,6 +25,26 @@ class _Pool2d(Layer):
                 raise ValueError(f"{name}: expected at most half the pool size ({k // 2} for pool {k}), got {p}")
         self._x_shape: tuple[int, ...] = ()
         self._out_shape: tuple[int, ...] | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": type_name(type(self)),
+            "pool_h": self.pool_h,
+            "pool_w": self.pool_w,
+            "stride": list(self.stride),
+            "pad": list(self.pad),
+        }
+
+    @classmethod
+    def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
+        s = settings(cls, config, {"pool_h": ..., "pool_w": ..., "stride": 1, "pad": 0})
+        cls(s["pool_h"], s["pool_w"], s["stride"], s["pad"])  # checks every setting; holds no arrays
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Any, dtype: Any = "float32") -> Any:
+        s = settings(cls, config, {"pool_h": ..., "pool_w": ..., "stride": 1, "pad": 0})
+        return cls(s["pool_h"], s["pool_w"], s["stride"], s["pad"])
 
     def _windows(self, x: Array, pad_value: float) -> Array:
         """(N, C, pool_h*pool_w, OH, OW) windows of x."""

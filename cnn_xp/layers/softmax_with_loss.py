@@ -39,28 +39,38 @@ class SoftmaxWithLoss(Layer):
 
     @staticmethod
     def _targets(xp, x: Array, t: Array) -> Array:
-        n, k = x.shape
-        if getattr(t, "ndim", None) == 1:
-            if t.shape[0] != n:
-                raise ValueError(
-                    f"t: expected {n} labels to match x of shape {tuple(x.shape)}, got t of shape {tuple(t.shape)}"
-                )
-            if not xp.isdtype(t.dtype, "integral"):
-                raise TypeError(f"t: class labels must have an integer dtype, got {t.dtype}")
-            if bool(xp.any((t < 0) | (t >= k))):
-                lo, hi = int(xp.min(t)), int(xp.max(t))
-                raise ValueError(f"t: labels must be in [0, {k}) for {k} classes, got values in [{lo}, {hi}]")
-            classes = xp.arange(k, device=array_device(x))
+        check_targets(t, x)
+        if t.ndim == 1:
+            classes = xp.arange(x.shape[1], device=array_device(x))
             return xp.astype(xp.expand_dims(t, axis=1) == xp.expand_dims(classes, axis=0), x.dtype)
-        if getattr(t, "ndim", None) == 2:
-            if tuple(t.shape) != (n, k):
-                raise ValueError(f"t: one-hot targets must have shape (N, K)={(n, k)}, got {tuple(t.shape)}")
-            return as_float(t, like=x)
-        raise ValueError(
-            f"t: expected labels (N,)=({n},) or one-hot targets (N, K)={(n, k)}, got shape {tuple(getattr(t, 'shape', ()))}"
-        )
+        return as_float(t, like=x)
 
     def backward(self, dout: Array | float = 1) -> Array:
         if self.y is None or self.t is None:
             raise self._not_run()
         return (self.y - self.t) * (dout / self.y.shape[0])
+
+
+def check_targets(t: Array, x: Array) -> None:
+    """Raise unless ``t`` fits the scores ``x`` (N, K): labels (N,) of an integer dtype in
+    [0, K), or one-hot / probability rows (N, K)."""
+    xp = get_array_module(x, t)
+    n, k = x.shape
+    if getattr(t, "ndim", None) == 1:
+        if t.shape[0] != n:
+            raise ValueError(
+                f"t: expected {n} labels to match x of shape {tuple(x.shape)}, got t of shape {tuple(t.shape)}"
+            )
+        if not xp.isdtype(t.dtype, "integral"):
+            raise TypeError(f"t: class labels must have an integer dtype, got {t.dtype}")
+        if bool(xp.any((t < 0) | (t >= k))):
+            lo, hi = int(xp.min(t)), int(xp.max(t))
+            raise ValueError(f"t: labels must be in [0, {k}) for {k} classes, got values in [{lo}, {hi}]")
+        return
+    if getattr(t, "ndim", None) == 2:
+        if tuple(t.shape) != (n, k):
+            raise ValueError(f"t: one-hot targets must have shape (N, K)={(n, k)}, got {tuple(t.shape)}")
+        return
+    raise ValueError(
+        f"t: expected labels (N,)=({n},) or one-hot targets (N, K)={(n, k)}, got shape {tuple(getattr(t, 'shape', ()))}"
+    )

@@ -6,18 +6,17 @@ from .deep_convnet import DeepConvNet
 from .network import Network
 from .simple_convnet import SimpleConvNet
 
-MODELS: dict[str, type[Network]] = {"SimpleConvNet": SimpleConvNet, "DeepConvNet": DeepConvNet}
+# The one registry of named networks: the command line's short names -> classes. A file
+# names a network by its class name; cnn_xp.models.spec rebuilds any network from its layers.
+MODELS: dict[str, type[Network]] = {"simple": SimpleConvNet, "deep": DeepConvNet}
 
 
-def build_model(config: dict[str, Any], **overrides: Any) -> Network:
-    """Rebuild a network from its ``config`` (as stored in files); ``overrides`` replace kwargs."""
-    name = config.get("name")
-    if name not in MODELS:
-        raise ValueError(f"model: unknown network {name!r}; expected one of {sorted(MODELS)}")
-    kwargs = {**config.get("kwargs", {}), **overrides}
-    if "input_dim" in kwargs:
-        kwargs["input_dim"] = tuple(kwargs["input_dim"])
-    return MODELS[name](**kwargs)
+def build_model(spec: dict[str, Any]) -> Network:
+    """The network a spec describes (as :meth:`Network.spec` gives it, or as files store it),
+    checked first, on the host with zero-filled arrays; load a state dict next."""
+    from .spec import build_network, check_spec
+
+    return build_network(check_spec(spec)[0])
 
 
 __all__ = ["MODELS", "DeepConvNet", "Network", "SimpleConvNet", "build_model"]

@@ -1,7 +1,13 @@
-"""Helpers the concrete networks share: validated conv settings and initialised layers."""
+"""Helpers the book's networks share: their layer lists as data, and initialised layers.
+
+A book network first describes its layers (``layer_configs``: names and
+:meth:`~cnn_xp.layers.Layer.config` dicts, nothing allocated), then builds them: the same
+description is what a checkpoint stores and what a loader checks a file against.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy
@@ -10,9 +16,11 @@ from ..backend import Device, parse_device, to_device
 from ..checks import check_int, float_dtype_name
 from ..functions.conv_utils import get_conv_outsize
 from ..init import InitSpec, init_std, normal
-from ..layers import Affine, Convolution
+from ..layers import Affine, Convolution, Layer
+from ..layers.registry import layer_class
 
 _CONV_KEYS = ("filter_num", "filter_size", "pad", "stride")
+LayerConfigs = list[tuple[str, dict[str, Any]]]
 
 
 def check_input_dim(input_dim: Any) -> tuple[int, int, int]:
@@ -37,38 +45,57 @@ def conv_settings(name: str, param: dict[str, int], defaults: dict[str, int]) ->
     }
 
 
+def conv_config(in_ch: int, hw: tuple[int, int], p: dict[str, int]) -> tuple[dict[str, Any], tuple[int, int]]:
+    """A Convolution's config for ``in_ch`` channels of size ``hw``, and the (H, W) it outputs."""
+    k, s, pad = p["filter_size"], p["stride"], p["pad"]
+    out_hw = (get_conv_outsize(hw[0], k, s, pad), get_conv_outsize(hw[1], k, s, pad))
+    if min(out_hw) < 1:
+        raise ValueError(f"conv_param {p}: a {k}x{k} filter does not fit the {hw[0]}x{hw[1]} input it receives")
+    return {"type": "Convolution", "shape": [p["filter_num"], in_ch, k, k], "stride": [s, s], "pad": [pad, pad]}, out_hw
+
+
+def pool_config(hw: tuple[int, int]) -> tuple[dict[str, Any], tuple[int, int]]:
+    """2x2 max pooling with stride 2, and the (H, W) it outputs."""
+    if min(hw) < 2:
+        raise ValueError(f"input_dim: the {hw[0]}x{hw[1]} feature map is too small for 2x2 pooling")
+    config = {"type": "Pooling", "pool_h": 2, "pool_w": 2, "stride": [2, 2], "pad": [0, 0]}
+    return config, (get_conv_outsize(hw[0], 2, 2, 0), get_conv_outsize(hw[1], 2, 2, 0))
+
+
+def check_init(weight_init_std: InitSpec, dtype: Any) -> str:
+    """Validate the settings that only the initial weights use; returns the dtype's name."""
+    init_std(weight_init_std, 1)
+    return float_dtype_name(dtype)
+
+
 class LayerFactory:
-    """Creates initialised Convolution/Affine layers on one device and dtype from one seed."""
+    """Builds described layers on one device and dtype, drawing initial weights from one seed:
+    N(0, std^2) weights (std from ``weight_init_std`` and the fan-in) and zero biases for
+    Convolution and Affine; every other layer from its config."""
 
     def __init__(self, weight_init_std: InitSpec, dtype: Any, device: str | Device | None, seed: int | None) -> None:
         self.weight_init_std = weight_init_std
-        self.dtype = numpy.dtype(float_dtype_name(dtype))
+        self.dtype = numpy.dtype(check_init(weight_init_std, dtype))
         self.device = parse_device(device)
         self.rng = numpy.random.default_rng(seed)
-        init_std(weight_init_std, 1)  # validate the spec before drawing anything
 
     def _put(self, a: numpy.ndarray) -> Any:
         return to_device(a, self.device)
 
-    def conv(self, in_ch: int, hw: tuple[int, int], p: dict[str, int]) -> tuple[Convolution, tuple[int, int]]:
-        """A Convolution for ``in_ch`` input channels and the (H, W) it outputs for input ``hw``."""
-        k = p["filter_size"]
-        std = init_std(self.weight_init_std, in_ch * k * k)
-        W = normal((p["filter_num"], in_ch, k, k), std, self.rng, self.dtype)
-        b = numpy.zeros(p["filter_num"], dtype=self.dtype)
-        out_hw = (get_conv_outsize(hw[0], k, p["stride"], p["pad"]), get_conv_outsize(hw[1], k, p["stride"], p["pad"]))
-        if min(out_hw) < 1:
-            raise ValueError(f"conv_param {p}: a {k}x{k} filter does not fit the {hw[0]}x{hw[1]} input it receives")
-        return Convolution(self._put(W), self._put(b), stride=p["stride"], pad=p["pad"]), out_hw
-
-    def affine(self, d_in: int, d_out: int) -> Affine:
-        std = init_std(self.weight_init_std, d_in)
-        W = normal((d_in, d_out), std, self.rng, self.dtype)
-        return Affine(self._put(W), self._put(numpy.zeros(d_out, dtype=self.dtype)))
-
-
-def pooled(hw: tuple[int, int]) -> tuple[int, int]:
-    """(H, W) after 2x2 max pooling with stride 2."""
-    if min(hw) < 2:
-        raise ValueError(f"input_dim: the {hw[0]}x{hw[1]} feature map is too small for 2x2 pooling")
-    return get_conv_outsize(hw[0], 2, 2, 0), get_conv_outsize(hw[1], 2, 2, 0)
+    def build(self, configs: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, Layer]]:
+        layers: list[tuple[str, Layer]] = []
+        for name, config in configs:
+            layer: Layer
+            if config["type"] in ("Convolution", "Affine"):
+                shape = tuple(config["shape"])
+                fan_in = int(numpy.prod(shape[1:])) if len(shape) == 4 else shape[0]
+                W = normal(shape, init_std(self.weight_init_std, fan_in), self.rng, self.dtype)
+                b = numpy.zeros(shape[0] if len(shape) == 4 else shape[1], dtype=self.dtype)
+                if config["type"] == "Convolution":
+                    layer = Convolution(self._put(W), self._put(b), config["stride"], config["pad"])
+                else:
+                    layer = Affine(self._put(W), self._put(b))
+            else:
+                layer = layer_class(config["type"]).from_config(config, self.dtype)
+            layers.append((name, layer))
+        return layers

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import Device
+from ..backend import RNG, Device
 from ..checks import check_int
 from ..init import InitSpec
-from ..layers import Dropout, Pooling, Relu
-from .builders import LayerFactory, check_input_dim, conv_settings, pooled
+from ..layers import Dropout
+from .builders import LayerConfigs, LayerFactory, check_init, check_input_dim, conv_config, conv_settings, pool_config
 from .network import Network
 
 DEFAULT_CONV_PARAMS = (
@@ -51,6 +51,37 @@ class DeepConvNet(Network):
         device: str | Device | None = None,
         seed: int | None = None,
     ) -> None:
+        given = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
+        kwargs, configs = self.layer_configs(
+            input_dim, *given, hidden_size, output_size, weight_init_std, dropout_ratio, dtype
+        )
+        make = LayerFactory(weight_init_std, dtype, device, seed)
+        first_affine = next(i for i, (name, _) in enumerate(configs) if name == "Affine1")
+        layers = make.build(configs[:first_affine])
+        dropout_seed = int(make.rng.integers(2**31))  # drawn between the conv and affine weights
+        layers += make.build(configs[first_affine:])
+        dropouts = [layer for _, layer in layers if isinstance(layer, Dropout)]
+        for k, dropout in enumerate(dropouts):
+            dropout.rng = RNG(dropout_seed + k)
+        super().__init__(layers, config={"name": "DeepConvNet", "kwargs": kwargs}, input_dim=tuple(kwargs["input_dim"]))
+
+    @staticmethod
+    def layer_configs(
+        input_dim: Any = (1, 28, 28),
+        conv_param_1: dict[str, int] | None = None,
+        conv_param_2: dict[str, int] | None = None,
+        conv_param_3: dict[str, int] | None = None,
+        conv_param_4: dict[str, int] | None = None,
+        conv_param_5: dict[str, int] | None = None,
+        conv_param_6: dict[str, int] | None = None,
+        hidden_size: int = 50,
+        output_size: int = 10,
+        weight_init_std: InitSpec = "he",
+        dropout_ratio: float = 0.5,
+        dtype: Any = "float32",
+    ) -> tuple[dict[str, Any], LayerConfigs]:
+        """The checked constructor arguments (JSON-able) and the layers they describe, as
+        (name, config) pairs; nothing is allocated."""
         c, h, w = check_input_dim(input_dim)
         given = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
         convs = [
@@ -59,34 +90,32 @@ class DeepConvNet(Network):
         ]
         hidden_size = check_int("hidden_size", hidden_size, 1)
         output_size = check_int("output_size", output_size, 1)
-        make = LayerFactory(weight_init_std, dtype, device, seed)
-        layers: list[tuple[str, Any]] = []
+        dtype_name = check_init(weight_init_std, dtype)
+        Dropout(dropout_ratio)  # checks the ratio
+        configs: LayerConfigs = []
         hw, ch = (h, w), c
         for i, p in enumerate(convs, start=1):
-            conv, hw = make.conv(ch, hw, p)
+            conv, hw = conv_config(ch, hw, p)
             ch = p["filter_num"]
-            layers += [(f"Conv{i}", conv), (f"Relu{i}", Relu())]
+            configs += [(f"Conv{i}", conv), (f"Relu{i}", {"type": "Relu"})]
             if i % 2 == 0:
-                hw = pooled(hw)
-                layers.append((f"Pool{i // 2}", Pooling(pool_h=2, pool_w=2, stride=2)))
-        dropout_seed = int(make.rng.integers(2**31))
-        layers += [
-            ("Affine1", make.affine(ch * hw[0] * hw[1], hidden_size)),
-            ("Relu7", Relu()),
-            ("Dropout1", Dropout(dropout_ratio, seed=dropout_seed)),
-            ("Affine2", make.affine(hidden_size, output_size)),
-            ("Dropout2", Dropout(dropout_ratio, seed=dropout_seed + 1)),
+                pool, hw = pool_config(hw)
+                configs.append((f"Pool{i // 2}", pool))
+        dropout = {"type": "Dropout", "dropout_ratio": float(dropout_ratio)}
+        configs += [
+            ("Affine1", {"type": "Affine", "shape": [ch * hw[0] * hw[1], hidden_size]}),
+            ("Relu7", {"type": "Relu"}),
+            ("Dropout1", dropout),
+            ("Affine2", {"type": "Affine", "shape": [hidden_size, output_size]}),
+            ("Dropout2", dict(dropout)),
         ]
-        config = {
-            "name": "DeepConvNet",
-            "kwargs": {
-                "input_dim": [c, h, w],
-                **{f"conv_param_{i + 1}": p for i, p in enumerate(convs)},
-                "hidden_size": hidden_size,
-                "output_size": output_size,
-                "weight_init_std": weight_init_std,
-                "dropout_ratio": dropout_ratio,
-                "dtype": make.dtype.name,
-            },
+        kwargs = {
+            "input_dim": [c, h, w],
+            **{f"conv_param_{i + 1}": p for i, p in enumerate(convs)},
+            "hidden_size": hidden_size,
+            "output_size": output_size,
+            "weight_init_std": weight_init_std,
+            "dropout_ratio": dropout_ratio,
+            "dtype": dtype_name,
         }
-        super().__init__(layers, config=config)
+        return kwargs, configs

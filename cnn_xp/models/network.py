@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections import Counter, OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy
@@ -27,14 +29,12 @@ from ..backend import (
 from ..checks import float_dtype_name, resolve_float_dtype
 from ..layers.base import Layer
 from ..layers.grad_mode import no_grad
-from ..layers.softmax_with_loss import SoftmaxWithLoss
-from ..serialization import load_arrays, save_arrays
+from ..layers.softmax_with_loss import SoftmaxWithLoss, check_targets
+from ..serialization import FLOAT_TENSOR_DTYPES, FORMAT_VERSION, PARAMS_FORMAT, load_arrays, read_header, save_arrays
 from .params import ParamView, Slot
 from .torch_names import is_torch_style, torch_to_cnn_xp
 
 Array = Any
-PARAMS_FORMAT = "cnn_xp.params"
-PARAMS_FORMAT_VERSION = 1
 
 
 class Network:
@@ -50,12 +50,14 @@ class Network:
         layers: Mapping[str, Layer] | Iterable[tuple[str, Layer]],
         last_layer: Layer | None = None,
         config: dict[str, Any] | None = None,
+        input_dim: tuple[int, ...] | None = None,
     ) -> None:
         self.layers: OrderedDict[str, Layer] = OrderedDict(layers)
         if not self.layers:
             raise ValueError("layers: expected at least one layer")
         self.last_layer = last_layer if last_layer is not None else SoftmaxWithLoss()
         self.config: dict[str, Any] = config or {"name": type(self).__name__}
+        self.input_dim = input_dim  # (C, H, W) of one sample, when known (the Trainer records it)
         self.training = True
         param_slots: dict[str, Slot] = {}
         buffer_slots: dict[str, Slot] = {}
@@ -104,19 +106,32 @@ class Network:
 
     def loss(self, x: Array, t: Array, train_flg: bool | None = None) -> Array:
         """Loss on (x, t) as a 0-d array on x's device (no host synchronisation)."""
-        return self.last_layer.forward(self.predict(x, train_flg), self._adopt(t))
+        return self.forward(x, t, train_flg)[0]
+
+    def forward(self, x: Array, t: Array, train_flg: bool | None = None) -> tuple[Array, Array]:
+        """(loss, scores) on (x, t): the 0-d mean loss and the (N, K) scores, both on the device;
+        :meth:`backward` then back-propagates this loss."""
+        scores = self.predict(x, train_flg)
+        return self.last_layer.forward(scores, self._adopt(t)), scores
 
     def backward(self, dout: Array | float = 1) -> dict[str, Array]:
         """Back-propagate from the last ``loss`` call; return the gradients keyed like ``params``."""
         dout = self.last_layer.backward(dout)
-        layers = list(self.layers.values())
-        for layer in reversed(layers[1:]):
-            dout = layer.backward(dout)
-        first: Any = layers[0]
-        if first.can_skip_dx:  # the first layer's input is data: it needs no gradient
-            first.backward(dout, need_dx=False)
-        else:
-            first.backward(dout)
+        for _, layer, kwargs in self.backward_order():
+            dout = layer.backward(dout, **kwargs)
+        return self.grads()
+
+    def backward_order(self) -> list[tuple[str, Layer, dict[str, Any]]]:
+        """(name, layer, backward keyword arguments) in the order :meth:`backward` runs them, after
+        the loss: the first layer's input is data, so it computes no input gradient when it can."""
+        layers = list(self.layers.items())
+        order = [(name, layer, {}) for name, layer in reversed(layers[1:])]
+        first_name, first = layers[0]
+        order.append((first_name, first, {"need_dx": False} if first.can_skip_dx else {}))
+        return order
+
+    def grads(self) -> dict[str, Array]:
+        """The gradients the last :meth:`backward` filled in, keyed like ``params``."""
         return {key: getattr(layer, "d" + attr) for key, (layer, attr) in self._param_slots.items()}
 
     def gradient(self, x: Array, t: Array) -> dict[str, Array]:
@@ -126,27 +141,51 @@ class Network:
 
     def accuracy(self, x: Array, t: Array, batch_size: int = 100) -> float:
         """Fraction of correct predictions, in inference mode, over *all* N samples
-        (the last partial batch included). ``t`` is labels (N,) or one-hot (N, K)."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size}")
+        (the last partial batch included). ``t`` is labels (N,) of an integer dtype in [0, K)
+        or one-hot rows (N, K), checked as :meth:`loss` checks them."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}")
         x, t = self._adopt(x), self._adopt(t)
         n = x.shape[0]
-        if n == 0 or t.shape[0] != n:
+        if n == 0 or getattr(t, "ndim", 0) not in (1, 2) or t.shape[0] != n:
             raise ValueError(
-                f"x, t: expected a non-empty batch with one target per sample, got x {tuple(x.shape)} and t {tuple(t.shape)}"
+                "x, t: expected a non-empty batch and labels (N,) or one-hot targets (N, K), one per sample; "
+                f"got x {tuple(x.shape)} and t {tuple(getattr(t, 'shape', ()))}"
             )
-        xp = get_array_module(x, t)
-        if t.ndim != 1:
-            t = xp.argmax(t, axis=1)
-        correct = None
-        for i in range(0, n, batch_size):
-            j = min(i + batch_size, n)  # in-bounds stop (larger stops are unspecified in the array API)
-            with no_grad():  # nothing to keep for a backward pass
-                y = self.predict(x[i:j, ...], train_flg=False)
-            hits = xp.sum(xp.astype(xp.argmax(y, axis=1) == xp.astype(t[i:j], xp.int64), xp.int64))
-            correct = hits if correct is None else correct + hits
-        assert correct is not None  # n >= 1
-        return int(correct) / n
+        batches = (
+            (x[i : min(i + batch_size, n), ...], t[i : min(i + batch_size, n), ...]) for i in range(0, n, batch_size)
+        )
+        return int(self.tally(batches).hits) / n
+
+    def tally(
+        self, batches: Iterable[tuple[Array, Array]], with_loss: bool = False, keep_predicted: bool = False
+    ) -> Tally:
+        """Count correct predictions over (x, t) batches in inference mode (the one loop that
+        evaluation, :meth:`accuracy` and ``cnn_xp.evaluate`` share). Sums stay on the device
+        until the caller reads them; targets are checked as :meth:`loss` checks them."""
+        result = Tally()
+        was_training = self.training
+        self.eval()
+        try:
+            for xb, tb in batches:
+                if xb.shape[0] == 0:  # a distributed rank's share of a small final batch
+                    continue
+                with no_grad():
+                    scores = self.predict(xb, train_flg=False)
+                    if with_loss:
+                        loss = self.last_layer.forward(scores, tb) * xb.shape[0]
+                        result.loss = loss if result.loss is None else result.loss + loss
+                check_targets(tb, scores)
+                hits = count_hits(scores, tb)
+                result.hits = hits if result.hits is None else result.hits + hits
+                result.n += int(xb.shape[0])
+                if keep_predicted:
+                    result.predicted.append(get_array_module(scores).argmax(scores, axis=1))
+        finally:
+            self.train(was_training)
+        if result.hits is None:
+            result.hits = 0
+        return result
 
     # ------------------------------------------------------------------ state
 
@@ -234,35 +273,124 @@ class Network:
 
     # ------------------------------------------------------------------ files
 
+    def spec(self) -> dict[str, Any]:
+        """This network described as JSON-able data — its layers' configs, no arrays (see
+        :mod:`cnn_xp.models.spec`); what files store and what rebuilds it."""
+        from ..layers.registry import is_registered
+
+        strangers = [name for name, layer in self.layers.items() if not is_registered(layer)]
+        if not is_registered(self.last_layer):
+            strangers.append("loss")
+        if strangers:
+            kinds = sorted({type(self.layers.get(n, self.last_layer)).__name__ for n in strangers})
+            raise ValueError(
+                f"layers {strangers}: their types {kinds} are not registered, so files could not rebuild this network; "
+                "decorate the classes with @cnn_xp.register_layer"
+            )
+        spec: dict[str, Any] = {
+            "name": self.config.get("name", type(self).__name__),
+            "input_dim": list(self.input_dim) if self.input_dim is not None else None,
+            "dtype": float_dtype_name(self.dtype),
+            "layers": [{"name": name, **layer.config()} for name, layer in self.layers.items()],
+            "loss": self.last_layer.config(),
+        }
+        if "kwargs" in self.config:
+            spec["kwargs"] = {**self.config["kwargs"], "dtype": spec["dtype"]}
+        return spec
+
+    def extra_state(self) -> dict[str, Any]:
+        """Each layer's non-array state (Dropout's random generator), by layer name."""
+        states = {name: layer.extra_state() for name, layer in self.layers.items()}
+        return {name: state for name, state in states.items() if state is not None}
+
+    def set_extra_state(self, states: Mapping[str, Any]) -> None:
+        """Restore :meth:`extra_state`'s output; checked for every layer before any is changed."""
+        unknown = sorted(set(states) - set(self.layers))
+        if unknown:
+            raise ValueError(f"states: no layers named {unknown} in this network")
+        for name, state in states.items():  # check every state on a fresh layer first
+            layer = self.layers[name]
+            if not layer.param_names and not layer.buffer_names:
+                type(layer).from_config(layer.config()).set_extra_state(state)
+        for name, state in states.items():
+            self.layers[name].set_extra_state(state)
+
+    # ------------------------------------------------------------------ files
+
     def save_params(self, file_name: str | os.PathLike[str] = "params.safetensors") -> None:
-        """Write parameters and buffers to a safetensors file, atomically (never pickle)."""
+        """Write parameters, buffers and the network's spec to a safetensors file, atomically
+        (never pickle)."""
+        if str(file_name).endswith((".pkl", ".pickle")):
+            warnings.warn(
+                f"{file_name}: cnn_xp writes safetensors, not pickle, whatever the name; other programs that expect "
+                "a pickle under this name cannot read it (name it .safetensors)",
+                stacklevel=2,
+            )
         arrays = {k: to_numpy(v) for k, v in self.state_dict().items()}
-        save_arrays(file_name, arrays, metadata=self.file_metadata())
+        meta = self.file_metadata()
+        meta["rng"] = json.dumps(self.extra_state())
+        save_arrays(file_name, arrays, metadata=meta)
 
     def load_params(self, file_name: str | os.PathLike[str] = "params.safetensors") -> None:
-        """Load parameters written by :meth:`save_params` (or a checkpoint) onto this network's
-        device and dtype.  A file of another architecture, a truncated file or a non-safetensors
-        file (a pickle, say) raises ValueError and leaves the network unchanged."""
-        arrays, _ = load_arrays(file_name)
-        model_keys = {k for k in arrays if k.startswith("model/")}
-        if model_keys:  # a training checkpoint: take its model part
-            arrays = {k[len("model/") :]: v for k, v in arrays.items() if k in model_keys}
-        try:
-            self.load_state_dict(arrays)
-        except ValueError as exc:
-            raise ValueError(f"{file_name}: {exc}") from None
+        """Load parameters written by :meth:`save_params` (or a checkpoint's model part) onto
+        this network's device and dtype.  The file's header is checked first: a file of another
+        architecture, holding tensors this network does not use, of an unsupported dtype,
+        truncated, non-finite or not safetensors (a pickle, say) raises ValueError before its
+        tensors are read, and leaves the network unchanged."""
+        header, _ = read_header(file_name)
+        prefix = "model/" if any(k.startswith("model/") for k in header) else ""
+        ours = {prefix + k: tuple(int(d) for d in v.shape) for k, v in self.state_dict().items()}
+        bad = [
+            f"{k}: expected {shape}, got {header[k][1]} {header[k][0]}"
+            for k, shape in ours.items()
+            if k in header and (header[k][1] != shape or header[k][0] not in FLOAT_TENSOR_DTYPES)
+        ]
+        unused = sorted(k for k in header if k not in ours and not (prefix and k.startswith("optim/")))
+        missing = sorted(k for k in ours if k not in header)
+        if bad or unused or missing:
+            raise ValueError(
+                f"{file_name}: does not match this {self.config.get('name', type(self).__name__)} (another architecture?): "
+                f"missing {missing[:6]}, not used {unused[:6]}, mismatched {bad[:6]}"
+            )
+        arrays, _ = load_arrays(file_name, keys=list(ours))
+        for key, value in arrays.items():
+            if not numpy.isfinite(value).all():
+                raise ValueError(
+                    f"{file_name}: tensor {key!r} holds non-finite values (NaN or inf); refusing to use it"
+                )
+        self.load_state_dict({k[len(prefix) :]: v for k, v in arrays.items()})
 
-    def file_metadata(self) -> dict[str, str]:
+    def file_metadata(self, kind: str = PARAMS_FORMAT) -> dict[str, str]:
+        """The metadata every cnn_xp file of this network starts with (format, version, spec)."""
         return {
-            "format": PARAMS_FORMAT,
-            "format_version": str(PARAMS_FORMAT_VERSION),
+            "format": kind,
+            "format_version": str(FORMAT_VERSION),
             "cnn_xp_version": __version__,
-            "model": json.dumps(self.config, sort_keys=True),
+            "model": json.dumps(self.spec(), sort_keys=True),
         }
 
     def __repr__(self) -> str:
         body = "\n".join(f"  ({name}): {layer!r}" for name, layer in self.layers.items())
         return f"{type(self).__name__}(\n{body}\n  (loss): {self.last_layer!r}\n)"
+
+
+def count_hits(scores: Array, t: Array) -> Array:
+    """Correct predictions in a batch of (N, K) scores against labels (N,) or one-hot rows
+    (N, K), as a 0-d int64 array on the device (no host read)."""
+    xp = get_array_module(scores, t)
+    labels = xp.argmax(t, axis=1) if t.ndim == 2 else xp.astype(t, xp.int64)
+    return xp.sum(xp.astype(xp.argmax(scores, axis=1) == labels, xp.int64))
+
+
+@dataclass
+class Tally:
+    """What :meth:`Network.tally` counted: ``n`` samples, ``hits`` correct (a 0-d device array),
+    ``loss`` the sum of per-sample losses (0-d, when asked) and the ``predicted`` classes per batch."""
+
+    n: int = 0
+    hits: Any = None
+    loss: Any = None
+    predicted: list[Any] = field(default_factory=list)
 
 
 def _to_place_of(value: Array, like: Array) -> Array:

@@ -7,8 +7,7 @@ from typing import Any
 from ..backend import Device
 from ..checks import check_int
 from ..init import InitSpec
-from ..layers import Pooling, Relu
-from .builders import LayerFactory, check_input_dim, conv_settings, pooled
+from .builders import LayerConfigs, LayerFactory, check_init, check_input_dim, conv_config, conv_settings, pool_config
 from .network import Network
 
 DEFAULT_CONV_PARAM = {"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1}
@@ -35,30 +34,44 @@ class SimpleConvNet(Network):
         device: str | Device | None = None,
         seed: int | None = None,
     ) -> None:
+        kwargs, configs = self.layer_configs(input_dim, conv_param, hidden_size, output_size, weight_init_std, dtype)
+        layers = LayerFactory(weight_init_std, dtype, device, seed).build(configs)
+        super().__init__(
+            layers, config={"name": "SimpleConvNet", "kwargs": kwargs}, input_dim=tuple(kwargs["input_dim"])
+        )
+
+    @staticmethod
+    def layer_configs(
+        input_dim: Any = (1, 28, 28),
+        conv_param: dict[str, int] | None = None,
+        hidden_size: int = 100,
+        output_size: int = 10,
+        weight_init_std: InitSpec = 0.01,
+        dtype: Any = "float32",
+    ) -> tuple[dict[str, Any], LayerConfigs]:
+        """The checked constructor arguments (JSON-able) and the layers they describe, as
+        (name, config) pairs; nothing is allocated."""
         c, h, w = check_input_dim(input_dim)
         conv_param = conv_settings("conv_param", conv_param if conv_param is not None else {}, DEFAULT_CONV_PARAM)
         hidden_size = check_int("hidden_size", hidden_size, 1)
         output_size = check_int("output_size", output_size, 1)
-        make = LayerFactory(weight_init_std, dtype, device, seed)
-        conv, hw = make.conv(c, (h, w), conv_param)
-        ph, pw = pooled(hw)
-        layers = [
+        dtype_name = check_init(weight_init_std, dtype)
+        conv, hw = conv_config(c, (h, w), conv_param)
+        pool, (ph, pw) = pool_config(hw)
+        configs: LayerConfigs = [
             ("Conv1", conv),
-            ("Relu1", Relu()),
-            ("Pool1", Pooling(pool_h=2, pool_w=2, stride=2)),
-            ("Affine1", make.affine(conv_param["filter_num"] * ph * pw, hidden_size)),
-            ("Relu2", Relu()),
-            ("Affine2", make.affine(hidden_size, output_size)),
+            ("Relu1", {"type": "Relu"}),
+            ("Pool1", pool),
+            ("Affine1", {"type": "Affine", "shape": [conv_param["filter_num"] * ph * pw, hidden_size]}),
+            ("Relu2", {"type": "Relu"}),
+            ("Affine2", {"type": "Affine", "shape": [hidden_size, output_size]}),
         ]
-        config = {
-            "name": "SimpleConvNet",
-            "kwargs": {
-                "input_dim": [c, h, w],
-                "conv_param": conv_param,
-                "hidden_size": hidden_size,
-                "output_size": output_size,
-                "weight_init_std": weight_init_std,
-                "dtype": make.dtype.name,
-            },
+        kwargs = {
+            "input_dim": [c, h, w],
+            "conv_param": conv_param,
+            "hidden_size": hidden_size,
+            "output_size": output_size,
+            "weight_init_std": weight_init_std,
+            "dtype": dtype_name,
         }
-        super().__init__(layers, config=config)
+        return kwargs, configs

@@ -31,3 +31,6 @@ def exponential(lr: float, decay: float, steps_per_epoch: int) -> Schedule:
     if steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch: expected an int >= 1, got {steps_per_epoch}")
     return lambda step: lr * decay ** (step / steps_per_epoch)
+
+
+SCHEDULES = ("exp", "cosine", "constant")  # the names a run (and its checkpoint) may give

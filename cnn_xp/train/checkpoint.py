@@ -2,9 +2,15 @@
 
 Arrays: ``model/<name>`` (parameters and BatchNorm buffers) and ``optim/<state>/<name>``
 (optimizer state). Metadata (strings; JSON where structured): format and version, cnn_xp
-version, the model's configuration, the optimizer's name, hyperparameters and step count,
-the trainer's counters and history, the RNG states, and the run's settings.
-Files are written atomically; reading parses metadata as data (JSON, validated), never code.
+version, the model's spec (its layers: :mod:`cnn_xp.models.spec`), the optimizer's name,
+hyperparameters and step count, the trainer's counters and history, the layers' random
+states, and the run's settings.
+
+Reading checks before it trusts: the header (names, dtypes, shapes of the tensors) is
+compared with what the metadata's spec implies *before* any tensor is read or any network
+built, tensors the model does not use are refused unread, and every metadata entry is
+validated (:mod:`cnn_xp.train.checkpoint_schema`). Checking a file costs about its own size,
+whatever it claims. Files are written atomically; metadata is parsed as data, never code.
 """
 
 from __future__ import annotations
@@ -19,42 +25,57 @@ import numpy
 
 from .._version import __version__
 from ..backend import Device, to_device, to_numpy
-from ..models import Network, build_model
+from ..models import Network
+from ..models.spec import build_network, check_spec
 from ..optim import OPTIMIZERS, Optimizer
-from ..serialization import load_arrays, save_arrays
+from ..serialization import (
+    CHECKPOINT_FORMAT,
+    FLOAT_TENSOR_DTYPES,
+    FORMAT_VERSION,
+    PARAMS_FORMAT,
+    Header,
+    load_arrays,
+    read_header,
+    save_arrays,
+)
+from . import checkpoint_schema as schema
 
-FORMAT = "cnn_xp.checkpoint"
-FORMAT_VERSION = 1
+FORMAT = CHECKPOINT_FORMAT
 
 
 @dataclass
 class Checkpoint:
-    """What a checkpoint file holds, on the host."""
+    """What a checkpoint file holds, on the host, every part checked."""
 
-    model_config: dict[str, Any]
+    model_config: dict[str, Any]  # the model's spec (see cnn_xp.models.spec)
     model_state: dict[str, numpy.ndarray]
     optimizer: dict[str, Any] | None = None  # Optimizer.state_dict() layout, host arrays
     trainer: dict[str, Any] = field(default_factory=dict)
-    rng: dict[str, Any] = field(default_factory=dict)
+    rng: dict[str, Any] = field(default_factory=dict)  # Network.extra_state()
     run: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
+    @property
+    def input_dim(self) -> tuple[int, ...] | None:
+        """(C, H, W) of one input sample, when the file records it."""
+        dim = self.model_config.get("input_dim")
+        return tuple(dim) if dim is not None else None
+
     def build_model(self, device: str | Device | None = "cpu", dtype: Any = None) -> Network:
-        """A network of the stored architecture with the stored weights, on ``device`` in ``dtype``
-        (default: the stored dtype)."""
-        overrides: dict[str, Any] = {"device": "cpu"}
-        if dtype is not None:
-            overrides["dtype"] = dtype
-        model = build_model(self.model_config, **overrides)
+        """A network of the stored architecture with the stored weights and random states, on
+        ``device`` in ``dtype`` (default: the stored dtype). Any network made of registered
+        layers comes back; a book network as its class."""
+        model = build_network(self.model_config)
         model.load_state_dict(self.model_state)
+        model.set_extra_state(self.rng)
+        if dtype is not None:
+            model.astype(dtype)
         return model.to_device(device)
 
     def build_optimizer(self, device: str | Device | None = "cpu") -> Optimizer:
         if self.optimizer is None:
             raise ValueError(f"{self.path}: this checkpoint holds no optimizer state")
-        name = self.optimizer["name"]
-        classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
-        opt = classes[name](**self.optimizer["hyper"])
+        opt = optimizer_class(self.optimizer["name"])(**self.optimizer["hyper"])
         opt.load_state_dict(
             {
                 **self.optimizer,
@@ -66,6 +87,15 @@ class Checkpoint:
         return opt
 
 
+def optimizer_class(name: str) -> type[Optimizer]:
+    """An optimizer class by its class name (``Adam``) or its short name (``adam``)."""
+    classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+    cls = OPTIMIZERS.get(name) or classes.get(name)
+    if cls is None:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(classes)}")
+    return cls
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: Network,
@@ -74,17 +104,17 @@ def save_checkpoint(
     rng: dict[str, Any] | None = None,
     run: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file in the same directory, fsync, rename)."""
+    """Write a checkpoint atomically (temporary file in the same directory, fsync, rename).
+    ``rng`` defaults to the network's own random states."""
     arrays = {f"model/{k}": to_numpy(v) for k, v in model.state_dict().items()}
-    meta: dict[str, str] = {
-        "format": FORMAT,
-        "format_version": str(FORMAT_VERSION),
-        "cnn_xp_version": __version__,
-        "model": json.dumps(model.config, sort_keys=True),
-        "trainer": json.dumps(trainer or {}),
-        "rng": json.dumps(rng or {}),
-        "run": json.dumps(run or {}, default=str),
-    }
+    meta = model.file_metadata(CHECKPOINT_FORMAT)
+    meta.update(
+        {
+            "trainer": json.dumps(trainer or {}),
+            "rng": json.dumps(model.extra_state() if rng is None else rng),
+            "run": json.dumps(run or {}, default=str),
+        }
+    )
     if optimizer is not None:
         sd = optimizer.state_dict()
         for name, slot in sd["state"].items():
@@ -96,65 +126,159 @@ def save_checkpoint(
     return save_arrays(path, arrays, meta)
 
 
-def _json(path: Path, meta: dict[str, str], key: str, kind: type, required: bool = True) -> Any:
+def _json(path: Path, meta: dict[str, str], key: str, required: bool = True) -> Any:
     if key not in meta:
         if required:
             raise ValueError(f"{path}: checkpoint metadata has no {key!r} entry")
-        return kind()
+        return {}
     try:
-        value = json.loads(meta[key])
-    except json.JSONDecodeError as exc:
+        return json.loads(meta[key])
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise ValueError(f"{path}: checkpoint metadata {key!r} is not valid JSON ({exc})") from None
-    if not isinstance(value, kind):
-        raise ValueError(f"{path}: checkpoint metadata {key!r} should be a {kind.__name__}, got {type(value).__name__}")
-    return value
+
+
+KNOWN_METADATA = ("format", "format_version", "cnn_xp_version", "model", "trainer", "rng", "run", "optimizer")
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
-    """Read a checkpoint (or a ``save_params`` file) onto the host, validating its metadata.
+    """Read a checkpoint (or a ``save_params`` file) onto the host, checking everything first.
 
-    Raises FileNotFoundError if missing, ValueError for a non-safetensors file (a pickle, say),
-    a truncated file, a file from a newer cnn_xp format, or malformed metadata.
+    Raises FileNotFoundError if missing, and ValueError naming the file and the entry for a
+    file that is unreadable, not safetensors (a pickle, say), truncated, from a newer cnn_xp
+    format, or whose metadata or tensors are malformed, contradictory or non-finite.
     """
     path = Path(path)
-    arrays, meta = load_arrays(path)
+    header, meta = read_header(path)
     fmt = meta.get("format")
-    if fmt not in (FORMAT, "cnn_xp.params"):
-        raise ValueError(f"{path}: not a cnn_xp checkpoint (format {fmt!r}; expected {FORMAT!r})")
-    try:
-        version = int(meta.get("format_version", ""))
-    except ValueError:
-        raise ValueError(f"{path}: bad format_version {meta.get('format_version')!r}") from None
-    if version > FORMAT_VERSION:
+    if fmt not in (CHECKPOINT_FORMAT, PARAMS_FORMAT):
+        raise ValueError(f"{path}: not a cnn_xp checkpoint (format {fmt!r}; expected {CHECKPOINT_FORMAT!r})")
+    version = meta.get("format_version", "")
+    if not version.isdigit() or not 1 <= int(version) < 1000:
+        raise ValueError(f"{path}: bad format_version {version!r}")
+    if int(version) > FORMAT_VERSION:
         raise ValueError(
             f"{path}: written in checkpoint format version {version} by cnn_xp {meta.get('cnn_xp_version', '?')}; "
             f"this cnn_xp ({__version__}) reads versions up to {FORMAT_VERSION}: upgrade cnn_xp"
         )
-    config = _json(path, meta, "model", dict)
-    if fmt == "cnn_xp.params":
-        return Checkpoint(config, arrays, path=path)
-    model_state = {k[len("model/") :]: v for k, v in arrays.items() if k.startswith("model/")}
+    unknown = sorted(set(meta) - set(KNOWN_METADATA))
+    if unknown:
+        raise ValueError(f"{path}: unknown metadata entries {unknown}")
+    spec, shapes = check_spec(_json(path, meta, "model"), where=f"{path}: model")
+    prefix = "model/" if fmt == CHECKPOINT_FORMAT else ""
+    expected = {prefix + k: shape for k, shape in shapes.items()}
+    optimizer_meta = None
+    if fmt == CHECKPOINT_FORMAT and "optimizer" in meta:
+        optimizer_meta = _check_optimizer(path, _json(path, meta, "optimizer"), header, shapes, expected)
+    _check_tensors(path, header, expected, spec["dtype"])
+    arrays, _ = load_arrays(path, keys=list(expected))  # only what the model uses, each checked above
+    for key, value in arrays.items():
+        if not numpy.isfinite(value).all():
+            raise ValueError(f"{path}: tensor {key!r} holds non-finite values (NaN or inf); refusing to use it")
+    model_state = {
+        k[len(prefix) :]: v for k, v in arrays.items() if k[len(prefix) :] in shapes and k.startswith(prefix)
+    }
     optimizer = None
-    if "optimizer" in meta:
-        opt = _json(path, meta, "optimizer", dict)
-        names = opt.get("state_names", [])
-        if opt.get("name") not in {cls.__name__ for cls in OPTIMIZERS.values()}:
-            raise ValueError(f"{path}: unknown optimizer {opt.get('name')!r} in checkpoint")
-        state = {
-            n: {k[len(f"optim/{n}/") :]: v for k, v in arrays.items() if k.startswith(f"optim/{n}/")} for n in names
-        }
+    if optimizer_meta is not None:
+        names = optimizer_meta["state_names"]
         optimizer = {
-            "name": opt["name"],
-            "hyper": opt.get("hyper", {}),
-            "iter": int(opt.get("iter", 0)),
-            "state": state,
+            "name": optimizer_meta["name"],
+            "hyper": optimizer_meta["hyper"],
+            "iter": optimizer_meta["iter"],
+            "state": {n: {k: arrays[f"optim/{n}/{k}"] for k in shapes if f"optim/{n}/{k}" in arrays} for n in names},
         }
+    trainer = _field(path, meta, "trainer", schema.TRAINER)
+    if trainer and optimizer is not None and optimizer["iter"] < trainer["step"]:
+        raise ValueError(
+            f"{path}: metadata contradicts itself: the optimizer took {optimizer['iter']} steps but the trainer "
+            f"counts {trainer['step']}"
+        )
+    rng = _json(path, meta, "rng", required=False)
+    _check_extra_state(path, rng, spec)
     return Checkpoint(
-        model_config=config,
+        model_config=spec,
         model_state=model_state,
         optimizer=optimizer,
-        trainer=_json(path, meta, "trainer", dict, required=False),
-        rng=_json(path, meta, "rng", dict, required=False),
-        run=_json(path, meta, "run", dict, required=False),
+        trainer=trainer,
+        rng=rng,
+        run=_field(path, meta, "run", schema.RUN),
         path=path,
     )
+
+
+def _field(path: Path, meta: dict[str, str], key: str, check: schema.Check) -> dict[str, Any]:
+    value = _json(path, meta, key, required=False)
+    if value == {}:  # a parameters file, or a checkpoint written without this part
+        return {}
+    try:
+        return check(key, value)
+    except ValueError as exc:
+        raise ValueError(f"{path}: checkpoint metadata {exc}") from None
+
+
+def _check_optimizer(
+    path: Path, opt: Any, header: Header, shapes: dict[str, tuple[int, ...]], expected: dict[str, tuple[int, ...]]
+) -> dict[str, Any]:
+    """Validate the optimizer entry and add the state tensors it implies to ``expected``."""
+    try:
+        opt = schema.OPTIMIZER("optimizer", opt)
+        cls = optimizer_class(opt["name"])
+        instance = cls(**opt["hyper"])  # the constructor checks every hyperparameter's range
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: checkpoint metadata {exc}") from None
+    if sorted(opt["state_names"]) != sorted(instance.state_names):
+        raise ValueError(
+            f"{path}: checkpoint metadata optimizer.state_names: {opt['name']} keeps {list(instance.state_names)}, "
+            f"got {opt['state_names']}"
+        )
+    for n in opt["state_names"]:
+        present = [k for k in shapes if f"optim/{n}/{k}" in header]
+        if opt["iter"] > 0 and len(present) != len(shapes):
+            missing = [f"optim/{n}/{k}" for k in shapes if k not in present][:3]
+            raise ValueError(
+                f"{path}: optimizer state tensors missing ({', '.join(missing)}, ...): {opt['name']} took "
+                f"{opt['iter']} steps, so all are needed; resuming without them would restart its statistics"
+            )
+        expected.update({f"optim/{n}/{k}": shapes[k] for k in present})
+    return opt
+
+
+def _check_tensors(path: Path, header: Header, expected: dict[str, tuple[int, ...]], dtype: str) -> None:
+    """The file's tensors must be exactly the expected ones, with their shapes, in ``dtype``."""
+    unused = sorted(set(header) - set(expected))
+    if unused:
+        raise ValueError(
+            f"{path}: holds tensors this network does not use ({', '.join(unused[:4])}{', ...' if len(unused) > 4 else ''}); "
+            "another architecture's file?"
+        )
+    missing = [k for k in expected if k not in header and not k.startswith("optim/")]
+    if missing:
+        raise ValueError(f"{path}: tensors missing for this network: {missing[:6]}")
+    for key, shape in expected.items():
+        stored_dtype, stored_shape = header[key]
+        if FLOAT_TENSOR_DTYPES.get(stored_dtype) != dtype:
+            kind = "an unsupported dtype" if stored_dtype not in FLOAT_TENSOR_DTYPES else "a different dtype"
+            raise ValueError(f"{path}: tensor {key!r} is {stored_dtype} ({kind}); expected {dtype}")
+        if stored_shape != tuple(shape):
+            raise ValueError(
+                f"{path}: tensor {key!r} has shape {stored_shape} but the network described in the file needs {tuple(shape)}"
+            )
+
+
+def _check_extra_state(path: Path, rng: Any, spec: dict[str, Any]) -> None:
+    """Each layer's saved random state must name a layer of the spec that accepts it."""
+    if not isinstance(rng, dict):
+        raise ValueError(f"{path}: checkpoint metadata 'rng' should be an object, got {type(rng).__name__}")
+    from ..layers.registry import layer_class
+
+    configs = {entry["name"]: entry for entry in spec["layers"]}
+    for name, state in rng.items():
+        if name not in configs:
+            raise ValueError(f"{path}: checkpoint metadata rng: no layer named {name!r} in the model")
+        config = {k: v for k, v in configs[name].items() if k != "name"}
+        cls = layer_class(config["type"])
+        if cls.param_names or cls.buffer_names:
+            raise ValueError(f"{path}: checkpoint metadata rng: layer {name!r} keeps no random state")
+        try:
+            cls.from_config(config).set_extra_state(state)  # a layer without arrays: nothing to allocate
+        except ValueError as exc:
+            raise ValueError(f"{path}: checkpoint metadata rng.{name}: {exc}") from None

@@ -24,8 +24,7 @@ import numpy
 from .. import distributed as _distributed
 from ..backend import Device, array_device, get_array_module, parse_device, to_numpy
 from ..data import DataLoader
-from ..layers import Dropout, no_grad
-from ..models import Network
+from ..models.network import Network, count_hits
 from ..optim import Optimizer, Schedule
 from ..serialization import write_atomically
 from .checkpoint import save_checkpoint
@@ -116,6 +115,8 @@ class Trainer:
                         f"{_distributed.rank()} of {_distributed.size()}; pass rank= and world_size= to the DataLoader"
                     )
         self.model = model.to_device(self.device)
+        if model.input_dim is None:  # recorded in checkpoints: evaluate/predict/export need it
+            model.input_dim = tuple(int(d) for d in train_loader.x.shape[1:])
         self.optimizer = optimizer.to_device(self.device)
         if self.distributed:
             _distributed.broadcast_params(self.model, root=0)  # every rank starts from rank 0's weights
@@ -155,9 +156,20 @@ class Trainer:
         }
 
     def load_state(self, state: dict[str, Any], rng: dict[str, Any] | None = None) -> None:
-        """Restore counters, history and RNG states saved by :meth:`save_checkpoint`."""
-        self.epoch, self.step = int(state.get("epoch", 0)), int(state.get("step", 0))
-        self.step_in_epoch = int(state.get("step_in_epoch", 0))
+        """Restore counters, history and the network's random states saved by :meth:`save_checkpoint`
+        (``rng``: :meth:`Network.extra_state` output). The counters must fit the train loader:
+        ``step = epoch * len(train_loader) + step_in_epoch``; else ValueError and nothing changes."""
+        epoch, step = int(state.get("epoch", 0)), int(state.get("step", 0))
+        step_in_epoch = int(state.get("step_in_epoch", 0))
+        per_epoch = len(self.train_loader)
+        if step_in_epoch >= per_epoch or step != epoch * per_epoch + step_in_epoch:
+            raise ValueError(
+                f"resume: the checkpoint's counters (epoch {epoch}, step {step}, step in epoch {step_in_epoch}) do not "
+                f"fit {per_epoch} steps per epoch of this train loader (another batch size or data set?)"
+            )
+        if rng:
+            self.model.set_extra_state(rng)
+        self.epoch, self.step, self.step_in_epoch = epoch, step, step_in_epoch
         self.history = list(state.get("history", []))
         self.best_test_acc = state.get("best_test_acc")
         self._partial = {**self._partial, **state.get("partial", {})}
@@ -165,13 +177,6 @@ class Trainer:
             raise ValueError(
                 f"resume: the checkpoint was trained with data seed {state['data_seed']}, the train loader has {self.train_loader.seed}"
             )
-        for name, layer_state in (rng or {}).items():
-            layer = self.model.layers.get(name)
-            if isinstance(layer, Dropout):
-                layer.rng.set_state(layer_state)
-
-    def _rng_states(self) -> dict[str, Any]:
-        return {name: layer.rng.get_state() for name, layer in self.model.layers.items() if isinstance(layer, Dropout)}
 
     def save_checkpoint(self, path: str | os.PathLike[str]) -> Path:
         """Everything needed to resume exactly, written atomically.
@@ -187,9 +192,7 @@ class Trainer:
                 "Try a smaller --lr."
             )
         try:
-            out = save_checkpoint(
-                path, self.model, self.optimizer, trainer=self.state(), rng=self._rng_states(), run=self.run
-            )
+            out = save_checkpoint(path, self.model, self.optimizer, trainer=self.state(), run=self.run)
         except OSError as exc:
             name = Path(path).name
             kept = f"the previous {name} is intact" if Path(path).exists() else f"no {name} was written"
@@ -329,9 +332,9 @@ class Trainer:
                 grads,
                 xp.zeros((), dtype=xp.int64, device=array_device(zero)),
             )
-        loss = model.loss(xb, tb)
+        loss, scores = model.forward(xb, tb)
         grads = model.backward()
-        return loss, grads, _hits(model.last_layer.y, tb)  # type: ignore[attr-defined]  # this step's softmax
+        return loss, grads, count_hits(scores, tb)
 
     def _sync(
         self, losses: list[Array], counts: list[int], hits: list[Array], bar: Any, t0: float, epochs: int
@@ -458,28 +461,8 @@ class Trainer:
 
     def evaluate(self, loader: DataLoader) -> tuple[float, float]:
         """(mean loss, accuracy) over all of ``loader``'s samples, in inference mode."""
-        model = self.model
-        was_training = model.training
-        model.eval()
-        loss_sum: Array = None
-        hit_sum: Array = None
-        n = 0
-        try:
-            for xb, tb in loader.batches(0):
-                if xb.shape[0] == 0:  # this rank's share of a small final batch
-                    continue
-                with no_grad():
-                    y = model.predict(xb)
-                batch_loss = model.last_layer.forward(y, tb) * xb.shape[0]
-                h = _hits(y, tb)
-                loss_sum = batch_loss if loss_sum is None else loss_sum + batch_loss
-                hit_sum = h if hit_sum is None else hit_sum + h
-                n += int(xb.shape[0])
-        finally:
-            model.train(was_training)
-        sums = numpy.asarray(
-            [0.0 if loss_sum is None else float(loss_sum), 0.0 if hit_sum is None else float(hit_sum), float(n)]
-        )
+        tally = self.model.tally(loader.batches(0), with_loss=True)
+        sums = numpy.asarray([0.0 if tally.loss is None else float(tally.loss), float(tally.hits), float(tally.n)])
         if self.distributed:
             sums = _distributed.allreduce_sum(sums)  # every rank evaluated its own slice
         return float(sums[0] / sums[2]), float(sums[1] / sums[2])
@@ -498,10 +481,3 @@ def _clock_text(seconds: float) -> str:
     s = round(seconds)
     h, m = divmod(s // 60, 60)
     return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m}:{s % 60:02d}"
-
-
-def _hits(scores: Array, t: Array) -> Array:
-    """Number of correct predictions in a batch, as a 0-d int64 array on the device."""
-    xp = get_array_module(scores, t)
-    labels = xp.argmax(t, axis=1) if t.ndim == 2 else xp.astype(t, xp.int64)
-    return xp.sum(xp.astype(xp.argmax(scores, axis=1) == labels, xp.int64))

@@ -30,12 +30,11 @@ def test_round_trip_everything(tmp_path):
         tmp_path / "c.safetensors",
         net,
         opt,
-        trainer={"epoch": 3, "step": 7},
-        rng={"Dropout1": {"x": 1}},
+        trainer={"epoch": 1, "step": 2},
         run={"dataset": "mnist"},
     )
     ck = load_checkpoint(path)
-    assert ck.trainer == {"epoch": 3, "step": 7} and ck.run == {"dataset": "mnist"} and ck.rng == {"Dropout1": {"x": 1}}
+    assert ck.trainer == {"epoch": 1, "step": 2} and ck.run == {"dataset": "mnist"} and ck.rng == net.extra_state()
     net2, opt2 = ck.build_model(), ck.build_optimizer()
     for k in net.params:
         np.testing.assert_array_equal(net2.params[k], net.params[k])
@@ -112,7 +111,7 @@ def test_refusals(tmp_path):
     torn.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
     with pytest.raises(ValueError, match=r"torn\.safetensors: not a valid safetensors file"):
         load_checkpoint(torn)
-    with pytest.raises(ValueError, match=r"shapes do not match|missing keys"):
+    with pytest.raises(ValueError, match=r"does not match this DeepConvNet \(another architecture\?\)"):
         DeepConvNet().load_params(good)
     future = tmp_path / "future.safetensors"
     serialization.save_arrays(

@@ -1,0 +1,76 @@
+"""The one registry of layer types: what rebuilds any network from its description.
+
+A network is described by its layers' :meth:`~cnn_xp.layers.Layer.config` (type name and
+settings, no arrays); :func:`layer_class` finds the class for a type name.  cnn_xp's own
+layers are registered here; a user's layer class is registered with ``@register_layer``::
+
+    @cnn_xp.register_layer
+    class Swish(cnn_xp.layers.Layer):
+        ...
+
+A layer with settings or arrays also defines ``config()``, ``state_shapes()`` and
+``from_config()`` (see :class:`~cnn_xp.layers.Layer`); one without needs nothing more.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from .activation import Relu, Sigmoid
+from .affine import Affine
+from .base import Layer, type_name
+from .batch_normalization import BatchNormalization
+from .convolution import Convolution
+from .dropout import Dropout
+from .pooling import AvgPooling, Pooling
+from .softmax_with_loss import SoftmaxWithLoss
+
+L = TypeVar("L", bound=type[Layer])
+
+LAYER_TYPES: dict[str, type[Layer]] = {}
+
+
+class UnregisteredLayerError(ValueError):
+    """A description names a layer type that no registered class provides."""
+
+
+def register_layer(cls: L | None = None, *, name: str | None = None):  # type: ignore[no-untyped-def]
+    """Register a :class:`Layer` subclass under ``name`` (default: its class name) so that
+    networks using it can be saved and rebuilt.  Works as ``@register_layer``,
+    ``@register_layer(name="...")`` or ``register_layer(MyLayer)``; returns the class."""
+
+    def add(layer_cls: L) -> L:
+        if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
+            raise TypeError(f"register_layer: expected a subclass of cnn_xp.layers.Layer, got {layer_cls!r}")
+        key = name or layer_cls.__name__
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"register_layer: name must be an identifier, got {key!r}")
+        known = LAYER_TYPES.get(key)
+        if known is not None and known is not layer_cls:
+            raise ValueError(
+                f"register_layer: {key!r} is already registered for {known.__module__}.{known.__qualname__}"
+            )
+        LAYER_TYPES[key] = layer_cls
+        if key != layer_cls.__name__:
+            layer_cls._registered_name = key  # type: ignore[attr-defined]  # what config() reports
+        return layer_cls
+
+    return add if cls is None else add(cls)
+
+
+def layer_class(name: object, where: str = "layer") -> type[Layer]:
+    """The class registered for type ``name``; UnregisteredLayerError (a ValueError) if none is."""
+    if isinstance(name, str) and name in LAYER_TYPES:
+        return LAYER_TYPES[name]
+    raise UnregisteredLayerError(
+        f"{where}: layer type {name!r} is not registered; register its class with "
+        "@cnn_xp.register_layer (and import it) before saving or loading such a network"
+    )
+
+
+def is_registered(layer: Layer) -> bool:
+    return LAYER_TYPES.get(type_name(type(layer))) is type(layer)
+
+
+for _cls in (Affine, AvgPooling, BatchNormalization, Convolution, Dropout, Pooling, Relu, Sigmoid, SoftmaxWithLoss):
+    register_layer(_cls)

@@ -1,0 +1,154 @@
+"""Networks as data: the description a checkpoint stores, checked before anything is built.
+
+A *spec* is JSON-able::
+
+    {"name": "Network" | "SimpleConvNet" | ...,   # the class to rebuild (a book network, else Network)
+     "kwargs": {...},                              # a book network's constructor arguments
+     "input_dim": [C, H, W] | None,                # the input it was built or trained for
+     "dtype": "float32" | "float64",
+     "layers": [{"name": "Conv1", "type": "Convolution", ...settings}, ...],
+     "loss": {"type": "SoftmaxWithLoss"}}
+
+:func:`check_spec` validates a spec (types, ranges, every layer type registered) and returns
+the shape of every tensor the network it describes holds — so a file can be compared with
+its own description before one byte of weights is read or one array allocated.
+:func:`build_network` then builds it on the host, zero-filled. Files of cnn_xp 0.x before
+specs (``{"name", "kwargs"}`` only) are expanded from the book network's constructor.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+from ..checks import float_dtype_name
+from ..layers.base import Layer
+from ..layers.registry import layer_class
+from .builders import check_input_dim
+from .network import Network
+
+SPEC_KEYS = ("name", "kwargs", "input_dim", "dtype", "layers", "loss")
+DEFAULT_LOSS = {"type": "SoftmaxWithLoss"}
+
+
+def network_classes() -> dict[str, type[Network]]:
+    """Classes a spec's ``name`` may rebuild by their book constructor (the one registry:
+    :data:`cnn_xp.models.MODELS`)."""
+    from . import MODELS
+
+    return {cls.__name__: cls for cls in MODELS.values()}
+
+
+def slot_keys(layers: list[tuple[str, type[Layer]]]) -> list[tuple[str, str, str]]:
+    """(state key, layer name, attribute) of every parameter then every buffer, named as
+    :class:`Network` names them: ``W1``, ``b1``, ``W2``, ... by kind and position."""
+    keys: list[tuple[str, str, str]] = []
+    for group in ("param_names", "buffer_names"):
+        counters: Counter[str] = Counter()
+        for name, cls in layers:
+            for attr in getattr(cls, group):
+                counters[attr] += 1
+                keys.append((f"{attr}{counters[attr]}", name, attr))
+    return keys
+
+
+def check_spec(spec: Any, where: str = "model") -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """The checked, complete spec and ``{state key: shape}`` of the network it describes.
+
+    Raises ValueError (naming ``where`` and the bad entry) for anything malformed: unknown
+    keys, wrong types or ranges, unregistered layer types, duplicate layer names, or layers
+    that are not what a book network's arguments produce. Allocates nothing."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where}: expected a JSON object describing the network, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown entries {unknown}; expected some of {list(SPEC_KEYS)}")
+    name = spec.get("name", "Network")
+    if not isinstance(name, str):
+        raise ValueError(f"{where}: 'name' must be a string, got {name!r}")
+    book = network_classes().get(name)
+    kwargs = spec.get("kwargs")
+    try:
+        if book is not None and kwargs is not None:
+            if not isinstance(kwargs, dict):
+                raise ValueError(f"'kwargs' must be an object, got {type(kwargs).__name__}")
+            kwargs, book_layers = book.layer_configs(**kwargs)  # type: ignore[attr-defined]
+            layers = [{"name": n, **c} for n, c in book_layers]
+            if "layers" in spec and _json_equal(spec["layers"]) != layers:
+                raise ValueError(f"its 'layers' are not those of {name}(**kwargs)")
+            input_dim: Any = kwargs["input_dim"]
+            dtype = spec.get("dtype", kwargs["dtype"])
+        else:
+            if "layers" not in spec:
+                raise ValueError(f"{name!r} is not a book network, so its 'layers' must be given")
+            layers, input_dim, dtype = spec["layers"], spec.get("input_dim"), spec.get("dtype", "float32")
+            kwargs = None
+        classes, shapes = _check_layers(layers)
+        if input_dim is not None:
+            input_dim = list(check_input_dim(input_dim))
+        dtype = float_dtype_name(dtype, "dtype")
+        loss = spec.get("loss", DEFAULT_LOSS)
+        if not isinstance(loss, dict):
+            raise ValueError(f"'loss' must be an object, got {type(loss).__name__}")
+        loss_cls = layer_class(loss.get("type"), "loss")
+        if loss_cls.state_shapes(loss) or loss_cls.param_names:
+            raise ValueError(f"the loss layer {loss.get('type')!r} must hold no arrays")
+    except TypeError as exc:  # wrong argument names or types
+        raise ValueError(f"{where}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    expected = {key: shapes[layer][attr] for key, layer, attr in slot_keys(classes)}
+    checked = {"name": name, "input_dim": input_dim, "dtype": dtype, "layers": layers, "loss": loss}
+    if kwargs is not None:
+        checked["kwargs"] = kwargs
+    return checked, expected
+
+
+def _check_layers(layers: Any) -> tuple[list[tuple[str, type[Layer]]], dict[str, dict[str, tuple[int, ...]]]]:
+    if not isinstance(layers, list) or not layers:
+        raise ValueError(f"'layers' must be a non-empty list, got {layers!r:.80}")
+    classes: list[tuple[str, type[Layer]]] = []
+    shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+    for i, entry in enumerate(layers):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise ValueError(f"layers[{i}]: expected an object with a 'name' string and a 'type', got {entry!r:.80}")
+        name = entry["name"]
+        if name in shapes:
+            raise ValueError(f"layers[{i}]: duplicate layer name {name!r}")
+        cls = layer_class(entry.get("type"), f"layers[{i}] ({name})")
+        config = {k: v for k, v in entry.items() if k != "name"}
+        try:
+            layer_shapes = cls.state_shapes(config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"layers[{i}] ({name}): {exc}") from None
+        wanted = set(cls.param_names) | set(cls.buffer_names)
+        if set(layer_shapes) != wanted:
+            raise ValueError(
+                f"layers[{i}] ({name}): state_shapes() gives {sorted(layer_shapes)}, expected {sorted(wanted)}"
+            )
+        classes.append((name, cls))
+        shapes[name] = layer_shapes
+    return classes, shapes
+
+
+def _json_equal(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples -> lists), to compare with a fresh description."""
+    return json.loads(json.dumps(value))
+
+
+def build_network(spec: dict[str, Any]) -> Network:
+    """The network a *checked* spec describes, on the host, every array zero-filled (load a
+    state dict next). A book network comes back as its class (``SimpleConvNet``, ...)."""
+    dtype = spec["dtype"]
+    layers = [
+        (entry["name"], layer_class(entry["type"]).from_config({k: v for k, v in entry.items() if k != "name"}, dtype))
+        for entry in spec["layers"]
+    ]
+    loss = layer_class(spec["loss"]["type"]).from_config(spec["loss"], dtype)
+    cls = network_classes().get(spec["name"], Network) if "kwargs" in spec else Network
+    net = cls.__new__(cls)  # a book network's layers are built from the spec, not redrawn
+    config = {"name": spec["name"], **({"kwargs": spec["kwargs"]} if "kwargs" in spec else {})}
+    input_dim = tuple(spec["input_dim"]) if spec.get("input_dim") is not None else None
+    Network.__init__(net, layers, loss, config=config, input_dim=input_dim)
+    return net
