@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy
 
 from ..backend import to_device, to_numpy
+from ..checks import float_dtype_name
 from ..classes import class_names
-from ..datasets import load_dataset
-from ..layers import no_grad
+from ..datasets import NAMES, load_test_split
 from .common import OneLineParser, UsageError, checkpoint_arg, device_arg, flag_error, run_command
 
 PROG = "python -m cnn_xp.evaluate"
@@ -39,7 +39,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument(
         "--dataset",
         default=None,
-        help="dataset name or directory (default: the one the checkpoint was trained on, else mnist)",
+        help="dataset name or directory (default: the bundled dataset the checkpoint was trained on, else mnist); "
+        "only its test split is read",
     )
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'gpu' or 'gpu:N'")
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
@@ -51,35 +52,50 @@ def _main(argv: list[str] | None, prog: str) -> int:
         )
     ckpt = checkpoint_arg(args.checkpoint)
     device = device_arg(args.device)
-    dataset = args.dataset or ckpt.run.get("dataset", "mnist")
+    dataset, why = choose_dataset(args.dataset, ckpt.run.get("dataset"))
     try:
-        _, (x, t) = load_dataset(dataset, normalize=True)
-        model = ckpt.build_model(device=device)
+        x, t = load_test_split(dataset, normalize=True)
     except (ValueError, FileNotFoundError) as exc:
         raise flag_error("--dataset", exc) from None
     if args.test_size:
         x, t = x[: args.test_size], t[: args.test_size]
-    expected = tuple(ckpt.model_config.get("kwargs", {}).get("input_dim", x.shape[1:]))
-    if tuple(x.shape[1:]) != expected:
-        raise UsageError(f"--dataset: images of shape {x.shape[1:]} do not fit this network's input {expected}")
-    model.eval()
-    preds = []
-    for i in range(0, x.shape[0], args.batch_size):
-        xb = to_device(
-            numpy.ascontiguousarray(x[i : i + args.batch_size]).astype(
-                numpy.dtype(str(model.dtype).rsplit(".", 1)[-1])
-            ),
-            model.device,
+    model = ckpt.build_model(device=device)
+    expected = model.input_dim
+    if expected is not None and tuple(x.shape[1:]) != tuple(expected):
+        raise UsageError(
+            f"--dataset: images of shape {tuple(x.shape[1:])} in {dataset} do not fit this network's input {tuple(expected)}"
         )
-        with no_grad():
-            preds.append(to_numpy(model.predict(xb).argmax(axis=1)))
-    pred = numpy.concatenate(preds)
-    num_classes = int(ckpt.model_config.get("kwargs", {}).get("output_size", 10))
-    acc = float(numpy.mean(pred == t))
-    print(f"checkpoint: {args.checkpoint}  dataset: {dataset}  device: {device}")
-    print(f"test accuracy: {acc:.2%} ({int(numpy.sum(pred == t))}/{t.shape[0]})")
-    print(format_matrix(confusion_matrix(t, pred, num_classes), class_names(str(dataset), num_classes)))
+    host_dtype = numpy.dtype(float_dtype_name(model.dtype))
+    batches = (
+        (
+            to_device(numpy.ascontiguousarray(x[i : i + args.batch_size], dtype=host_dtype), model.device),
+            to_device(numpy.ascontiguousarray(t[i : i + args.batch_size], dtype=numpy.int64), model.device),
+        )
+        for i in range(0, x.shape[0], args.batch_size)
+    )
+    try:
+        tally = model.tally(batches, keep_predicted=True)
+    except ValueError as exc:  # labels outside the network's classes, images it cannot take
+        raise UsageError(f"--dataset: {dataset} does not fit this network: {exc}") from None
+    pred = numpy.concatenate([to_numpy(p) for p in tally.predicted])
+    hits = int(tally.hits)
+    print(f"checkpoint: {args.checkpoint}  dataset: {dataset} ({why})  device: {device}")
+    print(f"test accuracy: {hits / t.shape[0]:.2%} ({hits}/{t.shape[0]})")
+    print(format_matrix(confusion_matrix(t, pred, tally.classes), class_names(str(dataset), tally.classes)))
     return 0
+
+
+def choose_dataset(given: str | None, trained_on: object) -> tuple[str, str]:
+    """The dataset to evaluate on and why: the one given, else the bundled one the checkpoint
+    names, else MNIST. A checkpoint's metadata never picks a path to open: a directory it
+    names is only mentioned."""
+    if given is not None:
+        return given, "given"
+    if isinstance(trained_on, str) and trained_on.strip().lower() in NAMES:
+        return trained_on, "the bundled dataset the checkpoint was trained on"
+    if isinstance(trained_on, str) and trained_on:
+        return "mnist", f"the default; the checkpoint was trained on {trained_on!r}: pass --dataset to use it"
+    return "mnist", "the default"
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy
 
 from ..backend import to_device, to_numpy
+from ..checks import float_dtype_name
 from ..classes import class_names
 from ..functions import softmax
 from ..layers import no_grad
@@ -51,15 +52,23 @@ def _main(argv: list[str] | None, prog: str) -> int:
     args = p.parse_args(argv)
     ckpt = checkpoint_arg(args.checkpoint)
     device = device_arg(args.device)
-    kwargs = ckpt.model_config.get("kwargs", {})
-    input_dim = tuple(kwargs.get("input_dim", (1, 28, 28)))
-    num_classes = int(kwargs.get("output_size", 10))
-    names = class_names(str(ckpt.run.get("dataset", "mnist")), num_classes)
-    batch = numpy.stack([load_image(path, input_dim, args.invert) for path in args.images])  # type: ignore[arg-type]
     model = ckpt.build_model(device=device).eval()
-    x = to_device(batch.astype(numpy.dtype(str(model.dtype).rsplit(".", 1)[-1])), model.device)
-    with no_grad():
-        probs = to_numpy(softmax(model.predict(x)))
+    input_dim = model.input_dim
+    if input_dim is None or len(input_dim) != 3:
+        raise UsageError(
+            f"CHECKPOINT: {args.checkpoint} does not record an image input (C, H, W) (got {input_dim}); "
+            "images cannot be fitted to it"
+        )
+    batch = numpy.stack([load_image(path, input_dim, args.invert) for path in args.images])  # type: ignore[arg-type]
+    x = to_device(batch.astype(float_dtype_name(model.dtype)), model.device)
+    try:
+        with no_grad():
+            probs = to_numpy(softmax(model.predict(x)))
+    except ValueError as exc:
+        raise UsageError(
+            f"CHECKPOINT: {args.checkpoint}: the network cannot take {tuple(batch.shape[1:])} images: {exc}"
+        ) from None
+    names = class_names(str(ckpt.run.get("dataset", "mnist")), int(probs.shape[1]))
     for path, row in zip(args.images, probs, strict=True):
         k = int(numpy.argmax(row))
         print(f"{path}: {names[k]} (class {k}) p={row[k]:.4f}")

@@ -283,30 +283,38 @@ def check_out_dir(out: Path) -> None:
 STEP_MEMORY_FACTOR = 4  # a step keeps each activation, its gradient and im2col columns: ~4 copies
 
 
-def check_step_fits(args: argparse.Namespace, input_dim: tuple[int, ...]) -> None:
+def probe_network(model: Network, input_dim: tuple[int, ...], dtype: str) -> tuple[int, int]:
+    """(bytes of one sample's activations, number of outputs) of ``model``, from a forward pass
+    of one zero sample in inference mode; UsageError if the data's samples do not fit it."""
+    from ..backend import to_device
+    from ..layers import no_grad
+
+    x: Any = to_device(numpy.zeros((1, *input_dim), dtype=dtype), model.device)
+    per_sample = 0
+    try:
+        with no_grad():
+            for layer in model.layers.values():
+                x = layer.forward(x, train_flg=False) if layer.uses_mode else layer.forward(x)
+                per_sample += int(x.nbytes)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--dataset: samples of shape {input_dim} do not fit this network: {exc}") from None
+    return per_sample, int(x.shape[-1])
+
+
+def check_step_fits(batch_size: int, per_sample: int) -> None:
     """Refuse at once a --batch-size whose training step cannot fit in the memory available now
-    (instead of failing minutes later): one sample's activations, measured by a forward pass of
-    the network, times the batch and :data:`STEP_MEMORY_FACTOR`, against /proc/meminfo's MemAvailable."""
+    (instead of failing minutes later): one sample's activations (see :func:`probe_network`)
+    times the batch and :data:`STEP_MEMORY_FACTOR`, against /proc/meminfo's MemAvailable."""
     try:
         with open("/proc/meminfo") as f:
             available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
     except (OSError, StopIteration, ValueError):
         return  # no figure to compare with on this system
-    from ..layers import no_grad
-
-    probe = {"model": args.model, "num_classes": 10, "dtype": args.dtype, "seed": 0}
-    net = new_network(probe, input_dim, "cpu")
-    x: Any = numpy.zeros((1, *input_dim), dtype=args.dtype)
-    per_sample = 0
-    with no_grad():
-        for layer in net.layers.values():
-            x = layer.forward(x, train_flg=False) if layer.uses_mode else layer.forward(x)
-            per_sample += x.nbytes
-    need = per_sample * args.batch_size * STEP_MEMORY_FACTOR
+    need = per_sample * batch_size * STEP_MEMORY_FACTOR
     if need > available:
         fits = max(1, available // (per_sample * STEP_MEMORY_FACTOR))
         raise UsageError(
-            f"--batch-size: one training step of {args.batch_size} needs about {need / 2**30:.1f} GiB, more than the "
+            f"--batch-size: one training step of {batch_size} needs about {need / 2**30:.1f} GiB, more than the "
             f"{available / 2**30:.1f} GiB of memory available; try --batch-size {min(fits, 1000)} or less"
         )
 
@@ -382,6 +390,8 @@ def prepare(args: argparse.Namespace, gate: Any = None) -> tuple[Trainer, dict[s
             "test_size",
         ):
             setattr(args, key, ckpt.run.get(key, getattr(args, key)))
+        if "dtype" not in ckpt.run:  # a checkpoint of the library's Trainer: train on in its own dtype
+            args.dtype = ckpt.model_config["dtype"]
     if args.epochs is None:  # a resumed run keeps its plan
         args.epochs = int(ckpt.run.get("epochs", DEFAULTS["epochs"])) if ckpt is not None else DEFAULTS["epochs"]
     try:
@@ -394,13 +404,11 @@ def prepare(args: argparse.Namespace, gate: Any = None) -> tuple[Trainer, dict[s
         x_test, t_test = x_test[: args.test_size], t_test[: args.test_size]
     if args.batch_size > x_train.shape[0]:
         raise UsageError(f"--batch-size: {args.batch_size} is larger than the {x_train.shape[0]} training samples")
-    if not device.is_gpu:  # on a GPU, running out of memory is caught and reported when it happens
-        check_step_fits(args, tuple(int(v) for v in x_train.shape[1:]))
     num_classes = int(max(t_train.max(), t_test.max())) + 1
     out = args.out or (args.resume.parent if args.resume is not None else fresh_out_dir(args.model, str(args.dataset)))
     check_out_dir(out)
     run = {
-        "model": args.model,
+        "model": args.model if ckpt is None else ckpt.run.get("model"),
         "dataset": str(args.dataset),
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
@@ -421,6 +429,13 @@ def prepare(args: argparse.Namespace, gate: Any = None) -> tuple[Trainer, dict[s
     else:
         model = new_network(run, tuple(int(v) for v in x_train.shape[1:]), device)
         optimizer = OPTIMIZERS[args.optimizer](lr=args.lr if args.lr is not None else default_lr(args.optimizer))
+    if run["model"] is None:  # a network of the user's own, resumed: not one of the named ones
+        del run["model"]
+    per_sample, outputs = probe_network(model, tuple(int(v) for v in x_train.shape[1:]), args.dtype)
+    if outputs < num_classes:
+        raise UsageError(f"--dataset: its labels go up to {num_classes - 1} but the network has only {outputs} outputs")
+    if not device.is_gpu:  # on a GPU, running out of memory is caught and reported when it happens
+        check_step_fits(args.batch_size, per_sample)
     loader_kw: dict[str, Any] = {"device": device, "dtype": args.dtype, "scale": 1.0 / 255.0}
     split: dict[str, Any] = {"rank": rank, "world_size": world}
     try:
@@ -686,9 +701,10 @@ def write_plots(trainer: Trainer) -> None:
     W = first_conv_weights(trainer.model)
     if W is None:
         return
-    # the initial weights come back from the seed, also for a resumed run
-    initial = new_network(trainer.run, tuple(trainer.model.config["kwargs"]["input_dim"]), "cpu")
-    W0 = first_conv_weights(initial)
+    # the initial weights come back from the seed, also for a resumed run (of a named network)
+    W0 = None
+    if "model" in trainer.run and trainer.model.input_dim is not None:
+        W0 = first_conv_weights(new_network(trainer.run, tuple(trainer.model.input_dim), "cpu"))
     r = float(numpy.corrcoef(W.ravel(), W0.ravel())[0, 1]) if W0 is not None else float("nan")
     title = (
         f"{type(trainer.model).__name__}, first-layer filters after {trainer.epoch} epochs "

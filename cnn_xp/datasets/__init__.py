@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy
 
-from .cifar10 import is_cifar10_directory, load_cifar10, read_cifar10_batch
-from .fashion_mnist import find_fashion_mnist, load_fashion_mnist
-from .idx import is_idx_directory, load_idx_directory, read_idx
-from .mnist import load_mnist
+from .cifar10 import is_cifar10_directory, load_cifar10, load_cifar10_test, read_cifar10_batch
+from .fashion_mnist import find_fashion_mnist, load_fashion_mnist, load_fashion_mnist_test
+from .idx import is_idx_directory, load_idx_directory, load_idx_split, read_idx
+from .mnist import load_mnist, load_mnist_split
 
 Split = tuple[numpy.ndarray, numpy.ndarray]
 NAMES = ("mnist", "fashion-mnist")
@@ -29,17 +29,42 @@ CIFAR10_HINT = (
 
 def load_dataset(name_or_path: str | os.PathLike[str], normalize: bool = True) -> tuple[Split, Split]:
     """``'mnist'``, ``'fashion-mnist'`` (names in any case), or a directory (IDX files or CIFAR-10 binary)."""
+    kind, where = _resolve(name_or_path)
+    if kind == "mnist":
+        return load_mnist(normalize=normalize)
+    if kind == "fashion-mnist":
+        return load_fashion_mnist(normalize=normalize)
+    if kind == "cifar10":
+        return load_cifar10(where, normalize=normalize)
+    return load_idx_directory(where, normalize=normalize)
+
+
+def load_test_split(name_or_path: str | os.PathLike[str], normalize: bool = True) -> Split:
+    """Only the test split of a dataset named as for :func:`load_dataset`: nothing of the
+    training split is read."""
+    kind, where = _resolve(name_or_path)
+    if kind == "mnist":
+        return load_mnist_split("test", normalize=normalize)
+    if kind == "fashion-mnist":
+        return load_fashion_mnist_test(normalize=normalize)
+    if kind == "cifar10":
+        return load_cifar10_test(where, normalize=normalize)
+    return load_idx_split(where, "test", normalize=normalize)
+
+
+def _resolve(name_or_path: str | os.PathLike[str]) -> tuple[str, Path]:
+    """('mnist' | 'fashion-mnist' | 'cifar10' | 'idx', the directory) for a dataset argument."""
     key = str(name_or_path)
     name = key.strip().lower()
     if name == "mnist":
-        return load_mnist(normalize=normalize)
+        return "mnist", Path()
     if name in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
-        return load_fashion_mnist(normalize=normalize)
+        return "fashion-mnist", Path()
     path = Path(name_or_path)
     if is_cifar10_directory(path):
-        return load_cifar10(path, normalize=normalize)
+        return "cifar10", path
     if is_idx_directory(path):
-        return load_idx_directory(path, normalize=normalize)
+        return "idx", path
     if path.exists():
         raise ValueError(
             f"dataset: {path} is neither an IDX dataset directory (*-ubyte[.gz] files) nor a CIFAR-10 binary directory (data_batch_*.bin)"
@@ -60,6 +85,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_idx_directory",
     "load_mnist",
+    "load_test_split",
     "read_cifar10_batch",
     "read_idx",
 ]

@@ -66,3 +66,9 @@ def load_cifar10(
         finish(x_train, t_train, normalize, flatten, one_hot_label, 10),
         finish(x_test, t_test, normalize, flatten, one_hot_label, 10),
     )
+
+
+def load_cifar10_test(directory: str | os.PathLike[str], normalize: bool = True) -> Split:
+    """Only the test split (``test_batch.bin``) of the CIFAR-10 binary directory."""
+    x, t = read_cifar10_batch(Path(directory) / "test_batch.bin")
+    return finish(x, t, normalize, False, False, 10)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy
 
-from .idx import is_idx_directory, load_idx_directory
+from .idx import is_idx_directory, load_idx_directory, load_idx_split
 
 Split = tuple[numpy.ndarray, numpy.ndarray]
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -57,3 +57,8 @@ def load_fashion_mnist(
 ) -> tuple[Split, Split]:
     """Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017; MIT licence), like :func:`load_mnist`."""
     return load_idx_directory(find_fashion_mnist(), normalize, flatten, one_hot_label)
+
+
+def load_fashion_mnist_test(normalize: bool = True) -> Split:
+    """Only the test split of Fashion-MNIST."""
+    return load_idx_split(find_fashion_mnist(), "test", normalize)

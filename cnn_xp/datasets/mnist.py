@@ -15,12 +15,19 @@ from .transforms import finish
 Split = tuple[numpy.ndarray, numpy.ndarray]
 
 
-def _bundled() -> dict[str, numpy.ndarray]:
+def _bundled(splits: tuple[str, ...] = ("train", "test")) -> dict[str, numpy.ndarray]:
+    """The bundled arrays of ``splits`` (only those are inflated)."""
     with (
         resources.files(__package__).joinpath("data/mnist.npz").open("rb") as f,
         numpy.load(f, allow_pickle=False) as z,
     ):
-        return {k: z[k] for k in ("x_train", "t_train", "x_test", "t_test")}
+        return {f"{k}_{s}": z[f"{k}_{s}"] for s in splits for k in ("x", "t")}
+
+
+def load_mnist_split(split: str, normalize: bool = True) -> Split:
+    """One split (``'train'`` or ``'test'``) of the bundled MNIST, as :func:`load_mnist` gives it."""
+    z = _bundled((split,))
+    return finish(z[f"x_{split}"][:, None], z[f"t_{split}"], normalize, False, False, 10)
 
 
 def load_mnist(normalize: bool = True, flatten: bool = False, one_hot_label: bool = False) -> tuple[Split, Split]:

@@ -197,9 +197,9 @@ def _dropout(layer: Dropout, g: GraphBuilder, x: str, name: str) -> str:
 
 
 def _input_shape(net: Network, input_shape: Any) -> tuple[int, ...]:
-    """(C, H, W) or (D,) of one sample: given, from the network's config, or from a first Affine."""
+    """(C, H, W) or (D,) of one sample: given, the network's recorded input_dim, or from a first Affine."""
     if input_shape is None:
-        input_shape = net.config.get("kwargs", {}).get("input_dim")
+        input_shape = net.input_dim
     if input_shape is None:
         first = next(iter(net.layers.values()))
         if isinstance(first, Affine):

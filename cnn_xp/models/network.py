@@ -179,6 +179,7 @@ class Network:
                 hits = count_hits(scores, tb)
                 result.hits = hits if result.hits is None else result.hits + hits
                 result.n += int(xb.shape[0])
+                result.classes = int(scores.shape[1])
                 if keep_predicted:
                     result.predicted.append(get_array_module(scores).argmax(scores, axis=1))
         finally:
@@ -388,6 +389,7 @@ class Tally:
     ``loss`` the sum of per-sample losses (0-d, when asked) and the ``predicted`` classes per batch."""
 
     n: int = 0
+    classes: int = 0  # K, the width of the scores
     hits: Any = None
     loss: Any = None
     predicted: list[Any] = field(default_factory=list)

@@ -119,7 +119,7 @@ TRAINER = record(
 # The settings of a command-line run (python -m cnn_xp.train), which --resume continues.
 RUN = record(
     {
-        "model": choice(*MODELS),
+        "model": choice(*MODELS),  # absent for a network of the user's own
         "dataset": string,
         "batch_size": integer(1),
         "optimizer": choice(*OPTIMIZERS),
