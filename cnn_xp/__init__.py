@@ -30,6 +30,7 @@ from .layers import (
     Sigmoid,
     SoftmaxWithLoss,
     no_grad,
+    register_layer,
 )
 from .models import DeepConvNet, Network, SimpleConvNet
 from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
@@ -67,6 +68,7 @@ __all__ = [
     "im2col",
     "no_grad",
     "parse_device",
+    "register_layer",
     "to_device",
     "to_numpy",
     "xavier_normal",

@@ -293,7 +293,7 @@ CASES = [
         "checkpoint of another architecture",
         lambda w: w.net.load_params(w.root / "deep.safetensors"),
         ValueError,
-        ("deep.safetensors", "another architecture", "not used"),
+        ("deep.safetensors", "another architecture", "SimpleConvNet"),
     ),
     Case(
         "checkpoint of a future format",

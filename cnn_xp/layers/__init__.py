@@ -12,9 +12,11 @@ from .convolution import Convolution
 from .dropout import Dropout
 from .grad_mode import grad_enabled, no_grad
 from .pooling import AvgPooling, Pooling
+from .registry import LAYER_TYPES, register_layer
 from .softmax_with_loss import SoftmaxWithLoss
 
 __all__ = [
+    "LAYER_TYPES",
     "Affine",
     "AvgPooling",
     "BatchNormalization",
@@ -27,4 +29,5 @@ __all__ = [
     "SoftmaxWithLoss",
     "grad_enabled",
     "no_grad",
+    "register_layer",
 ]

@@ -8,7 +8,7 @@ from .simple_convnet import SimpleConvNet
 
 # The one registry of named networks: the command line's short names -> classes. A file
 # names a network by its class name; cnn_xp.models.spec rebuilds any network from its layers.
-MODELS: dict[str, type[Network]] = {"simple": SimpleConvNet, "deep": DeepConvNet}
+MODELS: dict[str, type[SimpleConvNet] | type[DeepConvNet]] = {"simple": SimpleConvNet, "deep": DeepConvNet}
 
 
 def build_model(spec: dict[str, Any]) -> Network:

@@ -30,7 +30,14 @@ from ..checks import float_dtype_name, resolve_float_dtype
 from ..layers.base import Layer
 from ..layers.grad_mode import no_grad
 from ..layers.softmax_with_loss import SoftmaxWithLoss, check_targets
-from ..serialization import FLOAT_TENSOR_DTYPES, FORMAT_VERSION, PARAMS_FORMAT, load_arrays, read_header, save_arrays
+from ..serialization import (
+    CHECKPOINT_FORMAT,
+    FLOAT_TENSOR_DTYPES,
+    FORMAT_VERSION,
+    PARAMS_FORMAT,
+    load_arrays,
+    save_arrays,
+)
 from .params import ParamView, Slot
 from .torch_names import is_torch_style, torch_to_cnn_xp
 
@@ -125,7 +132,7 @@ class Network:
         """(name, layer, backward keyword arguments) in the order :meth:`backward` runs them, after
         the loss: the first layer's input is data, so it computes no input gradient when it can."""
         layers = list(self.layers.items())
-        order = [(name, layer, {}) for name, layer in reversed(layers[1:])]
+        order: list[tuple[str, Layer, dict[str, Any]]] = [(name, layer, {}) for name, layer in reversed(layers[1:])]
         first_name, first = layers[0]
         order.append((first_name, first, {"need_dx": False} if first.can_skip_dx else {}))
         return order
@@ -338,9 +345,16 @@ class Network:
         architecture, holding tensors this network does not use, of an unsupported dtype,
         truncated, non-finite or not safetensors (a pickle, say) raises ValueError before its
         tensors are read, and leaves the network unchanged."""
-        header, _ = read_header(file_name)
-        prefix = "model/" if any(k.startswith("model/") for k in header) else ""
+        from .spec import read_described_file
+
+        header, meta, described = read_described_file(file_name)
+        prefix = "model/" if meta.get("format") == CHECKPOINT_FORMAT else ""
         ours = {prefix + k: tuple(int(d) for d in v.shape) for k, v in self.state_dict().items()}
+        if described is not None and {prefix + k: v for k, v in described[1].items()} != ours:
+            raise ValueError(
+                f"{file_name}: holds a {described[0]['name']} of another architecture than this "
+                f"{self.config.get('name', type(self).__name__)}: {_shape_difference(ours, described[1], prefix)}"
+            )
         bad = [
             f"{k}: expected {shape}, got {header[k][1]} {header[k][0]}"
             for k, shape in ours.items()
@@ -373,6 +387,12 @@ class Network:
     def __repr__(self) -> str:
         body = "\n".join(f"  ({name}): {layer!r}" for name, layer in self.layers.items())
         return f"{type(self).__name__}(\n{body}\n  (loss): {self.last_layer!r}\n)"
+
+
+def _shape_difference(ours: dict[str, tuple[int, ...]], theirs: dict[str, tuple[int, ...]], prefix: str) -> str:
+    keys = [k for k in dict.fromkeys([*(k[len(prefix) :] for k in ours), *theirs])]
+    diffs = [f"{k} {theirs.get(k)} vs {ours.get(prefix + k)}" for k in keys if theirs.get(k) != ours.get(prefix + k)]
+    return "; ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else "")
 
 
 def count_hits(scores: Array, t: Array) -> Array:

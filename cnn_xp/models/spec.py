@@ -19,13 +19,15 @@ specs (``{"name", "kwargs"}`` only) are expanded from the book network's constru
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from typing import Any
 
-from ..checks import float_dtype_name
+from .._version import __version__
+from ..checks import check_int, float_dtype_name
 from ..layers.base import Layer
 from ..layers.registry import layer_class
-from .builders import check_input_dim
+from ..serialization import CHECKPOINT_FORMAT, FORMAT_VERSION, PARAMS_FORMAT, Header, read_header
 from .network import Network
 
 SPEC_KEYS = ("name", "kwargs", "input_dim", "dtype", "layers", "loss")
@@ -86,7 +88,9 @@ def check_spec(spec: Any, where: str = "model") -> tuple[dict[str, Any], dict[st
             kwargs = None
         classes, shapes = _check_layers(layers)
         if input_dim is not None:
-            input_dim = list(check_input_dim(input_dim))
+            if not isinstance(input_dim, list) or not 1 <= len(input_dim) <= 3:
+                raise ValueError(f"input_dim: expected [C, H, W] or [D], got {input_dim!r:.80}")
+            input_dim = [check_int(f"input_dim[{i}]", v, 1) for i, v in enumerate(input_dim)]
         dtype = float_dtype_name(dtype, "dtype")
         loss = spec.get("loss", DEFAULT_LOSS)
         if not isinstance(loss, dict):
@@ -96,8 +100,8 @@ def check_spec(spec: Any, where: str = "model") -> tuple[dict[str, Any], dict[st
             raise ValueError(f"the loss layer {loss.get('type')!r} must hold no arrays")
     except TypeError as exc:  # wrong argument names or types
         raise ValueError(f"{where}: {exc}") from None
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+    except ValueError as exc:  # UnregisteredLayerError stays itself
+        raise type(exc)(f"{where}: {exc}") from None
     expected = {key: shapes[layer][attr] for key, layer, attr in slot_keys(classes)}
     checked = {"name": name, "input_dim": input_dim, "dtype": dtype, "layers": layers, "loss": loss}
     if kwargs is not None:
@@ -152,3 +156,34 @@ def build_network(spec: dict[str, Any]) -> Network:
     input_dim = tuple(spec["input_dim"]) if spec.get("input_dim") is not None else None
     Network.__init__(net, layers, loss, config=config, input_dim=input_dim)
     return net
+
+
+def read_described_file(
+    path: str | os.PathLike[str],
+) -> tuple[Header, dict[str, str], tuple[dict[str, Any], dict[str, tuple[int, ...]]] | None]:
+    """A cnn_xp file's header (tensor names, dtypes, shapes) and metadata, and — when it says it
+    is a cnn_xp file — its checked spec with the shapes it implies; only the header is read.
+    Raises ValueError for an unreadable or non-safetensors file, an unknown format or a newer
+    format version, and any malformed model description. A safetensors file without cnn_xp
+    metadata gives None for the description."""
+    header, meta = read_header(path)
+    if "format" not in meta:
+        return header, meta, None
+    fmt = meta["format"]
+    if fmt not in (CHECKPOINT_FORMAT, PARAMS_FORMAT):
+        raise ValueError(f"{path}: not a cnn_xp checkpoint (format {fmt!r}; expected {CHECKPOINT_FORMAT!r})")
+    version = meta.get("format_version", "")
+    if not version.isdigit() or not 1 <= int(version) < 1000:
+        raise ValueError(f"{path}: bad format_version {version!r}")
+    if int(version) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: written in checkpoint format version {version} by cnn_xp {meta.get('cnn_xp_version', '?')}; "
+            f"this cnn_xp ({__version__}) reads versions up to {FORMAT_VERSION}: upgrade cnn_xp"
+        )
+    if "model" not in meta:
+        raise ValueError(f"{path}: checkpoint metadata has no 'model' entry")
+    try:
+        described = json.loads(meta["model"])
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path}: checkpoint metadata 'model' is not valid JSON ({exc})") from None
+    return header, meta, check_spec(described, where=f"{path}: model")

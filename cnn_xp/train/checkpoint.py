@@ -23,21 +23,11 @@ from typing import Any
 
 import numpy
 
-from .._version import __version__
 from ..backend import Device, to_device, to_numpy
 from ..models import Network
-from ..models.spec import build_network, check_spec
+from ..models.spec import build_network, read_described_file
 from ..optim import OPTIMIZERS, Optimizer
-from ..serialization import (
-    CHECKPOINT_FORMAT,
-    FLOAT_TENSOR_DTYPES,
-    FORMAT_VERSION,
-    PARAMS_FORMAT,
-    Header,
-    load_arrays,
-    read_header,
-    save_arrays,
-)
+from ..serialization import CHECKPOINT_FORMAT, FLOAT_TENSOR_DTYPES, Header, load_arrays, save_arrays
 from . import checkpoint_schema as schema
 
 FORMAT = CHECKPOINT_FORMAT
@@ -148,22 +138,14 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     format, or whose metadata or tensors are malformed, contradictory or non-finite.
     """
     path = Path(path)
-    header, meta = read_header(path)
-    fmt = meta.get("format")
-    if fmt not in (CHECKPOINT_FORMAT, PARAMS_FORMAT):
-        raise ValueError(f"{path}: not a cnn_xp checkpoint (format {fmt!r}; expected {CHECKPOINT_FORMAT!r})")
-    version = meta.get("format_version", "")
-    if not version.isdigit() or not 1 <= int(version) < 1000:
-        raise ValueError(f"{path}: bad format_version {version!r}")
-    if int(version) > FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: written in checkpoint format version {version} by cnn_xp {meta.get('cnn_xp_version', '?')}; "
-            f"this cnn_xp ({__version__}) reads versions up to {FORMAT_VERSION}: upgrade cnn_xp"
-        )
+    header, meta, described = read_described_file(path)
+    if described is None:
+        raise ValueError(f"{path}: not a cnn_xp checkpoint (it has no cnn_xp metadata)")
     unknown = sorted(set(meta) - set(KNOWN_METADATA))
     if unknown:
         raise ValueError(f"{path}: unknown metadata entries {unknown}")
-    spec, shapes = check_spec(_json(path, meta, "model"), where=f"{path}: model")
+    spec, shapes = described
+    fmt = meta["format"]
     prefix = "model/" if fmt == CHECKPOINT_FORMAT else ""
     expected = {prefix + k: shape for k, shape in shapes.items()}
     optimizer_meta = None
@@ -187,11 +169,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             "state": {n: {k: arrays[f"optim/{n}/{k}"] for k in shapes if f"optim/{n}/{k}" in arrays} for n in names},
         }
     trainer = _field(path, meta, "trainer", schema.TRAINER)
-    if trainer and optimizer is not None and optimizer["iter"] < trainer["step"]:
-        raise ValueError(
-            f"{path}: metadata contradicts itself: the optimizer took {optimizer['iter']} steps but the trainer "
-            f"counts {trainer['step']}"
-        )
+    if trainer:
+        _check_counters(path, trainer, optimizer)
     rng = _json(path, meta, "rng", required=False)
     _check_extra_state(path, rng, spec)
     return Checkpoint(
@@ -203,6 +182,30 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         run=_field(path, meta, "run", schema.RUN),
         path=path,
     )
+
+
+def _check_counters(path: Path, trainer: dict[str, Any], optimizer: dict[str, Any] | None) -> None:
+    """The trainer's counters must tell one story: one history record per finished epoch, every
+    epoch the same number of steps, the step count their sum plus the steps of the epoch under
+    way, and one optimizer update per step."""
+    history = trainer.get("history", [])
+    epoch, step, in_epoch = trainer["epoch"], trainer["step"], trainer.get("step_in_epoch", 0)
+    per_epoch = history[0]["step"] if history else None
+    story = (
+        len(history) == epoch
+        and all(r["epoch"] == i + 1 and r["step"] == (i + 1) * (per_epoch or 0) for i, r in enumerate(history))
+        and step == (history[-1]["step"] if history else 0) + in_epoch
+        and (per_epoch is None or in_epoch < per_epoch)
+    )
+    if not story:
+        raise ValueError(
+            f"{path}: checkpoint metadata trainer: its counters contradict each other (epoch {epoch}, step {step}, "
+            f"step in epoch {in_epoch}, {len(history)} epochs of history)"
+        )
+    if optimizer is not None and optimizer["iter"] != step:
+        raise ValueError(
+            f"{path}: checkpoint metadata contradicts itself: the optimizer took {optimizer['iter']} steps, the trainer {step}"
+        )
 
 
 def _field(path: Path, meta: dict[str, str], key: str, check: schema.Check) -> dict[str, Any]:

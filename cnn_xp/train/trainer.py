@@ -114,6 +114,8 @@ class Trainer:
                         f"{name}: split for rank {loader.rank} of {loader.world_size}, but this is rank "
                         f"{_distributed.rank()} of {_distributed.size()}; pass rank= and world_size= to the DataLoader"
                     )
+        if out_dir is not None:
+            model.spec()  # a network that files could not rebuild is refused now, not at the first checkpoint
         self.model = model.to_device(self.device)
         if model.input_dim is None:  # recorded in checkpoints: evaluate/predict/export need it
             model.input_dim = tuple(int(d) for d in train_loader.x.shape[1:])
