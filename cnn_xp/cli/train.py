@@ -319,7 +319,7 @@ def check_step_fits(batch_size: int, per_sample: int) -> None:
         )
 
 
-def new_network(run: dict[str, Any], input_dim: tuple[int, ...], device: Any) -> Network:
+def new_network(run: dict[str, Any], input_dim: Any, device: Any) -> Network:
     """The network a run starts from: its settings, and initial weights drawn from ``run['seed']``."""
     # SimpleConvNet with He initialisation (the book's 0.01 trains slowly); DeepConvNet's default is He
     kwargs: dict[str, Any] = {"weight_init_std": "he"}

@@ -125,7 +125,7 @@ def test_book_networks_describe_themselves_the_same_way(cls, tmp_path):
     net = cls(input_dim=(1, 12, 12), output_size=4, seed=3)
     spec = net.spec()
     assert spec["name"] == cls.__name__ and spec["kwargs"]["output_size"] == 4
-    checked, shapes = check_spec(json.loads(json.dumps(spec)))
+    _, shapes = check_spec(json.loads(json.dumps(spec)))
     assert shapes == {k: tuple(v.shape) for k, v in net.state_dict().items()}
     rebuilt = build_model(spec)
     assert type(rebuilt) is cls and rebuilt.spec() == spec
@@ -212,7 +212,7 @@ def test_register_layer_as_decorator_with_a_name_and_bad_arguments():
         assert type(Identity.from_config({"type": "Identity2"})) is Identity
     finally:
         LAYER_TYPES.pop("Identity2", None)
-    with pytest.raises(TypeError, match="subclass of cnn_xp.layers.Layer"):
+    with pytest.raises(TypeError, match=r"subclass of cnn_xp\.layers\.Layer"):
         cnn_xp.register_layer(dict)
     with pytest.raises(ValueError, match="identifier"):
         cnn_xp.register_layer(name="not a name")(type("X", (Layer,), {}))
