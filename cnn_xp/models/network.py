@@ -68,12 +68,8 @@ class Network:
         self.training = True
         param_slots: dict[str, Slot] = {}
         buffer_slots: dict[str, Slot] = {}
-        counters: Counter[str] = Counter()
-        for layer in self.layers.values():
-            for names, slots in ((layer.param_names, param_slots), (layer.buffer_names, buffer_slots)):
-                for attr in names:
-                    counters[attr] += 1
-                    slots[f"{attr}{counters[attr]}"] = (layer, attr)
+        for key, name, attr, trainable in slot_keys([(n, type(layer)) for n, layer in self.layers.items()]):
+            (param_slots if trainable else buffer_slots)[key] = (self.layers[name], attr)
         self._param_slots, self._buffer_slots = param_slots, buffer_slots
         self.params = ParamView(param_slots)
         self.buffers = ParamView(buffer_slots, kind="buffer")
@@ -387,6 +383,20 @@ class Network:
     def __repr__(self) -> str:
         body = "\n".join(f"  ({name}): {layer!r}" for name, layer in self.layers.items())
         return f"{type(self).__name__}(\n{body}\n  (loss): {self.last_layer!r}\n)"
+
+
+def slot_keys(layers: list[tuple[str, type[Layer]]]) -> list[tuple[str, str, str, bool]]:
+    """(state key, layer name, attribute, trainable) of every parameter then every buffer of
+    layers of these classes: ``W1``, ``b1``, ``W2``, ... numbered by kind in order, as the book
+    names them. The one place this naming is decided (networks and files follow it)."""
+    keys: list[tuple[str, str, str, bool]] = []
+    for group in ("param_names", "buffer_names"):
+        counters: Counter[str] = Counter()
+        for name, cls in layers:
+            for attr in getattr(cls, group):
+                counters[attr] += 1
+                keys.append((f"{attr}{counters[attr]}", name, attr, group == "param_names"))
+    return keys
 
 
 def _shape_difference(ours: dict[str, tuple[int, ...]], theirs: dict[str, tuple[int, ...]], prefix: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from typing import Any
 
 from .._version import __version__
@@ -28,7 +27,7 @@ from ..checks import check_int, float_dtype_name
 from ..layers.base import Layer
 from ..layers.registry import layer_class
 from ..serialization import CHECKPOINT_FORMAT, FORMAT_VERSION, PARAMS_FORMAT, Header, read_header
-from .network import Network
+from .network import Network, slot_keys
 
 SPEC_KEYS = ("name", "kwargs", "input_dim", "dtype", "layers", "loss")
 DEFAULT_LOSS = {"type": "SoftmaxWithLoss"}
@@ -42,17 +41,10 @@ def network_classes() -> dict[str, type[Network]]:
     return {cls.__name__: cls for cls in MODELS.values()}
 
 
-def slot_keys(layers: list[tuple[str, type[Layer]]]) -> list[tuple[str, str, str]]:
-    """(state key, layer name, attribute) of every parameter then every buffer, named as
-    :class:`Network` names them: ``W1``, ``b1``, ``W2``, ... by kind and position."""
-    keys: list[tuple[str, str, str]] = []
-    for group in ("param_names", "buffer_names"):
-        counters: Counter[str] = Counter()
-        for name, cls in layers:
-            for attr in getattr(cls, group):
-                counters[attr] += 1
-                keys.append((f"{attr}{counters[attr]}", name, attr))
-    return keys
+def param_keys(spec: dict[str, Any]) -> list[str]:
+    """The state keys of a checked spec's trainable parameters (what an optimizer keeps state for)."""
+    classes = [(entry["name"], layer_class(entry["type"])) for entry in spec["layers"]]
+    return [key for key, _, attr, trainable in slot_keys(classes) if trainable]
 
 
 def check_spec(spec: Any, where: str = "model") -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
@@ -102,7 +94,7 @@ def check_spec(spec: Any, where: str = "model") -> tuple[dict[str, Any], dict[st
         raise ValueError(f"{where}: {exc}") from None
     except ValueError as exc:  # UnregisteredLayerError stays itself
         raise type(exc)(f"{where}: {exc}") from None
-    expected = {key: shapes[layer][attr] for key, layer, attr in slot_keys(classes)}
+    expected = {key: shapes[layer][attr] for key, layer, attr, _ in slot_keys(classes)}
     checked = {"name": name, "input_dim": input_dim, "dtype": dtype, "layers": layers, "loss": loss}
     if kwargs is not None:
         checked["kwargs"] = kwargs

@@ -25,7 +25,7 @@ import numpy
 
 from ..backend import Device, to_device, to_numpy
 from ..models import Network
-from ..models.spec import build_network, read_described_file
+from ..models.spec import build_network, param_keys, read_described_file
 from ..optim import OPTIMIZERS, Optimizer
 from ..serialization import CHECKPOINT_FORMAT, FLOAT_TENSOR_DTYPES, Header, load_arrays, save_arrays
 from . import checkpoint_schema as schema
@@ -150,7 +150,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     expected = {prefix + k: shape for k, shape in shapes.items()}
     optimizer_meta = None
     if fmt == CHECKPOINT_FORMAT and "optimizer" in meta:
-        optimizer_meta = _check_optimizer(path, _json(path, meta, "optimizer"), header, shapes, expected)
+        params = {k: shapes[k] for k in param_keys(spec)}
+        optimizer_meta = _check_optimizer(path, _json(path, meta, "optimizer"), header, params, expected)
     _check_tensors(path, header, expected, spec["dtype"])
     arrays, _ = load_arrays(path, keys=list(expected))  # only what the model uses, each checked above
     for key, value in arrays.items():
