@@ -351,10 +351,11 @@ class Network:
                 f"{file_name}: holds a {described[0]['name']} of another architecture than this "
                 f"{self.config.get('name', type(self).__name__)}: {_shape_difference(ours, described[1], prefix)}"
             )
+        allowed = {d for d, name in FLOAT_TENSOR_DTYPES.items() if described is None or name == described[0]["dtype"]}
         bad = [
-            f"{k}: expected {shape}, got {header[k][1]} {header[k][0]}"
+            f"{k}: expected {shape}{'' if described is None else ' ' + described[0]['dtype']}, got {header[k][1]} {header[k][0]}"
             for k, shape in ours.items()
-            if k in header and (header[k][1] != shape or header[k][0] not in FLOAT_TENSOR_DTYPES)
+            if k in header and (header[k][1] != shape or header[k][0] not in allowed)
         ]
         unused = sorted(k for k in header if k not in ours and not (prefix and k.startswith("optim/")))
         missing = sorted(k for k in ours if k not in header)

@@ -29,6 +29,8 @@ from ..layers.registry import layer_class
 from ..serialization import CHECKPOINT_FORMAT, FORMAT_VERSION, PARAMS_FORMAT, Header, read_header
 from .network import Network, slot_keys
 
+# every metadata entry a cnn_xp file may have (training checkpoints use all of them)
+KNOWN_METADATA = ("format", "format_version", "cnn_xp_version", "model", "trainer", "rng", "run", "optimizer")
 SPEC_KEYS = ("name", "kwargs", "input_dim", "dtype", "layers", "loss")
 DEFAULT_LOSS = {"type": "SoftmaxWithLoss"}
 
@@ -172,6 +174,9 @@ def read_described_file(
             f"{path}: written in checkpoint format version {version} by cnn_xp {meta.get('cnn_xp_version', '?')}; "
             f"this cnn_xp ({__version__}) reads versions up to {FORMAT_VERSION}: upgrade cnn_xp"
         )
+    unknown = sorted(set(meta) - set(KNOWN_METADATA))
+    if unknown:
+        raise ValueError(f"{path}: unknown metadata entries {unknown}; expected some of {list(KNOWN_METADATA)}")
     if "model" not in meta:
         raise ValueError(f"{path}: checkpoint metadata has no 'model' entry")
     try:

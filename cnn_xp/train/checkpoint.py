@@ -127,9 +127,6 @@ def _json(path: Path, meta: dict[str, str], key: str, required: bool = True) -> 
         raise ValueError(f"{path}: checkpoint metadata {key!r} is not valid JSON ({exc})") from None
 
 
-KNOWN_METADATA = ("format", "format_version", "cnn_xp_version", "model", "trainer", "rng", "run", "optimizer")
-
-
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint (or a ``save_params`` file) onto the host, checking everything first.
 
@@ -141,9 +138,6 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     header, meta, described = read_described_file(path)
     if described is None:
         raise ValueError(f"{path}: not a cnn_xp checkpoint (it has no cnn_xp metadata)")
-    unknown = sorted(set(meta) - set(KNOWN_METADATA))
-    if unknown:
-        raise ValueError(f"{path}: unknown metadata entries {unknown}")
     spec, shapes = described
     fmt = meta["format"]
     prefix = "model/" if fmt == CHECKPOINT_FORMAT else ""

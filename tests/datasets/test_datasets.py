@@ -183,3 +183,37 @@ def test_cifar10_truncated_and_bad_labels(tmp_path):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet")
+
+
+def test_a_gzip_bomb_is_refused_while_it_inflates(tmp_path):
+    """A small .gz whose IDX header declares 10 labels but which inflates to 256 MiB: reading
+    stops one byte past the declared size, so memory stays near the declared size."""
+    import tracemalloc
+
+    path = tmp_path / "train-labels-idx1-ubyte.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(struct.pack(">BBBBI", 0, 0, 8, 1, 10))
+        chunk = bytes(2**20)
+        for _ in range(256):
+            f.write(chunk)
+    assert path.stat().st_size < 2**20  # a quarter of a megabyte on disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"header says shape \(10,\) \(10 bytes of data\) but the file holds more"):
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20, peak
+
+
+def test_the_test_split_alone_reads_no_training_file(tmp_path):
+    from cnn_xp.datasets import load_test_split
+
+    arrays = make_idx_dir(tmp_path, gz=False)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"garbage")  # never opened
+    x, t = load_test_split(tmp_path, normalize=False)
+    np.testing.assert_array_equal(x[:, 0], arrays["t10k-images-idx3-ubyte"])
+    np.testing.assert_array_equal(t, arrays["t10k-labels-idx1-ubyte"])
+    xm, tm = load_test_split("MNIST")
+    assert xm.shape == (10000, 1, 28, 28) and xm.dtype == np.float32 and tm.shape == (10000,)
