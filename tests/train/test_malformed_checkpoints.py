@@ -399,13 +399,31 @@ def test_load_params_refuses_each_malformed_model_file(c, corpus):
         np.testing.assert_array_equal(value, before[key])
 
 
+# Runs a module as ``python -m`` does and, at exit, writes the process's own peak resident
+# memory (VmHWM: of this program's image only; ru_maxrss would also count the parent's memory
+# that a forked child inherits) to the file named by the first argument.
+PEAK_WRAPPER = """
+import atexit, runpy, sys
+out = sys.argv.pop(1)
+def record():
+    with open("/proc/self/status") as f, open(out, "w") as o:
+        o.write(next(line.split()[1] for line in f if line.startswith("VmHWM:")))
+atexit.register(record)
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
 def rss_of_command(*args: str) -> tuple[int, str, float]:
     """(exit status, stderr, peak resident memory in MiB) of a fresh ``python -m ...`` process."""
-    proc = subprocess.Popen([sys.executable, "-m", *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, err, usage.ru_maxrss / 1024
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".peak") as peak:
+        proc = subprocess.run(
+            [sys.executable, "-c", PEAK_WRAPPER, peak.name, *args], capture_output=True, text=True, timeout=120
+        )
+        kib = Path(peak.name).read_text().strip()
+    return proc.returncode, proc.stderr, int(kib) / 1024
 
 
 @pytest.mark.parametrize(
