@@ -7,6 +7,7 @@ description is what a checkpoint stores and what a loader checks a file against.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,6 +19,7 @@ from ..functions.conv_utils import get_conv_outsize
 from ..init import InitSpec, init_std, normal
 from ..layers import Affine, Convolution, Layer
 from ..layers.registry import layer_class
+from .network import Network
 
 _CONV_KEYS = ("filter_num", "filter_size", "pad", "stride")
 LayerConfigs = list[tuple[str, dict[str, Any]]]
@@ -66,6 +68,35 @@ def check_init(weight_init_std: InitSpec, dtype: Any) -> str:
     """Validate the settings that only the initial weights use; returns the dtype's name."""
     init_std(weight_init_std, 1)
     return float_dtype_name(dtype)
+
+
+class BookNetwork(Network):
+    """A network of the book: its layers are determined by its constructor's arguments.
+
+    Subclasses define :meth:`describe` (checked arguments -> layer configs); :meth:`layer_configs`
+    takes the same keyword arguments as the constructor (less ``device`` and ``seed``) and is
+    what rebuilding from a file calls, so the constructor's signature is written once."""
+
+    @classmethod
+    def layer_configs(cls, **kwargs: Any) -> tuple[dict[str, Any], LayerConfigs]:
+        """The checked constructor arguments (JSON-able) and the layers they describe, as
+        (name, config) pairs; nothing is allocated. Unknown argument names raise TypeError."""
+        try:
+            bound = inspect.signature(cls.__init__).bind(None, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{cls.__name__}: {exc}") from None
+        bound.apply_defaults()
+        args = {k: v for k, v in bound.arguments.items() if k not in ("self", "device", "seed")}
+        return cls.describe(args)
+
+    @staticmethod
+    def describe(args: dict[str, Any]) -> tuple[dict[str, Any], LayerConfigs]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def constructor_arguments(local_names: dict[str, Any]) -> dict[str, Any]:
+    """A constructor's arguments from its ``locals()`` at the top, as :meth:`BookNetwork.layer_configs` takes them."""
+    return {k: v for k, v in local_names.items() if k not in ("self", "device", "seed", "__class__")}
 
 
 class LayerFactory:

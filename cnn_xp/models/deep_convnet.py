@@ -12,8 +12,17 @@ from ..backend import RNG, Device
 from ..checks import check_int
 from ..init import InitSpec
 from ..layers import Dropout
-from .builders import LayerConfigs, LayerFactory, check_init, check_input_dim, conv_config, conv_settings, pool_config
-from .network import Network
+from .builders import (
+    BookNetwork,
+    LayerConfigs,
+    LayerFactory,
+    check_init,
+    check_input_dim,
+    constructor_arguments,
+    conv_config,
+    conv_settings,
+    pool_config,
+)
 
 DEFAULT_CONV_PARAMS = (
     {"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
@@ -25,7 +34,7 @@ DEFAULT_CONV_PARAMS = (
 )
 
 
-class DeepConvNet(Network):
+class DeepConvNet(BookNetwork):
     """The book's DeepConvNet: ``params`` W1..W6 (conv), W7, W8 (affine) and b1..b8.
 
     Input (N, *input_dim); output (N, output_size).  Dropout (``dropout_ratio``, 0.5 as in the
@@ -51,10 +60,7 @@ class DeepConvNet(Network):
         device: str | Device | None = None,
         seed: int | None = None,
     ) -> None:
-        given = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
-        kwargs, configs = self.layer_configs(
-            input_dim, *given, hidden_size, output_size, weight_init_std, dropout_ratio, dtype
-        )
+        kwargs, configs = self.layer_configs(**constructor_arguments(locals()))
         make = LayerFactory(weight_init_std, dtype, device, seed)
         first_affine = next(i for i, (name, _) in enumerate(configs) if name == "Affine1")
         layers = make.build(configs[:first_affine])
@@ -66,31 +72,18 @@ class DeepConvNet(Network):
         super().__init__(layers, config={"name": "DeepConvNet", "kwargs": kwargs}, input_dim=tuple(kwargs["input_dim"]))
 
     @staticmethod
-    def layer_configs(
-        input_dim: Any = (1, 28, 28),
-        conv_param_1: dict[str, int] | None = None,
-        conv_param_2: dict[str, int] | None = None,
-        conv_param_3: dict[str, int] | None = None,
-        conv_param_4: dict[str, int] | None = None,
-        conv_param_5: dict[str, int] | None = None,
-        conv_param_6: dict[str, int] | None = None,
-        hidden_size: int = 50,
-        output_size: int = 10,
-        weight_init_std: InitSpec = "he",
-        dropout_ratio: float = 0.5,
-        dtype: Any = "float32",
-    ) -> tuple[dict[str, Any], LayerConfigs]:
-        """The checked constructor arguments (JSON-able) and the layers they describe, as
-        (name, config) pairs; nothing is allocated."""
-        c, h, w = check_input_dim(input_dim)
-        given = (conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5, conv_param_6)
+    def describe(args: dict[str, Any]) -> tuple[dict[str, Any], LayerConfigs]:
+        c, h, w = check_input_dim(args["input_dim"])
+        hidden_size, output_size = args["hidden_size"], args["output_size"]
+        weight_init_std, dropout_ratio = args["weight_init_std"], args["dropout_ratio"]
+        given = [args[f"conv_param_{i}"] for i in range(1, 7)]
         convs = [
             conv_settings(f"conv_param_{i + 1}", p or {}, d)
             for i, (p, d) in enumerate(zip(given, DEFAULT_CONV_PARAMS, strict=True))
         ]
         hidden_size = check_int("hidden_size", hidden_size, 1)
         output_size = check_int("output_size", output_size, 1)
-        dtype_name = check_init(weight_init_std, dtype)
+        dtype_name = check_init(weight_init_std, args["dtype"])
         Dropout(dropout_ratio)  # checks the ratio
         configs: LayerConfigs = []
         hw, ch = (h, w), c
