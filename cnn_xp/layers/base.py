@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy
 
-from ..backend import adopt_like, get_array_module
+from ..backend import adopt_like, array_device, get_array_module
 from ..checks import check_int, check_same_place, float_dtype_name, is_floating
 
 Array = Any
@@ -136,6 +136,15 @@ def float_param(name: str, value: Array) -> Array:
     if is_floating(value):
         return value
     return get_array_module(value).astype(value, get_array_module(value).float32)
+
+
+def bias_param(b: Array | float, W: Array, size: int) -> Array:
+    """A bias of shape (size,) like ``W``: an array is checked as a parameter, a number (the
+    book's ``b = 0``) or a 0-d array is broadcast to every output on W's device and dtype."""
+    if (isinstance(b, (int, float)) and not isinstance(b, bool)) or getattr(b, "ndim", None) == 0:
+        xp = get_array_module(W)
+        return xp.full((size,), float(b), dtype=W.dtype, device=array_device(W))
+    return float_param("b", b)
 
 
 def adopt_input(name: str, x: Array, like: Array) -> Array:

@@ -9,7 +9,7 @@ from ..functions.conv2d import ConvState, conv2d_backward, conv2d_forward
 from ..functions.conv_utils import window_output_shape
 from ..functions.dtypes import as_float
 from ..functions.workspace import Workspace
-from .base import Array, Layer, adopt_input, check_dout, float_param, settings, shape_setting, zeros
+from .base import Array, Layer, adopt_input, bias_param, check_dout, float_param, settings, shape_setting, zeros
 from .grad_mode import grad_enabled
 
 
@@ -26,10 +26,11 @@ class Convolution(Layer):
     param_names = ("W", "b")
     can_skip_dx = True
 
-    def __init__(self, W: Array, b: Array, stride: IntPair = 1, pad: IntPair = 0) -> None:
+    def __init__(self, W: Array, b: Array | float, stride: IntPair = 1, pad: IntPair = 0) -> None:
         super().__init__()
-        W, b = float_param("W", W), float_param("b", b)
+        W = float_param("W", W)
         check_rank("W", W, 4, "(FN, C, FH, FW)")
+        b = bias_param(b, W, W.shape[0])
         if tuple(b.shape) != (W.shape[0],):
             raise ValueError(
                 f"b: expected shape (FN,)=({W.shape[0]},) to match W of shape {tuple(W.shape)}, got {tuple(b.shape)}"

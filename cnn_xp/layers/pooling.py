@@ -14,7 +14,7 @@ from .grad_mode import grad_enabled
 
 
 class _Pool2d(Layer):
-    def __init__(self, pool_h: int, pool_w: int, stride: IntPair = 1, pad: IntPair = 0) -> None:
+    def __init__(self, pool_h: int, pool_w: int, stride: IntPair = 2, pad: IntPair = 0) -> None:
         super().__init__()
         self.pool_h = check_int("pool_h", pool_h, 1)
         self.pool_w = check_int("pool_w", pool_w, 1)
@@ -37,13 +37,13 @@ class _Pool2d(Layer):
 
     @classmethod
     def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
-        s = settings(cls, config, {"pool_h": ..., "pool_w": ..., "stride": 1, "pad": 0})
+        s = settings(cls, config, {"pool_h": ..., "pool_w": ..., "stride": 2, "pad": 0})
         cls(s["pool_h"], s["pool_w"], s["stride"], s["pad"])  # checks every setting; holds no arrays
         return {}
 
     @classmethod
     def from_config(cls, config: Any, dtype: Any = "float32") -> Any:
-        s = settings(cls, config, {"pool_h": ..., "pool_w": ..., "stride": 1, "pad": 0})
+        s = settings(cls, config, {"pool_h": ..., "pool_w": ..., "stride": 2, "pad": 0})
         return cls(s["pool_h"], s["pool_w"], s["stride"], s["pad"])
 
     def _windows(self, x: Array, pad_value: float) -> Array:
@@ -85,7 +85,7 @@ class Pooling(_Pool2d):
     built and nothing is reduced along a strided axis.
     """
 
-    def __init__(self, pool_h: int, pool_w: int, stride: IntPair = 1, pad: IntPair = 0) -> None:
+    def __init__(self, pool_h: int, pool_w: int, stride: IntPair = 2, pad: IntPair = 0) -> None:
         super().__init__(pool_h, pool_w, stride, pad)
         self._img: Array | None = None
         self._out: Array | None = None

@@ -26,6 +26,7 @@ class SoftmaxWithLoss(Layer):
 
     def forward(self, x: Array, t: Array) -> Array:
         check_rank("x", x, 2, "(N, K) of class scores")
+        t = label_column(t, x)
         xp = get_array_module(x, t)
         n = x.shape[0]
         if n == 0:
@@ -49,6 +50,15 @@ class SoftmaxWithLoss(Layer):
         if self.y is None or self.t is None:
             raise self._not_run()
         return (self.y - self.t) * (dout / self.y.shape[0])
+
+
+def label_column(t: Array, x: Array) -> Array:
+    """Labels given as a column (N, 1) of an integer dtype — the book's gradient check does so —
+    as (N,); anything else unchanged. (With K = 1 class a (N, 1) array is a one-hot row.)"""
+    xp = get_array_module(t)
+    if getattr(t, "ndim", None) == 2 and t.shape[1] == 1 and x.shape[1] != 1 and xp.isdtype(t.dtype, "integral"):
+        return xp.reshape(t, (t.shape[0],))
+    return t
 
 
 def check_targets(t: Array, x: Array) -> None:

@@ -29,7 +29,7 @@ from ..backend import (
 from ..checks import float_dtype_name, resolve_float_dtype
 from ..layers.base import Layer
 from ..layers.grad_mode import no_grad
-from ..layers.softmax_with_loss import SoftmaxWithLoss, check_targets
+from ..layers.softmax_with_loss import SoftmaxWithLoss, check_targets, label_column
 from ..serialization import (
     CHECKPOINT_FORMAT,
     FLOAT_TENSOR_DTYPES,
@@ -42,6 +42,19 @@ from .params import ParamView, Slot
 from .torch_names import is_torch_style, torch_to_cnn_xp
 
 Array = Any
+
+
+class LayerDict(OrderedDict[str, Layer]):
+    """A network's layers by name, in order — and by position as well, as the book's
+    DeepConvNet keeps them in a list: ``layers['Conv1']`` and ``layers[0]`` are the same layer."""
+
+    def __getitem__(self, key: str | int) -> Layer:  # type: ignore[override]
+        if isinstance(key, int) and not isinstance(key, bool):
+            layers = list(self.values())
+            if not -len(layers) <= key < len(layers):
+                raise IndexError(f"layers[{key}]: this network has {len(layers)} layers")
+            return layers[key]
+        return super().__getitem__(key)  # type: ignore[index]
 
 
 class Network:
@@ -59,7 +72,7 @@ class Network:
         config: dict[str, Any] | None = None,
         input_dim: tuple[int, ...] | None = None,
     ) -> None:
-        self.layers: OrderedDict[str, Layer] = OrderedDict(layers)
+        self.layers: LayerDict = LayerDict(layers)
         if not self.layers:
             raise ValueError("layers: expected at least one layer")
         self.last_layer = last_layer if last_layer is not None else SoftmaxWithLoss()
@@ -95,13 +108,15 @@ class Network:
         like = next(iter(self.params.values()), None)
         return a if like is None else adopt_like(a, like)
 
-    def predict(self, x: Array, train_flg: bool | None = None) -> Array:
-        """Scores (N, output_size) for x; ``train_flg`` overrides the mode (None: ``self.training``).
+    def predict(self, x: Array, train_flg: bool = False) -> Array:
+        """Scores (N, output_size) for x, in inference mode as in the book (Dropout off,
+        BatchNorm's running statistics); ``train_flg=True`` runs the training-mode forward.
+        :meth:`loss`, :meth:`forward` and :meth:`gradient` follow :meth:`train`/:meth:`eval`.
 
         ``x`` may be any DLPack-capable array on the network's device (a PyTorch CPU tensor for a
         CPU network, say): it is read in place, and the scores come back as the network's own
         array type (``torch.from_dlpack(scores)`` hands them back, again without a copy)."""
-        train = self.training if train_flg is None else bool(train_flg)
+        train = bool(train_flg)
         x = self._adopt(x)
         for layer in self.layers.values():
             x = layer.forward(x, train_flg=train) if layer.uses_mode else layer.forward(x)
@@ -114,7 +129,7 @@ class Network:
     def forward(self, x: Array, t: Array, train_flg: bool | None = None) -> tuple[Array, Array]:
         """(loss, scores) on (x, t): the 0-d mean loss and the (N, K) scores, both on the device;
         :meth:`backward` then back-propagates this loss."""
-        scores = self.predict(x, train_flg)
+        scores = self.predict(x, self.training if train_flg is None else bool(train_flg))
         return self.last_layer.forward(scores, self._adopt(t)), scores
 
     def backward(self, dout: Array | float = 1) -> dict[str, Array]:
@@ -141,6 +156,27 @@ class Network:
         """Gradients of the loss on (x, t) by back-propagation, keyed like ``params``."""
         self.loss(x, t)
         return self.backward()
+
+    def numerical_gradient(self, x: Array, t: Array, h: float = 1e-4) -> dict[str, Array]:
+        """Gradients of :meth:`loss` by central differences, ``(f(w + h) - f(w - h)) / 2h`` for
+        every element of every parameter, keyed like ``params`` (the book's gradient check).
+        Slow — two forward passes per element — and exact to about ``h**2``: use float64 and
+        small networks. Each element is restored after use; the network ends as it began."""
+        grads: dict[str, Array] = {}
+        for key, p in self.params.items():
+            xp = get_array_module(p)
+            flat = xp.reshape(p, (-1,))  # a view: writing it changes the parameter
+            g = xp.zeros_like(flat)
+            for i in range(flat.shape[0]):
+                old = flat[i]
+                flat[i] = old + h
+                up = self.loss(x, t)
+                flat[i] = old - h
+                down = self.loss(x, t)
+                flat[i] = old
+                g[i] = (up - down) / (2 * h)
+            grads[key] = xp.reshape(g, p.shape)
+        return grads
 
     def accuracy(self, x: Array, t: Array, batch_size: int = 100) -> float:
         """Fraction of correct predictions, in inference mode, over *all* N samples
@@ -178,6 +214,7 @@ class Network:
                     if with_loss:
                         loss = self.last_layer.forward(scores, tb) * xb.shape[0]
                         result.loss = loss if result.loss is None else result.loss + loss
+                tb = label_column(tb, scores)
                 check_targets(tb, scores)
                 hits = count_hits(scores, tb)
                 result.hits = hits if result.hits is None else result.hits + hits

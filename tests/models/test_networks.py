@@ -113,17 +113,32 @@ def test_accuracy_counts_the_tail_batch():
 
 
 def test_train_and_eval_modes():
+    """As in the book, predict(x) is inference; loss and gradient train unless eval() was called."""
     net = DeepConvNet(**SMALL_DEEP, seed=0)
     x = np.random.default_rng(0).standard_normal((4, 1, 12, 12)).astype(np.float32)
+    t = np.array([0, 1, 2, 0])
     assert net.training
-    a, b = net.predict(x), net.predict(x)
-    assert not np.array_equal(a, b)  # dropout differs between calls in training mode
+    np.testing.assert_array_equal(net.predict(x), net.predict(x))  # the book's predict(x): no dropout
+    np.testing.assert_array_equal(net.predict(x), net.predict(x, train_flg=False))
+    assert not np.array_equal(net.predict(x, train_flg=True), net.predict(x, train_flg=True))
+    assert float(net.loss(x, t)) != float(net.loss(x, t))  # training mode: new dropout masks
     net.eval()
     assert not net.training and not net.layers["Dropout1"].training
-    np.testing.assert_array_equal(net.predict(x), net.predict(x))
-    np.testing.assert_array_equal(net.predict(x), net.predict(x, train_flg=False))
+    assert float(net.loss(x, t)) == float(net.loss(x, t))
     net.train()
     assert net.training
+
+
+def test_layers_by_name_and_by_position_as_in_the_book():
+    net = DeepConvNet(**SMALL_DEEP, seed=0)
+    assert net.layers[15] is net.layers["Affine1"] and net.layers[-1] is net.layers["Dropout2"]
+    assert [net.layers[i] for i in (0, 2, 5, 7, 10, 12, 15, 18)] == [
+        net.layers[k] for k in ("Conv1", "Conv2", "Conv3", "Conv4", "Conv5", "Conv6", "Affine1", "Affine2")
+    ]
+    with pytest.raises(IndexError, match=r"layers\[20\]: this network has 20 layers"):
+        net.layers[20]
+    with pytest.raises(KeyError):
+        net.layers["Conv9"]
 
 
 def test_integer_inputs_from_arange():
