@@ -6,6 +6,7 @@ array-API library.
 
 from .conv_utils import get_conv_outsize
 from .im2col import col2im, fold, im2col, pad2d, unfold
+from .numerical_gradient import numerical_gradient
 from .softmax import log_softmax, softmax
 
-__all__ = ["col2im", "fold", "get_conv_outsize", "im2col", "log_softmax", "pad2d", "softmax", "unfold"]
+__all__ = ["col2im", "fold", "get_conv_outsize", "im2col", "log_softmax", "numerical_gradient", "pad2d", "softmax", "unfold"]

@@ -27,6 +27,7 @@ from ..backend import (
     to_numpy,
 )
 from ..checks import float_dtype_name, resolve_float_dtype
+from ..functions.numerical_gradient import numerical_gradient
 from ..layers.base import Layer
 from ..layers.grad_mode import no_grad
 from ..layers.softmax_with_loss import SoftmaxWithLoss, check_targets, label_column
@@ -158,25 +159,10 @@ class Network:
         return self.backward()
 
     def numerical_gradient(self, x: Array, t: Array, h: float = 1e-4) -> dict[str, Array]:
-        """Gradients of :meth:`loss` by central differences, ``(f(w + h) - f(w - h)) / 2h`` for
-        every element of every parameter, keyed like ``params`` (the book's gradient check).
-        Slow — two forward passes per element — and exact to about ``h**2``: use float64 and
-        small networks. Each element is restored after use; the network ends as it began."""
-        grads: dict[str, Array] = {}
-        for key, p in self.params.items():
-            xp = get_array_module(p)
-            flat = xp.reshape(p, (-1,))  # a view: writing it changes the parameter
-            g = xp.zeros_like(flat)
-            for i in range(flat.shape[0]):
-                old = flat[i]
-                flat[i] = old + h
-                up = self.loss(x, t)
-                flat[i] = old - h
-                down = self.loss(x, t)
-                flat[i] = old
-                g[i] = (up - down) / (2 * h)
-            grads[key] = xp.reshape(g, p.shape)
-        return grads
+        """Gradients of :meth:`loss` by central differences for every element of every
+        parameter, keyed like ``params`` (the book's gradient check; see
+        :func:`cnn_xp.functions.numerical_gradient`): slow, for small float64 networks."""
+        return {key: numerical_gradient(lambda _: self.loss(x, t), p, h) for key, p in self.params.items()}
 
     def accuracy(self, x: Array, t: Array, batch_size: int = 100) -> float:
         """Fraction of correct predictions, in inference mode, over *all* N samples

@@ -49,3 +49,19 @@ def test_numerical_gradient_matches_backprop_with_column_labels():
         np.testing.assert_array_equal(net.params[key], before[key])  # every element restored
     assert net.accuracy(X, T) in (0.0, 1.0)
     assert float(net.loss(X, T)) == pytest.approx(float(net.loss(X, np.array([1]))))
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_numerical_gradient_function_on_two_array_libraries(library):
+    from cnn_xp.functions import numerical_gradient
+
+    if library == "torch":
+        torch = pytest.importorskip("torch", reason="PyTorch (the 'torch' extra) is not installed")
+        x = torch.tensor([[1.0, 2.0], [3.0, -1.0]], dtype=torch.float64)
+    else:
+        x = np.array([[1.0, 2.0], [3.0, -1.0]])
+    g = numerical_gradient(lambda a: (a**3).sum(), x)
+    np.testing.assert_allclose(np.asarray(g), 3 * np.asarray(x) ** 2, rtol=1e-7)
+    np.testing.assert_array_equal(np.asarray(x), [[1.0, 2.0], [3.0, -1.0]])  # restored
+    with pytest.raises(ValueError, match="contiguous"):
+        numerical_gradient(lambda a: a.sum(), np.ones((3, 2)).T)
