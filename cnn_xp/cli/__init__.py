@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "classify image files with a checkpoint"),
     "export": ("export", "write a checkpoint as an ONNX model"),
     "bench": ("bench", "training/inference speed and memory, beside PyTorch"),
+    "convert": ("convert", "the book's weight pickles to a cnn_xp parameters file, safely"),
+    "book": ("book", "run a script of the book unmodified, on cnn_xp"),
 }
 
 

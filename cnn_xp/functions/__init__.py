@@ -9,4 +9,14 @@ from .im2col import col2im, fold, im2col, pad2d, unfold
 from .numerical_gradient import numerical_gradient
 from .softmax import log_softmax, softmax
 
-__all__ = ["col2im", "fold", "get_conv_outsize", "im2col", "log_softmax", "numerical_gradient", "pad2d", "softmax", "unfold"]
+__all__ = [
+    "col2im",
+    "fold",
+    "get_conv_outsize",
+    "im2col",
+    "log_softmax",
+    "numerical_gradient",
+    "pad2d",
+    "softmax",
+    "unfold",
+]

@@ -28,4 +28,3 @@ def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = 1e-4) -> Any:
         flat[i] = old
         grad[i] = (up - down) / (2 * h)
     return xp.reshape(grad, x.shape)
-

@@ -18,8 +18,10 @@ class BatchNormalization(Layer):
     (the book normalised every element of a 4-D input separately; that is fixed here).
     Training mode uses the batch statistics and updates the running ones as
     ``running = momentum * running + (1 - momentum) * batch`` (the book's convention:
-    ``momentum=0.9`` keeps 90 %), with the unbiased batch variance as PyTorch does; eval
-    mode uses the running statistics.  Gradients land in ``dgamma`` and ``dbeta``.
+    ``momentum=0.9`` keeps 90 %), with the unbiased batch variance as PyTorch does (with
+    ``unbiased=False`` the batch's own variance, as the book does; then a batch of one sample
+    per channel is allowed); eval mode uses the running statistics.  Gradients land in
+    ``dgamma`` and ``dbeta``.
     """
 
     param_names = ("gamma", "beta")
@@ -34,6 +36,7 @@ class BatchNormalization(Layer):
         running_mean: Array | None = None,
         running_var: Array | None = None,
         eps: float = 1e-5,
+        unbiased: bool = True,
     ) -> None:
         super().__init__()
         gamma, beta = float_param("gamma", gamma), float_param("beta", beta)
@@ -48,7 +51,7 @@ class BatchNormalization(Layer):
             raise ValueError(f"eps: expected a positive number, got {eps!r}")
         xp = get_array_module(gamma)
         self.gamma, self.beta = gamma, beta
-        self.momentum, self.eps = float(momentum), float(eps)
+        self.momentum, self.eps, self.unbiased = float(momentum), float(eps), bool(unbiased)
         self.running_mean = xp.zeros_like(gamma) if running_mean is None else as_float(running_mean, like=gamma)
         self.running_var = xp.ones_like(gamma) if running_var is None else as_float(running_var, like=gamma)
         self.dgamma: Array | None = None
@@ -61,11 +64,14 @@ class BatchNormalization(Layer):
             "num_features": int(self.gamma.shape[0]),
             "momentum": self.momentum,
             "eps": self.eps,
+            "unbiased": self.unbiased,
         }
 
     @classmethod
     def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
-        s = settings(cls, config, {"num_features": ..., "momentum": 0.9, "eps": 1e-5})
+        s = settings(cls, config, {"num_features": ..., "momentum": 0.9, "eps": 1e-5, "unbiased": True})
+        if not isinstance(s["unbiased"], bool):
+            raise ValueError(f"BatchNormalization config: unbiased expected true or false, got {s['unbiased']!r}")
         c = check_int("BatchNormalization config: num_features", s["num_features"], 1)
         check_number("BatchNormalization config: momentum", s["momentum"], 0.0, 1.0, low_inclusive=True)
         check_number("BatchNormalization config: eps", s["eps"], 0.0, 1.0)
@@ -74,7 +80,13 @@ class BatchNormalization(Layer):
     @classmethod
     def from_config(cls, config: Any, dtype: Any = "float32") -> BatchNormalization:
         (c,) = cls.state_shapes(config)["gamma"]
-        return cls(zeros((c,), dtype), zeros((c,), dtype), config.get("momentum", 0.9), eps=config.get("eps", 1e-5))
+        return cls(
+            zeros((c,), dtype),
+            zeros((c,), dtype),
+            config.get("momentum", 0.9),
+            eps=config.get("eps", 1e-5),
+            unbiased=config.get("unbiased", True),
+        )
 
     def _axes(self, x: Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Reduction axes and the broadcast shape of a per-channel vector."""
@@ -101,16 +113,17 @@ class BatchNormalization(Layer):
         train = self._mode(train_flg)
         count = x.size // self.gamma.shape[0]
         if train:
-            if count < 2:
+            if count < 2 and self.unbiased:
                 raise ValueError(
-                    f"x: training-mode batch statistics need more than 1 value per channel, got x of shape {tuple(x.shape)}"
+                    f"x: training-mode batch statistics need more than 1 value per channel (or unbiased=False), got x of shape {tuple(x.shape)}"
                 )
             mean = xp.mean(x, axis=axes)
             xc = x - xp.reshape(mean, shape)
             var = xp.mean(xc * xc, axis=axes)
             m = self.momentum
             self.running_mean = m * self.running_mean + (1 - m) * mean
-            self.running_var = m * self.running_var + (1 - m) * var * (count / (count - 1))
+            correction = count / (count - 1) if self.unbiased else 1.0
+            self.running_var = m * self.running_var + (1 - m) * var * correction
         else:
             xc = x - xp.reshape(self.running_mean, shape)
             var = self.running_var

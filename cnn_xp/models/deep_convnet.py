@@ -60,7 +60,7 @@ class DeepConvNet(BookNetwork):
         device: str | Device | None = None,
         seed: int | None = None,
     ) -> None:
-        kwargs, configs = self.layer_configs(**constructor_arguments(locals()))
+        kwargs, configs = DeepConvNet.layer_configs(**constructor_arguments(locals()))
         make = LayerFactory(weight_init_std, dtype, device, seed)
         first_affine = next(i for i, (name, _) in enumerate(configs) if name == "Affine1")
         layers = make.build(configs[:first_affine])

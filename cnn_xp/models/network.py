@@ -117,7 +117,11 @@ class Network:
         ``x`` may be any DLPack-capable array on the network's device (a PyTorch CPU tensor for a
         CPU network, say): it is read in place, and the scores come back as the network's own
         array type (``torch.from_dlpack(scores)`` hands them back, again without a copy)."""
-        train = bool(train_flg)
+        return self._scores(x, bool(train_flg))
+
+    def _scores(self, x: Array, train: bool) -> Array:
+        """The forward pass through every layer (what :meth:`predict`, :meth:`forward` and
+        :meth:`tally` share, so that a subclass may change what ``predict`` returns)."""
         x = self._adopt(x)
         for layer in self.layers.values():
             x = layer.forward(x, train_flg=train) if layer.uses_mode else layer.forward(x)
@@ -130,7 +134,7 @@ class Network:
     def forward(self, x: Array, t: Array, train_flg: bool | None = None) -> tuple[Array, Array]:
         """(loss, scores) on (x, t): the 0-d mean loss and the (N, K) scores, both on the device;
         :meth:`backward` then back-propagates this loss."""
-        scores = self.predict(x, self.training if train_flg is None else bool(train_flg))
+        scores = self._scores(x, self.training if train_flg is None else bool(train_flg))
         return self.last_layer.forward(scores, self._adopt(t)), scores
 
     def backward(self, dout: Array | float = 1) -> dict[str, Array]:
@@ -196,7 +200,7 @@ class Network:
                 if xb.shape[0] == 0:  # a distributed rank's share of a small final batch
                     continue
                 with no_grad():
-                    scores = self.predict(xb, train_flg=False)
+                    scores = self._scores(xb, False)
                     if with_loss:
                         loss = self.last_layer.forward(scores, tb) * xb.shape[0]
                         result.loss = loss if result.loss is None else result.loss + loss

@@ -43,7 +43,7 @@ class SimpleConvNet(BookNetwork):
         device: str | Device | None = None,
         seed: int | None = None,
     ) -> None:
-        kwargs, configs = self.layer_configs(**constructor_arguments(locals()))
+        kwargs, configs = SimpleConvNet.layer_configs(**constructor_arguments(locals()))
         layers = LayerFactory(weight_init_std, dtype, device, seed).build(configs)
         super().__init__(
             layers, config={"name": "SimpleConvNet", "kwargs": kwargs}, input_dim=tuple(kwargs["input_dim"])
