@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ...backend import get_array_module
 from ...layers import Affine, Convolution, Dropout, Pooling, Relu, Sigmoid, SoftmaxWithLoss
 from ...layers import BatchNormalization as _BatchNormalization
 from .functions import *  # noqa: F403 - the book's module re-exports them
@@ -18,13 +19,16 @@ from .util import col2im, im2col
 
 
 class BatchNormalization(_BatchNormalization):
-    """The book's batch normalisation numbers: ``eps`` 1e-6 (the book's ``10e-7``) and the running
-    variance from the batch's own variance, so a batch of one sample trains as in the book.
-    Per channel for 4-D input (the book normalised each element of a 4-D input on its own)."""
+    """The book's batch normalisation numbers: ``eps`` 1e-6 (the book's ``10e-7``), running
+    statistics that start at zero and follow the batch's own variance, so a batch of one sample
+    trains as in the book. Per channel for 4-D input (the book normalised each element of a 4-D
+    input on its own)."""
 
     def __init__(
         self, gamma: Any, beta: Any, momentum: float = 0.9, running_mean: Any = None, running_var: Any = None
     ) -> None:
+        if running_var is None:
+            running_var = get_array_module(gamma).zeros_like(gamma)
         super().__init__(gamma, beta, momentum, running_mean, running_var, eps=10e-7, unbiased=False)
 
 
