@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..models import DeepConvNet as _DeepConvNet
-from .network import BookAPI
+from .network import BookAPI, global_seed
 
 
 class DeepConvNet(BookAPI, _DeepConvNet):
@@ -36,5 +36,6 @@ class DeepConvNet(BookAPI, _DeepConvNet):
             output_size,
             dtype="float64",
             device="cpu",
+            seed=global_seed(),
         )
         self._place()

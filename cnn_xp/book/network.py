@@ -7,6 +7,8 @@ import os
 import warnings
 from typing import Any
 
+import numpy
+
 from ..backend import to_numpy
 from ..models import Network
 from ..serialization import read_header
@@ -14,6 +16,12 @@ from .config import get_device, onto
 from .weights import book_network, read_book_pickle
 
 Array = Any
+
+
+def global_seed() -> int:
+    """A seed drawn from NumPy's global generator, so that a book script's ``np.random.seed(...)``
+    fixes its networks' initial weights and dropout masks, as it does in the book."""
+    return int(numpy.random.randint(2**31))
 
 
 class BookAPI(Network):

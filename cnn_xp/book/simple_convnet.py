@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..models import SimpleConvNet as _SimpleConvNet
-from .network import BookAPI
+from .network import BookAPI, global_seed
 
 
 class SimpleConvNet(BookAPI, _SimpleConvNet):
@@ -21,6 +21,6 @@ class SimpleConvNet(BookAPI, _SimpleConvNet):
         weight_init_std: Any = 0.01,
     ) -> None:
         _SimpleConvNet.__init__(
-            self, input_dim, conv_param, hidden_size, output_size, weight_init_std, dtype="float64", device="cpu"
+            self, input_dim, conv_param, hidden_size, output_size, weight_init_std, dtype="float64", device="cpu", seed=global_seed()
         )
         self._place()

@@ -37,10 +37,8 @@ class Momentum(Optimizer):
 
 class Nesterov(Optimizer):
     """Nesterov's accelerated gradient in the form of Bengio et al. (arXiv:1212.0901), which
-    the book cites: ``p += m*m*v - (1 + m)*lr*g; v = m*v - lr*g``.
-
-    The book's code applies ``m*m`` to the *updated* velocity, which adds an extra
-    ``-m*m*lr*g`` step each update; that fault is not copied here.
+    the book cites: ``p += m*m*v - (1 + m)*lr*g; v = m*v - lr*g`` — what the book's current
+    code computes too.
     """
 
     state_names = ("v",)
