@@ -75,4 +75,6 @@ with tempfile.TemporaryDirectory() as out:
     # --resume take it too).
     restored = load_checkpoint(Path(out) / "last.safetensors").build_model(device=device)
     acc = restored.accuracy(cnn_xp.to_device(xt[:2000] / np.float32(255), device), cnn_xp.to_device(tt[:2000], device))
-    print(f"rebuilt from last.safetensors: {type(restored).__name__} of {len(restored.layers)} layers, test accuracy {acc:.2%}")
+    print(
+        f"rebuilt from last.safetensors: {type(restored).__name__} of {len(restored.layers)} layers, test accuracy {acc:.2%}"
+    )

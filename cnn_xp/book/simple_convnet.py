@@ -21,6 +21,14 @@ class SimpleConvNet(BookAPI, _SimpleConvNet):
         weight_init_std: Any = 0.01,
     ) -> None:
         _SimpleConvNet.__init__(
-            self, input_dim, conv_param, hidden_size, output_size, weight_init_std, dtype="float64", device="cpu", seed=global_seed()
+            self,
+            input_dim,
+            conv_param,
+            hidden_size,
+            output_size,
+            weight_init_std,
+            dtype="float64",
+            device="cpu",
+            seed=global_seed(),
         )
         self._place()
