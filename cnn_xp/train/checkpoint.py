@@ -190,7 +190,7 @@ def _check_counters(path: Path, trainer: dict[str, Any], optimizer: dict[str, An
         len(history) == epoch
         and all(r["epoch"] == i + 1 and r["step"] == (i + 1) * (per_epoch or 0) for i, r in enumerate(history))
         and step == (history[-1]["step"] if history else 0) + in_epoch
-        and (per_epoch is None or in_epoch < per_epoch)
+        and (per_epoch is None or in_epoch <= per_epoch)  # == : saved after an epoch's last step, before its end
     )
     if not story:
         raise ValueError(

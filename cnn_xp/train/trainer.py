@@ -164,7 +164,7 @@ class Trainer:
         epoch, step = int(state.get("epoch", 0)), int(state.get("step", 0))
         step_in_epoch = int(state.get("step_in_epoch", 0))
         per_epoch = len(self.train_loader)
-        if step_in_epoch >= per_epoch or step != epoch * per_epoch + step_in_epoch:
+        if step_in_epoch > per_epoch or step != epoch * per_epoch + step_in_epoch:  # == : an epoch done, not yet closed
             raise ValueError(
                 f"resume: the checkpoint's counters (epoch {epoch}, step {step}, step in epoch {step_in_epoch}) do not "
                 f"fit {per_epoch} steps per epoch of this train loader (another batch size or data set?)"

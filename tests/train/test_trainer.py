@@ -96,6 +96,40 @@ def test_resume_mid_epoch_is_bit_exact(mnist_small, tmp_path):
     assert resumed.history[-1]["loss"] == straight.history[-1]["loss"]
 
 
+def test_killed_after_an_epochs_last_step_before_its_end_resumes_bit_exact(mnist_small, tmp_path):
+    """A periodic checkpoint on an epoch's last step, then a kill before the epoch's end is
+    recorded: step_in_epoch == steps per epoch.  It loads and resumes (found by the SIGKILL test)."""
+    train, test = loaders(mnist_small)
+    straight = Trainer(small_net(), Adam(lr=0.01), train, test, quiet=True)
+    straight.fit(2)
+    train, test = loaders(mnist_small)
+    first = Trainer(small_net(), Adam(lr=0.01), train, test, out_dir=tmp_path, quiet=True, save_every=4)
+
+    class Killed(Exception):  # noqa: N818 - a test signal, not an error
+        pass
+
+    end_epoch = first._end_epoch
+
+    def killed(epochs):
+        if first.epoch == 1:  # the periodic save at step 8 of 8 of epoch 2 happened; its end did not
+            raise Killed
+        end_epoch(epochs)
+
+    first._end_epoch = killed
+    with pytest.raises(Killed):
+        first.fit(2)
+    ck = load_checkpoint(tmp_path / "last.safetensors")
+    assert (ck.trainer["epoch"], ck.trainer["step"], ck.trainer["step_in_epoch"]) == (1, 16, 8)
+    train, test = loaders(mnist_small)
+    resumed = Trainer(ck.build_model(), ck.build_optimizer(), train, test, quiet=True)
+    resumed.load_state(ck.trainer, ck.rng)
+    resumed.fit(2)
+    for k, v in weights(straight).items():
+        np.testing.assert_array_equal(weights(resumed)[k], v)
+    assert [h["step"] for h in resumed.history] == [8, 16]
+    assert resumed.history[-1]["test_acc"] == straight.history[-1]["test_acc"]
+
+
 @pytest.mark.filterwarnings(
     "ignore:overflow encountered:RuntimeWarning", "ignore:invalid value encountered:RuntimeWarning"
 )
