@@ -12,8 +12,11 @@ driver or GPU is treated as "no GPU" (``gpu_available()`` is False and never rai
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -22,6 +25,7 @@ import array_api_compat
 import numpy  # host-side conversions only; array math goes through get_array_module()
 
 __all__ = [
+    "AGREEMENT",
     "RNG",
     "Device",
     "GPUUnavailableError",
@@ -30,20 +34,29 @@ __all__ = [
     "array_device",
     "device_of",
     "dlpack_device",
+    "follows_input_device",
     "from_dlpack",
     "get_array_module",
     "gpu_available",
+    "gpu_scratch_bytes",
     "gpu_unavailable_reason",
     "is_gpu_array",
+    "is_host_array",
     "is_out_of_memory",
+    "on_device",
     "parse_device",
     "release_gpu_memory",
+    "strided_view",
     "synchronize",
     "to_device",
     "to_numpy",
 ]
 
 ENV_DEVICE = "CNN_XP_DEVICE"
+
+AGREEMENT: dict[str, tuple[float, float]] = {"float64": (1e-10, 1e-12), "float32": (2e-4, 1e-5)}
+"""(rtol, atol) within which a GPU result must equal the CPU's, per dtype: the same function
+computed with another BLAS and other reduction orders.  The tests and ``cnn_xp.doctor`` use these."""
 _INSTALL_HINT = "install CuPy with `pip install 'cnn_xp[cuda12]'` (CUDA 12) or `'cnn_xp[cuda13]'` (CUDA 13)"
 
 
@@ -133,18 +146,22 @@ CPU = Device("cpu")
 _DEVICE_RE = re.compile(r"^(cpu|gpu|cuda)(?::(\d+))?$")
 
 
-def parse_device(spec: str | Device | None = None) -> Device:
+def parse_device(spec: str | Device | Any | None = None) -> Device | Any:
     """Turn a device spec into a :class:`Device`, checking that a GPU asked for is usable.
 
     Accepted: ``"cpu"``, ``"gpu"``, ``"gpu:N"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` (GPU 0
     if usable, else CPU), a :class:`Device`, or None (the ``CNN_XP_DEVICE`` environment
-    variable, else ``"cpu"``).  Raises ValueError for an unknown spec and
+    variable, else ``"cpu"``).  The device object of another array-API library --
+    ``torch.device("cpu")``, an ``array_api_strict.Device`` -- is returned as it is: arrays placed
+    there are that library's (PyTorch tensors in, PyTorch tensors out).  Raises ValueError for an unknown spec and
     :class:`GPUUnavailableError` for a GPU that cannot be used.
     """
     if spec is None:
         spec = os.environ.get(ENV_DEVICE) or "cpu"
     if isinstance(spec, Device):
         device = spec
+    elif _is_foreign_device(spec) and type(spec).__module__.split(".")[0] in _FOREIGN_LIBRARIES:
+        return spec
     elif isinstance(spec, str):
         text = spec.strip().lower()
         if text == "auto":
@@ -156,7 +173,9 @@ def parse_device(spec: str | Device | None = None) -> Device:
             )
         device = CPU if m.group(1) == "cpu" else Device("gpu", int(m.group(2) or 0))
     else:
-        raise TypeError(f"device: expected a str or cnn_xp.Device, got {type(spec).__name__}")
+        raise TypeError(
+            f"device: expected a str, a cnn_xp.Device or a torch/array_api_strict device, got {type(spec).__name__}"
+        )
     if device.is_gpu:
         reason = gpu_unavailable_reason(device.index)
         if reason is not None:
@@ -174,8 +193,10 @@ def device_of(x: Any) -> Device:
 
 
 def _is_foreign_device(device: Any) -> bool:
-    """An array-API device object of a library other than NumPy/CuPy (e.g. array_api_strict)."""
-    return not isinstance(device, (str, Device)) and device is not None
+    """An array-API device object of a library other than NumPy/CuPy (PyTorch, array_api_strict)."""
+    return (
+        not isinstance(device, (str, Device)) and device is not None and type(device).__module__.split(".")[0] != "cupy"
+    )
 
 
 def to_numpy(x: Any) -> numpy.ndarray:
@@ -295,12 +316,19 @@ def adopt_like(x: Any, like: Any) -> Any:
     return from_dlpack(x)
 
 
+_FOREIGN_LIBRARIES = ("torch", "array_api_strict")  # whose device objects cnn_xp places arrays on
+
+
 def _namespace_of_device(device: Any) -> ModuleType:
     module = type(device).__module__.split(".")[0]
     if module == "array_api_strict":
         import array_api_strict
 
         return array_api_strict
+    if module == "torch":
+        import array_api_compat.torch
+
+        return array_api_compat.torch  # type: ignore[no-any-return]
     raise TypeError(f"device: unsupported device object {device!r} of type {type(device).__name__}")
 
 
@@ -321,6 +349,90 @@ def array_device(x: Any) -> Any:
     return array_api_compat.device(x)
 
 
+# --------------------------------------------------------------------------- the current device
+
+_NO_CONTEXT = contextlib.nullcontext()
+
+
+def on_device(where: Any) -> contextlib.AbstractContextManager[Any]:
+    """A context that makes the device of ``where`` current while its block runs.
+
+    CuPy allocates every new array, and launches every kernel, on the *current* CUDA device,
+    whatever device the inputs live on (array-api-compat's CuPy ``zeros``/``empty``/``arange``
+    ignore ``device=``).  Code working on arrays of GPU 1 must therefore run with GPU 1 current:
+    ``with on_device(x): ...``.  ``where`` is an array, a :class:`Device`, a device string or a
+    ``cupy.cuda.Device``; for the CPU, and for libraries whose operations follow their inputs'
+    device (PyTorch, array_api_strict), this does nothing.
+    """
+    if where is None or isinstance(where, (numpy.ndarray, numpy.generic, int, float, bool)):
+        return _NO_CONTEXT
+    if isinstance(where, Device):
+        if not where.is_gpu:
+            return _NO_CONTEXT
+        cupy = _get_cupy()
+        assert cupy is not None, "a GPU Device exists only when CuPy is usable (parse_device checks)"
+        return cupy.cuda.Device(where.index)
+    if isinstance(where, str):
+        return on_device(parse_device(where))
+    if is_gpu_array(where):
+        return where.device  # type: ignore[no-any-return]  # a cupy.cuda.Device: a context manager
+    if type(where).__module__.split(".")[0] == "cupy" and hasattr(where, "__enter__"):
+        return where  # type: ignore[no-any-return]  # a cupy.cuda.Device given as it is
+    return _NO_CONTEXT
+
+
+def follows_input_device(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator: run ``fn`` with the device of its first array argument current (see
+    :func:`on_device`), so a pure array function works on any GPU it is given."""
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with on_device(next((a for a in args if hasattr(a, "shape")), None)):
+            return fn(*args, **kwargs)
+
+    return run
+
+
+def is_host_array(x: Any) -> bool:
+    """True if reading ``x`` from Python (``bool``, ``float``, ``.item()``) costs no
+    device-to-host transfer: NumPy arrays and scalars, and other libraries' CPU arrays that DLPack
+    reports on the CPU (PyTorch CPU tensors).  Such a read of a GPU array is a synchronisation."""
+    if isinstance(x, (numpy.ndarray, numpy.generic, int, float, bool)):
+        return True
+    if is_gpu_array(x) or _is_strict(x):
+        return _is_strict(x) and array_api_compat.device(x) == _strict_default_device(x)
+    try:
+        return dlpack_device(x) == CPU
+    except Exception:  # a library whose __dlpack_device__ refuses (not ours to judge): assume not
+        return False
+
+
+def _strict_default_device(x: Any) -> Any:
+    return array_api_compat.array_namespace(x).__array_namespace_info__().default_device()
+
+
+# --------------------------------------------------------------------------- strided views
+
+
+def strided_view(flat: Any, offset: int, shape: tuple[int, ...], strides: tuple[int, ...]) -> Any | None:
+    """A read-only view of the 1-D contiguous array ``flat`` starting at element ``offset``, of
+    ``shape`` with ``strides`` counted in elements; None for a library without such views (the
+    caller then falls back to slices).  Copying such a view is one kernel on a GPU where the
+    equivalent slices are one per window offset: it is how im2col's columns are built."""
+    if flat.ndim != 1:
+        raise ValueError(f"flat: expected a 1-D contiguous array, got shape {tuple(flat.shape)}")
+    if isinstance(flat, numpy.ndarray) or is_gpu_array(flat):
+        lib = numpy if isinstance(flat, numpy.ndarray) else _get_cupy()
+        assert lib is not None
+        item = flat.itemsize
+        return lib.lib.stride_tricks.as_strided(flat[offset:], shape=shape, strides=tuple(s * item for s in strides))
+    if array_api_compat.is_torch_array(flat):
+        import torch
+
+        return torch.as_strided(flat, shape, strides, flat.storage_offset() + offset)
+    return None
+
+
 # --------------------------------------------------------------------------- host -> device copies
 
 
@@ -329,44 +441,96 @@ class HostToDevice:
 
     ``submit(arrays)`` starts the copy and returns a ticket; ``receive(ticket)`` returns the
     arrays on the device.  On the CPU both are free (the arrays are returned as they are, no
-    copy).  On a GPU, ``submit`` stages the batch in pinned host memory and copies it on a
-    separate non-blocking CUDA stream, so the copy of batch k+1 overlaps the compute of batch
-    k; ``receive`` waits for that copy only (not for the compute stream).
+    copy).  On a GPU the copies run on a side stream into a ring of :attr:`slots` preallocated
+    buffer sets (pinned host staging + device memory), so the copy of batch k+1 overlaps the
+    compute of batch k without a race:
+
+    * before a slot is written again, the copy stream waits (on the GPU, not the host) for an
+      event recorded on the compute stream after every kernel that read the slot's last batch
+      was queued;
+    * ``receive`` makes the compute stream wait for the copy's event -- the host never waits
+      for a copy, and never for the compute stream;
+    * the host rewrites a slot's pinned staging buffer only after that slot's previous copy is
+      done (the copy of ``slots`` batches ago: long finished in a training loop).
+
+    The arrays ``receive`` returns live in a slot and are overwritten ``slots`` batches later:
+    :attr:`recycles` tells callers to copy (or cast) them before handing them on; the
+    :class:`~cnn_xp.data.DataLoader` does.
     """
+
+    slots = 2
 
     def __init__(self, device: str | Device | None = "cpu") -> None:
         self.device = parse_device(device)
         self._stream = None
-        if self.device.is_gpu:
+        self._ring: list[dict[str, Any]] = []
+        self._next = 0
+        self._foreign = _is_foreign_device(self.device)  # another library's device: its own copies
+        if isinstance(self.device, Device) and self.device.is_gpu:
             cupy = _get_cupy()
             assert cupy is not None
             with cupy.cuda.Device(self.device.index):
                 self._stream = cupy.cuda.Stream(non_blocking=True)
+            self._ring = [{"pinned": [], "dev": [], "copied": None} for _ in range(self.slots)]
+
+    @property
+    def recycles(self) -> bool:
+        """True if received arrays are reused buffers (on a GPU), False if they are the caller's own."""
+        return self._stream is not None
 
     def submit(self, arrays: tuple[numpy.ndarray, ...]) -> Any:
+        if self._foreign:
+            return tuple(to_device(a, self.device) for a in arrays)
         if self._stream is None:
             return arrays
         cupy = _get_cupy()
         assert cupy is not None
+        slot = self._ring[self._next]
+        self._next = (self._next + 1) % self.slots
+        with cupy.cuda.Device(self.device.index):
+            if slot["copied"] is not None:
+                slot["copied"].synchronize()  # the host may now rewrite the pinned staging buffer
+            # every kernel queued so far on the compute stream -- the readers of this slot's last
+            # batch among them -- finishes before the copy stream writes the slot again
+            self._stream.wait_event(cupy.cuda.get_current_stream().record())
+            views = []
+            for i, a in enumerate(arrays):
+                pinned, dev = self._buffers(slot, i, a)
+                host = pinned[: a.size].reshape(a.shape)
+                host[...] = a
+                out = dev[: a.size].reshape(a.shape)
+                out.set(host, stream=self._stream)
+                views.append(out)
+            slot["copied"] = self._stream.record()
+        return tuple(views), slot["copied"]
+
+    def _buffers(self, slot: dict[str, Any], i: int, a: numpy.ndarray) -> tuple[Any, Any]:
+        """Slot ``slot``'s flat pinned and device buffers for array ``i``, grown to hold ``a``."""
+        cupy = _get_cupy()
+        assert cupy is not None
         import cupyx
 
-        staged = []
-        with cupy.cuda.Device(self.device.index):
-            for a in arrays:
-                pinned = cupyx.empty_pinned(a.shape, a.dtype)
-                pinned[...] = a
-                dev = cupy.empty(a.shape, a.dtype)
-                dev.set(pinned, stream=self._stream)
-                staged.append((dev, pinned))  # pinned must outlive the asynchronous copy
-            event = self._stream.record()
-        return staged, event
+        pinned, dev = slot["pinned"], slot["dev"]
+        if i == len(pinned) or pinned[i].size < a.size or pinned[i].dtype != a.dtype:
+            # (allocated after the copy stream's wait above: memory the pool hands back is not
+            # read by any kernel the copy can overtake)
+            buffers = (cupyx.empty_pinned((a.size,), a.dtype), cupy.empty((a.size,), a.dtype))
+            if i == len(pinned):
+                pinned.append(buffers[0])
+                dev.append(buffers[1])
+            else:
+                pinned[i], dev[i] = buffers
+        return pinned[i], dev[i]
 
     def receive(self, ticket: Any) -> tuple[Any, ...]:
         if self._stream is None:
             return tuple(ticket)
-        staged, event = ticket
-        event.synchronize()  # the copy is done; the pinned buffers may now be reused
-        return tuple(dev for dev, _ in staged)
+        arrays, copied = ticket
+        cupy = _get_cupy()
+        assert cupy is not None
+        with cupy.cuda.Device(self.device.index):
+            cupy.cuda.get_current_stream().wait_event(copied)  # the GPU waits, not the host
+        return arrays
 
 
 def synchronize(x: Any) -> None:
@@ -392,6 +556,26 @@ def release_gpu_memory() -> None:
     if cupy is not None:
         cupy.get_default_memory_pool().free_all_blocks()
         cupy.get_default_pinned_memory_pool().free_all_blocks()
+
+
+_scratch: dict[int, int] = {}
+
+
+def gpu_scratch_bytes(x: Any) -> int | None:
+    """Bytes a convolution on ``x``'s GPU may use for its im2col columns: an eighth of what that
+    GPU had free (in CUDA and in CuPy's pool) when first asked, at least 64 MiB; None for arrays
+    that are not on a GPU (their limits are the CPU cache's: see ``cnn_xp.functions.conv2d``)."""
+    if not is_gpu_array(x):
+        return None
+    index = int(x.device.id)
+    if index not in _scratch:
+        cupy = _get_cupy()
+        assert cupy is not None
+        with cupy.cuda.Device(index):
+            free, _ = cupy.cuda.runtime.memGetInfo()
+            pooled = cupy.get_default_memory_pool().free_bytes()
+        _scratch[index] = max(64 * 2**20, (int(free) + int(pooled)) // 8)
+    return _scratch[index]
 
 
 # --------------------------------------------------------------------------- randomness

@@ -13,6 +13,7 @@ GPU (``gpu:local_rank``), with MPI used only to hand out the NCCL id. mpi4py is 
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy
 
-from .backend import array_device, get_array_module, is_gpu_array, to_numpy
+from .backend import Device, array_device, get_array_module, is_gpu_array, on_device, to_numpy
 
 __all__ = [
     "DistributedUnavailableError",
@@ -139,13 +140,15 @@ def _mpi_dtype(dtype: numpy.dtype) -> Any:
 
 
 def _nccl_comm(device_id: int) -> Any:
-    """One NCCL communicator per GPU, its id broadcast from rank 0 over MPI."""
+    """One NCCL communicator per GPU, its id broadcast from rank 0 over MPI.  NCCL binds a
+    communicator to the device current when it is made: GPU ``device_id``, made current here."""
     if device_id not in _nccl:
         from cupy.cuda import nccl
 
         uid = nccl.get_unique_id() if rank() == 0 else None
         uid = _comm.bcast(uid, root=0)
-        _nccl[device_id] = nccl.NcclCommunicator(size(), uid, rank())
+        with on_device(Device("gpu", device_id)):
+            _nccl[device_id] = nccl.NcclCommunicator(size(), uid, rank())
     return _nccl[device_id]
 
 
@@ -162,11 +165,12 @@ def allreduce_sum(buffer: Any) -> Any:
     if is_gpu_array(buffer):
         import cupy
 
-        stream = cupy.cuda.get_current_stream()
-        comm = _nccl_comm(int(buffer.device.id))
-        comm.allReduce(
-            buffer.data.ptr, buffer.data.ptr, buffer.size, _nccl_dtype(buffer.dtype), 0, stream.ptr
-        )  # 0: ncclSum
+        with on_device(buffer):  # the buffer's GPU, and that GPU's current stream
+            comm = _nccl_comm(int(buffer.device.id))
+            stream = cupy.cuda.get_current_stream()
+            comm.allReduce(
+                buffer.data.ptr, buffer.data.ptr, buffer.size, _nccl_dtype(buffer.dtype), 0, stream.ptr
+            )  # 0: ncclSum
         return buffer
     from mpi4py import MPI
 
@@ -195,16 +199,18 @@ def allreduce_step(
     first = grads[keys[0]]
     xp = get_array_module(first)
     weight = 1.0 if count is None else float(count)
-    flat = xp.concat([xp.reshape(grads[k], (-1,)) * weight for k in keys])
-    tail = xp.asarray([weight, *extra], dtype=flat.dtype, device=array_device(flat))
-    buffer = allreduce_sum(xp.concat([flat, tail]))
-    total = float(to_numpy(buffer[flat.shape[0]]))  # the summed weights: sum of counts (or size())
-    sums = [float(v) for v in to_numpy(buffer[flat.shape[0] + 1 :])]
-    out, offset = {}, 0
-    for k in keys:
-        n = grads[k].size
-        out[k] = xp.reshape(buffer[offset : offset + n], grads[k].shape) / max(total, 1.0)
-        offset += n
+    with on_device(first):
+        flat = xp.concat([xp.reshape(grads[k], (-1,)) * weight for k in keys])
+        tail = xp.asarray([weight, *extra], dtype=flat.dtype, device=array_device(flat))
+        buffer = allreduce_sum(xp.concat([flat, tail]))
+        # the summed weights (sum of counts, or size()) divide on the device: no read for them
+        total = xp.clip(buffer[flat.shape[0]], 1.0, None)
+        sums = [float(v) for v in to_numpy(buffer[flat.shape[0] + 1 :])] if extra else []
+        out, offset = {}, 0
+        for k in keys:
+            n = math.prod(grads[k].shape)
+            out[k] = xp.reshape(buffer[offset : offset + n], grads[k].shape) / total
+            offset += n
     return out, sums
 
 
@@ -217,10 +223,11 @@ def broadcast_params(model: Any, root: int = 0) -> None:
         if is_gpu_array(value):
             import cupy
 
-            buf = cupy.ascontiguousarray(value)
-            _nccl_comm(int(buf.device.id)).bcast(
-                buf.data.ptr, buf.size, _nccl_dtype(buf.dtype), root, cupy.cuda.get_current_stream().ptr
-            )
+            with on_device(value):
+                buf = cupy.ascontiguousarray(value)
+                _nccl_comm(int(buf.device.id)).bcast(
+                    buf.data.ptr, buf.size, _nccl_dtype(buf.dtype), root, cupy.cuda.get_current_stream().ptr
+                )
         else:
             buf = numpy.ascontiguousarray(value)
             _wait(_comm.Ibcast([buf, _mpi_dtype(buf.dtype)], root=root), "the broadcast of the weights")

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy
 
-from ..backend import Device, HostToDevice, get_array_module, parse_device
+from ..backend import Device, HostToDevice, get_array_module, on_device, parse_device
 from ..checks import check_int, float_dtype_name
 
 Array = Any
@@ -128,15 +128,21 @@ class DataLoader:
         return xb, tb
 
     def _finish(self, xb: Array, tb: Array) -> tuple[Array, Array]:
-        """Cast (and scale) on the device."""
+        """Cast (and scale) on the device.  On a GPU the received arrays are ring buffers that a
+        later batch overwrites, so what is yielded is always a new array (the cast is the copy)."""
         xp = get_array_module(xb)
         target = getattr(xp, self.dtype.name)
-        if xb.dtype != target:
-            xb = xp.astype(xb, target)
-        if self.scale is not None:
-            xb = xb * self.scale
-        if tb.ndim == 2 and tb.dtype != target:
-            tb = xp.astype(tb, target)
+        own = self._copier.recycles  # yield copies, never the ring's buffers
+        with on_device(xb):
+            copied = xb.dtype != target or own
+            if copied:
+                xb = xp.astype(xb, target, copy=True)
+            if self.scale is not None and copied:
+                xb *= self.scale  # our own copy: scaled in place, one operation less
+            elif self.scale is not None:
+                xb = xb * self.scale  # a view of the caller's data (CPU): never written
+            if (tb.ndim == 2 and tb.dtype != target) or own:
+                tb = xp.astype(tb, target if tb.ndim == 2 else tb.dtype, copy=True)
         return xb, tb
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[Array, Array]]:

@@ -17,7 +17,9 @@ Two paths compute the same function (the tests hold them to each other):
 The columns of a batch are kept for ``backward`` when they fit in :data:`workspace_limit_bytes`
 (a training step).  Otherwise -- inference, or a batch too big -- the batch is worked through in
 chunks of :data:`chunk_bytes` of columns, nothing is kept but the input, and ``backward``
-recomputes them, so memory stays bounded at any batch size.
+recomputes them, so memory stays bounded at any batch size.  Those two limits are the CPU's
+(its cache); on a GPU both are :func:`~cnn_xp.backend.gpu_scratch_bytes`, a share of the GPU's
+free memory, since there every chunk costs kernel launches rather than cache misses.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..backend import array_device, get_array_module
+from ..backend import array_device, follows_input_device, get_array_module, gpu_scratch_bytes, strided_view
 from .conv_utils import window_output_shape
 from .fast_paths import fast_paths_enabled
 from .im2col import fold, unfold
@@ -115,10 +117,18 @@ def _flat_padded(x: Array, top: int, left: int, height: int, width: int) -> Arra
 
 def _flat_windows(flat: Array, width: int, kh: int, kw: int, row0: int, rows: int, out: Array) -> Array:
     """Fill ``out`` (A, KH, KW, n, rows*width) from ``flat`` (n, A, S), rows of ``width``:
-    ``out[a, i, j, m, :] = flat[m, a, o : o + rows*width]`` with ``o = (row0 + i)*width + j``."""
+    ``out[a, i, j, m, :] = flat[m, a, o : o + rows*width]`` with ``o = (row0 + i)*width + j``.
+
+    Where the array library has strided views (NumPy, CuPy, PyTorch) this is one copy of one
+    view -- one kernel on a GPU; otherwise one copy per kernel offset (i, j)."""
     xp = get_array_module(flat)
-    src = xp.permute_dims(flat, (1, 0, 2))
+    n, a, size = flat.shape
     length = rows * width
+    view = strided_view(xp.reshape(flat, (-1,)), row0 * width, (a, kh, kw, n, length), (size, width, 1, a * size, 1))
+    if view is not None:
+        out[...] = view
+        return out
+    src = xp.permute_dims(flat, (1, 0, 2))
     for i in range(kh):
         for j in range(kw):
             o = (row0 + i) * width + j
@@ -211,6 +221,7 @@ class _FlatRows:
 # --------------------------------------------------------------------------- the two entry points
 
 
+@follows_input_device
 def conv2d_forward(
     x: Array,
     W: Array,
@@ -238,14 +249,15 @@ def conv2d_forward(
     path = _FlatRows if flat else _Generic
     per_image = path.col_elems(tuple(x.shape), W.shape, stride, pad)
     itemsize = xp.finfo(x.dtype).bits // 8
-    budget = workspace_limit_bytes // itemsize
+    gpu_bytes = gpu_scratch_bytes(x)  # a GPU's budget is its free memory, not a CPU cache
+    budget = (workspace_limit_bytes if gpu_bytes is None else gpu_bytes) // itemsize
     keep = keep_cols and n * per_image <= budget
     ws = workspace if workspace is not None else Workspace()
     if not keep:
-        # Inference, or a batch too big to keep its columns: cache-sized chunks in a temporary
-        # buffer (small enough for malloc to recycle), never the caller's workspace -- so
-        # concurrent no_grad() forwards through one layer share no scratch memory.
-        budget, ws = chunk_bytes // itemsize, Workspace()
+        # Inference, or a batch too big to keep its columns: chunks in a temporary buffer -- on
+        # the CPU cache-sized (small enough for malloc to recycle) -- never the caller's
+        # workspace, so concurrent no_grad() forwards through one layer share no scratch memory.
+        budget, ws = (chunk_bytes if gpu_bytes is None else gpu_bytes) // itemsize, Workspace()
     chunk = max(1, min(n, budget // per_image))
     state = ConvState(x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, flat, None, ws if ws is workspace else None)
     if chunk >= n:  # one chunk: the product is the output (no copy into y)
@@ -259,6 +271,7 @@ def conv2d_forward(
     return y, state
 
 
+@follows_input_device
 def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True) -> tuple[Array | None, Array, Array]:
     """(dx, dW, db) from dy (N, FN, OH, OW) and the state of the matching forward.
 

@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..backend import array_device, get_array_module
+from ..backend import array_device, follows_input_device, get_array_module
 from ..checks import IntPair, check_int, check_rank, pair
 from .conv_utils import window_output_shape
 
 Array = Any
 
 
+@follows_input_device
 def pad2d(x: Array, ph: int, pw: int, value: float = 0) -> Array:
     """Pad the last two axes of ``x`` (N, C, H, W) by ``ph``/``pw`` on each side with ``value``."""
     if ph == 0 and pw == 0:
@@ -51,6 +52,7 @@ def window_views(img: Array, kh: int, kw: int, sh: int, sw: int, oh: int, ow: in
         yield img[:, :, rows, cols]
 
 
+@follows_input_device
 def unfold(x: Array, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, pad_value: float = 0) -> Array:
     """Windows of ``x`` (N, C, H, W) as ``col`` of shape (N, C, KH, KW, OH, OW).
 
@@ -66,6 +68,7 @@ def unfold(x: Array, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, pad_v
     return col
 
 
+@follows_input_device
 def fold(col: Array, x_shape: tuple[int, ...], sh: int, sw: int, ph: int, pw: int) -> Array:
     """Adjoint of :func:`unfold`: sum ``col`` (N, C, KH, KW, OH, OW) back into (N, C, H, W)."""
     xp = get_array_module(col)
@@ -87,6 +90,7 @@ def _check_window_args(filter_h: int, filter_w: int, stride: IntPair, pad: IntPa
     return kh, kw, sh, sw, ph, pw
 
 
+@follows_input_device
 def im2col(input_data: Array, filter_h: int, filter_w: int, stride: IntPair = 1, pad: IntPair = 0) -> Array:
     """Unfold ``input_data`` (N, C, H, W) into the book's matrix (N*OH*OW, C*FH*FW).
 
@@ -103,6 +107,7 @@ def im2col(input_data: Array, filter_h: int, filter_w: int, stride: IntPair = 1,
     return xp.reshape(xp.permute_dims(col, (0, 4, 5, 1, 2, 3)), (n * oh * ow, c * kh * kw))
 
 
+@follows_input_device
 def col2im(
     col: Array, input_shape: tuple[int, ...], filter_h: int, filter_w: int, stride: IntPair = 1, pad: IntPair = 0
 ) -> Array:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..backend import get_array_module
+from ..backend import follows_input_device, get_array_module
 
 
+@follows_input_device
 def numerical_gradient(f: Callable[[Any], Any], x: Any, h: float = 1e-4) -> Any:
     """``(f(x + h e_i) - f(x - h e_i)) / 2h`` for every element i of ``x``, shaped like ``x``
     (the book's ``numerical_gradient(f, x)``). ``x`` is changed in place one element at a

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy
 
-from ..backend import adopt_like, array_device, get_array_module
+from ..backend import adopt_like, array_device, get_array_module, on_device
 from ..checks import check_int, check_same_place, float_dtype_name, is_floating
 
 Array = Any
@@ -31,8 +32,21 @@ class Layer:
     uses_mode = False
     can_skip_dx = False  # backward(dout, need_dx=False) skips the input gradient (first layers)
 
+    _device_context: Any = None  # the device context of the last forward (see _on_input_device)
+
     def __init__(self) -> None:
         self.training = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every constructor, forward and backward runs with its first array argument's device
+        # current: CuPy allocates and launches on the current device only, so a layer on GPU 1
+        # must not run with GPU 0 current.  Subclasses -- user layers included -- get this
+        # without writing it.
+        super().__init_subclass__(**kwargs)
+        for name in ("__init__", "forward", "backward"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_on_input_device", False):
+                setattr(cls, name, _on_input_device(method))
 
     def forward(self, x: Array, *args: Any, **kwargs: Any) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -91,6 +105,24 @@ class Layer:
     def __repr__(self) -> str:
         shapes = ", ".join(f"{n}={tuple(getattr(self, n).shape)}" for n in self.param_names)
         return f"{type(self).__name__}({shapes})"
+
+
+def _on_input_device(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method(self, x, ...)`` run under :func:`~cnn_xp.backend.on_device` of its first array
+    argument (or, for a backward given a plain number, of the device the layer last ran on)."""
+
+    @functools.wraps(method)
+    def run(self: Layer, *args: Any, **kwargs: Any) -> Any:
+        first = next((a for a in (*args, *kwargs.values()) if hasattr(a, "shape")), None)
+        if first is not None:
+            context = self._device_context = on_device(first)
+        else:
+            context = getattr(self, "_device_context", None) or on_device(None)
+        with context:
+            return method(self, *args, **kwargs)
+
+    run._on_input_device = True  # type: ignore[attr-defined]
+    return run
 
 
 def type_name(cls: type) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backend import array_device, get_array_module
+from ..backend import array_device, get_array_module, is_host_array
 from ..checks import check_rank
 from ..functions.dtypes import as_float
 from ..functions.softmax import log_softmax
@@ -14,7 +14,10 @@ class SoftmaxWithLoss(Layer):
     that stays on x's device).
 
     ``t`` is either class labels (N,) of an integer dtype in [0, K) or one-hot /
-    probability rows (N, K).  The loss uses a stable log-softmax (no ``+1e-7`` inside the
+    probability rows (N, K).  Labels on the host are range-checked on every call; labels on a GPU
+    are not (the check is a device-to-host read, a synchronisation per step): they are checked
+    where they enter from the host -- the :class:`~cnn_xp.train.Trainer` checks its loaders'
+    labels once, evaluation checks them with one read at the end -- or with :func:`check_labels`.  The loss uses a stable log-softmax (no ``+1e-7`` inside the
     log), so its gradient ``backward(dout=1) = (softmax(x) - t) * dout / N`` matches it exactly.
     """
 
@@ -61,9 +64,11 @@ def label_column(t: Array, x: Array) -> Array:
     return t
 
 
-def check_targets(t: Array, x: Array) -> None:
+def check_targets(t: Array, x: Array, check_range: bool | None = None) -> None:
     """Raise unless ``t`` fits the scores ``x`` (N, K): labels (N,) of an integer dtype in
-    [0, K), or one-hot / probability rows (N, K)."""
+    [0, K), or one-hot / probability rows (N, K).  The range of labels is checked when
+    ``check_range`` is True, or when None and reading ``t`` costs no device synchronisation
+    (host arrays); shapes and dtypes are always checked (they are metadata, read for free)."""
     xp = get_array_module(x, t)
     n, k = x.shape
     if getattr(t, "ndim", None) == 1:
@@ -73,9 +78,8 @@ def check_targets(t: Array, x: Array) -> None:
             )
         if not xp.isdtype(t.dtype, "integral"):
             raise TypeError(f"t: class labels must have an integer dtype, got {t.dtype}")
-        if bool(xp.any((t < 0) | (t >= k))):
-            lo, hi = int(xp.min(t)), int(xp.max(t))
-            raise ValueError(f"t: labels must be in [0, {k}) for {k} classes, got values in [{lo}, {hi}]")
+        if check_range or (check_range is None and is_host_array(t)):
+            check_labels(t, k)
         return
     if getattr(t, "ndim", None) == 2:
         if tuple(t.shape) != (n, k):
@@ -84,3 +88,25 @@ def check_targets(t: Array, x: Array) -> None:
     raise ValueError(
         f"t: expected labels (N,)=({n},) or one-hot targets (N, K)={(n, k)}, got shape {tuple(getattr(t, 'shape', ()))}"
     )
+
+
+def labels_out_of_range(t: Array, k: int) -> Array:
+    """How many labels of ``t`` (N,) lie outside [0, k), as a 0-d array on t's device (no read)."""
+    xp = get_array_module(t)
+    return xp.sum(xp.astype((t < 0) | (t >= k), xp.int64))
+
+
+def check_labels(t: Array, k: int) -> None:
+    """Raise ValueError, naming the range seen, if a label of ``t`` (N,) lies outside [0, k)
+    (one device-to-host read for a GPU array)."""
+    xp = get_array_module(t)
+    if bool(labels_out_of_range(t, k) > 0):
+        lo, hi = int(xp.min(t)), int(xp.max(t))
+        raise ValueError(f"t: labels must be in [0, {k}) for {k} classes, got values in [{lo}, {hi}]")
+
+
+def check_outside_count(count: Array, k: int) -> None:
+    """Raise ValueError if ``count`` (summed :func:`labels_out_of_range` of many batches) is not 0."""
+    bad = int(count)
+    if bad:
+        raise ValueError(f"t: labels must be in [0, {k}) for {k} classes, got {bad} label(s) outside that range")

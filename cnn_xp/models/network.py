@@ -5,11 +5,12 @@ and what framework users expect (``state_dict``, ``to_device``, ``astype``, ``tr
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import warnings
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..backend import (
     device_of,
     get_array_module,
     is_gpu_array,
+    on_device,
     to_device,
     to_numpy,
 )
@@ -30,7 +32,13 @@ from ..checks import float_dtype_name, resolve_float_dtype
 from ..functions.numerical_gradient import numerical_gradient
 from ..layers.base import Layer
 from ..layers.grad_mode import no_grad
-from ..layers.softmax_with_loss import SoftmaxWithLoss, check_targets, label_column
+from ..layers.softmax_with_loss import (
+    SoftmaxWithLoss,
+    check_outside_count,
+    check_targets,
+    label_column,
+    labels_out_of_range,
+)
 from ..serialization import (
     CHECKPOINT_FORMAT,
     FLOAT_TENSOR_DTYPES,
@@ -56,6 +64,18 @@ class LayerDict(OrderedDict[str, Layer]):
                 raise IndexError(f"layers[{key}]: this network has {len(layers)} layers")
             return layers[key]
         return super().__getitem__(key)  # type: ignore[index]
+
+
+def _on_params_device(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a :class:`Network` method with its parameters' device current (see
+    :func:`cnn_xp.backend.on_device`): what it allocates and launches lands there."""
+
+    @functools.wraps(method)
+    def run(self: Network, *args: Any, **kwargs: Any) -> Any:
+        with on_device(next(iter(self.params.values()), None)):
+            return method(self, *args, **kwargs)
+
+    return run
 
 
 class Network:
@@ -109,6 +129,7 @@ class Network:
         like = next(iter(self.params.values()), None)
         return a if like is None else adopt_like(a, like)
 
+    @_on_params_device
     def predict(self, x: Array, train_flg: bool = False) -> Array:
         """Scores (N, output_size) for x, in inference mode as in the book (Dropout off,
         BatchNorm's running statistics); ``train_flg=True`` runs the training-mode forward.
@@ -131,12 +152,14 @@ class Network:
         """Loss on (x, t) as a 0-d array on x's device (no host synchronisation)."""
         return self.forward(x, t, train_flg)[0]
 
+    @_on_params_device
     def forward(self, x: Array, t: Array, train_flg: bool | None = None) -> tuple[Array, Array]:
         """(loss, scores) on (x, t): the 0-d mean loss and the (N, K) scores, both on the device;
         :meth:`backward` then back-propagates this loss."""
         scores = self._scores(x, self.training if train_flg is None else bool(train_flg))
         return self.last_layer.forward(scores, self._adopt(t)), scores
 
+    @_on_params_device
     def backward(self, dout: Array | float = 1) -> dict[str, Array]:
         """Back-propagate from the last ``loss`` call; return the gradients keyed like ``params``."""
         dout = self.last_layer.backward(dout)
@@ -157,17 +180,20 @@ class Network:
         """The gradients the last :meth:`backward` filled in, keyed like ``params``."""
         return {key: getattr(layer, "d" + attr) for key, (layer, attr) in self._param_slots.items()}
 
+    @_on_params_device
     def gradient(self, x: Array, t: Array) -> dict[str, Array]:
         """Gradients of the loss on (x, t) by back-propagation, keyed like ``params``."""
         self.loss(x, t)
         return self.backward()
 
+    @_on_params_device
     def numerical_gradient(self, x: Array, t: Array, h: float = 1e-4) -> dict[str, Array]:
         """Gradients of :meth:`loss` by central differences for every element of every
         parameter, keyed like ``params`` (the book's gradient check; see
         :func:`cnn_xp.functions.numerical_gradient`): slow, for small float64 networks."""
         return {key: numerical_gradient(lambda _: self.loss(x, t), p, h) for key, p in self.params.items()}
 
+    @_on_params_device
     def accuracy(self, x: Array, t: Array, batch_size: int = 100) -> float:
         """Fraction of correct predictions, in inference mode, over *all* N samples
         (the last partial batch included). ``t`` is labels (N,) of an integer dtype in [0, K)
@@ -186,6 +212,7 @@ class Network:
         )
         return int(self.tally(batches).hits) / n
 
+    @_on_params_device
     def tally(
         self, batches: Iterable[tuple[Array, Array]], with_loss: bool = False, keep_predicted: bool = False
     ) -> Tally:
@@ -194,6 +221,7 @@ class Network:
         until the caller reads them; targets are checked as :meth:`loss` checks them."""
         result = Tally()
         was_training = self.training
+        outside: Array | None = None  # labels outside [0, K), summed on the device
         self.eval()
         try:
             for xb, tb in batches:
@@ -205,13 +233,18 @@ class Network:
                         loss = self.last_layer.forward(scores, tb) * xb.shape[0]
                         result.loss = loss if result.loss is None else result.loss + loss
                 tb = label_column(tb, scores)
-                check_targets(tb, scores)
+                check_targets(tb, scores, check_range=False)  # the range: one read at the end
+                if tb.ndim == 1:
+                    out = labels_out_of_range(tb, int(scores.shape[1]))
+                    outside = out if outside is None else outside + out
                 hits = count_hits(scores, tb)
                 result.hits = hits if result.hits is None else result.hits + hits
                 result.n += int(xb.shape[0])
                 result.classes = int(scores.shape[1])
                 if keep_predicted:
                     result.predicted.append(get_array_module(scores).argmax(scores, axis=1))
+            if outside is not None:
+                check_outside_count(outside, result.classes)
         finally:
             self.train(was_training)
         if result.hits is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from ..backend import get_array_module
+from ..backend import get_array_module, on_device
 from ..checks import check_number, check_same_place
 
 Array = Any
@@ -32,8 +32,9 @@ class Optimizer:
         self._check(params, grads)
         self.iter += 1
         self._begin_step()
-        for key in params:
-            self._update_one(key, params, grads[key])
+        with on_device(next(iter(params.values()), None)):  # state and temporaries on the params' GPU
+            for key in params:
+                self._update_one(key, params, grads[key])
 
     def _begin_step(self) -> None:
         """Hook for per-step scalars (Adam's bias correction)."""
@@ -88,11 +89,9 @@ class Optimizer:
                 raise ValueError(f"state: unknown hyperparameter {name!r} for {type(self).__name__}")
             setattr(self, name, float(value))
         self.iter = int(state.get("iter", 0))
-        # copies, so that this optimizer never shares state arrays with another one
-        self.state = {
-            name: {k: get_array_module(v).asarray(v, copy=True) for k, v in slots[name].items()}
-            for name in self.state_names
-        }
+        # copies, so that this optimizer never shares state arrays with another one -- each made
+        # with its array's GPU current, as CuPy copies to the current device
+        self.state = {name: {k: _copy(v) for k, v in slots[name].items()} for name in self.state_names}
 
     def to_device(self, device: Any) -> Optimizer:
         """Move the optimizer's state arrays to ``device``; returns self."""
@@ -104,3 +103,9 @@ class Optimizer:
     def __repr__(self) -> str:
         hyper = ", ".join(f"{k}={v}" for k, v in self.hyperparameters().items())
         return f"{type(self).__name__}({hyper})"
+
+
+def _copy(a: Array) -> Array:
+    """A copy of ``a`` on ``a``'s device."""
+    with on_device(a):
+        return get_array_module(a).asarray(a, copy=True)

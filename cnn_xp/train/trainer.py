@@ -22,8 +22,9 @@ from typing import Any, TextIO
 import numpy
 
 from .. import distributed as _distributed
-from ..backend import Device, array_device, get_array_module, parse_device, to_numpy
+from ..backend import Device, array_device, get_array_module, on_device, parse_device, to_device, to_numpy
 from ..data import DataLoader
+from ..layers.grad_mode import no_grad
 from ..models.network import Network, count_hits
 from ..optim import Optimizer, Schedule
 from ..serialization import write_atomically
@@ -120,6 +121,9 @@ class Trainer:
         if model.input_dim is None:  # recorded in checkpoints: evaluate/predict/export need it
             model.input_dim = tuple(int(d) for d in train_loader.x.shape[1:])
         self.optimizer = optimizer.to_device(self.device)
+        for name, loader in (("train_loader", train_loader), ("test_loader", test_loader)):
+            if loader is not None:
+                _check_loader_labels(name, loader, self.model)
         if self.distributed:
             _distributed.broadcast_params(self.model, root=0)  # every rank starts from rank 0's weights
         self.train_loader, self.test_loader = train_loader, test_loader
@@ -243,11 +247,12 @@ class Trainer:
         self._clock = (time.perf_counter(), self._steps_done())  # for the whole run's time left
         self._progress_bar = self._bar(epochs)
         try:
-            while self.epoch < epochs:
-                self._train_epoch(epochs)
-                if self._stop:
-                    break
-                self._end_epoch(epochs)
+            with on_device(self.device):  # every step's arrays and kernels on the trainer's GPU
+                while self.epoch < epochs:
+                    self._train_epoch(epochs)
+                    if self._stop:
+                        break
+                    self._end_epoch(epochs)
         finally:
             restore()
             if self._progress_bar is not None:
@@ -476,6 +481,22 @@ class Trainer:
         writer.writeheader()
         writer.writerows({k: h.get(k) for k in HISTORY_FIELDS} for h in self.history)
         write_atomically(path, buffer.getvalue().encode())
+
+
+def _check_loader_labels(name: str, loader: DataLoader, model: Network) -> None:
+    """Labels of ``loader`` (host arrays) against the model's number of classes, once, on the host:
+    the training step then reads nothing back from the device to check them."""
+    t = loader.t
+    if t.ndim != 1 or t.shape[0] == 0:
+        return  # one-hot targets: their shape is checked by the loss on every step, for free
+    with on_device(model.device), no_grad():
+        probe = model.predict(to_device(numpy.asarray(loader.x[:1], dtype=loader.dtype), model.device))
+    classes = int(probe.shape[1])
+    if t.dtype.kind not in "iu" or int(t.min()) < 0 or int(t.max()) >= classes:
+        raise ValueError(
+            f"{name}: labels must be integers in [0, {classes}) for this model's {classes} classes, "
+            f"got {t.dtype} labels in [{t.min()}, {t.max()}]"
+        )
 
 
 def _clock_text(seconds: float) -> str:

@@ -1,0 +1,135 @@
+"""The GPU path on a CuPy test double that models what makes CuPy differ from NumPy.
+
+``fake/cupy`` (see its docstring) has two GPUs, a current device on which every new array lands
+whatever ``device=`` says, refuses operations on arrays of another device and implicit conversion
+to NumPy, counts kernel launches and device-to-host reads, and checks stream ordering.  cnn_xp runs
+on its GPU 1 -- the ``--device gpu:1`` case, and every distributed rank >= 1 -- in a process of
+its own (``scenarios.py``), and must give what NumPy gives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).parent
+FAKE = HERE / "fake"
+
+# Kernel launches one training step at batch 100 may issue on a GPU (forward, backward, Adam).
+LAUNCH_BUDGET = {"SimpleConvNet": 250, "DeepConvNet": 500}
+
+
+def run(name: str, where: Path, **kwargs) -> dict:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")])}
+    env.pop("CNN_XP_DEVICE", None)
+    argv = [sys.executable, str(HERE / "scenarios.py"), name, str(where)]
+    proc = subprocess.run(
+        [*argv, json.dumps(kwargs)] if kwargs else argv, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_the_double_behaves_as_cupy_does(tmp_path):
+    """What the other tests rely on: without these behaviours they could not fail."""
+    code = """
+import numpy as np, cupy, cupyx
+from cnn_xp.backend import to_device, get_array_module, on_device, gpu_available
+assert gpu_available(1) and not gpu_available(2)
+x = to_device(np.arange(6.0), "gpu:1")
+xp = get_array_module(x)
+out = {}
+try:
+    x + 1                                  # GPU 0 is current: CuPy refuses (no peer access)
+except ValueError as e:
+    out["mixed"] = str(e)
+with on_device(x):
+    z = xp.zeros((3,), device=x.device)   # created on the *current* device
+    y = x * 2
+out["z_on"], out["y_on"] = z.device.id, y.device.id
+z0 = xp.zeros((3,), device=x.device)      # device= is ignored: GPU 0, as array-api-compat's CuPy does
+out["z0_on"] = z0.device.id
+try:
+    np.asarray(y)
+except TypeError as e:
+    out["implicit"] = str(e)
+before = cupy.stats.host_reads
+with on_device(x):
+    float(xp.sum(y)); bool(y[0] > 0); int(y[1])
+out["reads"] = cupy.stats.host_reads - before
+try:
+    with cupyx.allow_synchronize(False), on_device(x):
+        float(xp.sum(y))
+except cupyx.DeviceSynchronized as e:
+    out["sync_refused"] = str(e)
+import json; print(json.dumps(out))
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert "different from the current device" in out["mixed"]
+    assert (out["z_on"], out["y_on"], out["z0_on"]) == (1, 1, 0)
+    assert "Implicit conversion" in out["implicit"]
+    assert out["reads"] == 3
+    assert "allow_synchronize" in out["sync_refused"]
+
+
+@pytest.mark.slow
+def test_training_evaluation_checkpoints_on_gpu_1_equal_numpy(tmp_path):
+    from PIL import Image
+
+    for sub in ("gpu", "cpu"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(np.eye(28, dtype=np.uint8) * 255).save(tmp_path / sub / "digit.png")
+    gpu = run("pipeline", tmp_path / "gpu")
+    cpu = run("pipeline", tmp_path / "cpu", device="cpu")
+    assert gpu["everything_on_gpu_1"]
+    for key in ("weights", "resumed_weights"):
+        for name, value in cpu[key].items():
+            np.testing.assert_allclose(np.asarray(gpu[key][name]), np.asarray(value), rtol=1e-5, atol=1e-7)
+    for key in ("history", "resumed_history"):
+        assert [(h["epoch"], h["step"]) for h in gpu[key]] == [(h["epoch"], h["step"]) for h in cpu[key]]
+        np.testing.assert_allclose([h["loss"] for h in gpu[key]], [h["loss"] for h in cpu[key]], rtol=1e-5)
+        assert [h["test_acc"] for h in gpu[key]] == [h["test_acc"] for h in cpu[key]]
+    assert gpu["texts"] == cpu["texts"]  # evaluate's and predict's output, the device's name aside
+    assert gpu["texts"]["evaluate"][0] == 0 and "test accuracy" in gpu["texts"]["evaluate"][1]
+    # host reads: none from one step to the next unless a sync (every 4 steps), a checkpoint
+    # (every 5) or an epoch's end (evaluation) came between them
+    reads, synced = gpu["reads_per_step"], set(gpu["synced_after"])
+    quiet = [i for i in range(1, len(reads) + 1) if i not in synced]
+    assert len(quiet) >= 6 and all(reads[i - 1] == 0 for i in quiet), (reads, sorted(synced))
+    syncs_only = [reads[i - 1] for i in synced if i % 5 and i % 8 and i <= len(reads)]
+    assert syncs_only and all(r <= 2 for r in syncs_only), reads  # a sync reads its pending sums at once
+
+
+def test_launch_budget_and_no_reads_in_a_training_step(tmp_path):
+    counts = run("launches", tmp_path)
+    for name, budget in LAUNCH_BUDGET.items():
+        got = counts[name]
+        assert got["reads"] == 0
+        assert 0 < got["launches"] <= budget, f"{name}: {got['launches']} launches per step, budget {budget}"
+
+
+def test_prefetch_never_overwrites_a_buffer_still_being_read(tmp_path):
+    ok = run("prefetch", tmp_path)
+    assert ok["race"] is None and ok["recycles"] and len(ok["sums"]) == 8
+    (x, _), _ = _mnist400()
+    order = np.random.default_rng([0, 0]).permutation(400)
+    expected = [float((x[order[i : i + 50]].astype(np.float32) * np.float32(1 / 255)).sum()) for i in range(0, 400, 50)]
+    np.testing.assert_allclose(ok["sums"], expected, rtol=1e-5)  # every batch is its own, not a later one's
+    broken = run("prefetch", tmp_path, wait=False)
+    assert broken["race"] and "without waiting" in broken["race"]
+
+
+def _mnist400():
+    from cnn_xp.datasets import load_mnist
+
+    (x, t), (xt, tt) = load_mnist(normalize=False)
+    return (x[:400], t[:400]), (xt[:200], tt[:200])
