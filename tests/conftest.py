@@ -2,19 +2,23 @@ from __future__ import annotations
 
 import pytest
 
-from .helpers import NUMPY, TORCH_MISSING, cupy_backend, gpu_skip_reason, strict_backend
+from .helpers import NUMPY, TORCH_MISSING, cupy_backend, gpu_skip_reason, strict_backend, torch_backend
 
 
-@pytest.fixture(params=["numpy", "strict", pytest.param("cupy", marks=pytest.mark.gpu)])
+@pytest.fixture(params=["numpy", "strict", "torch", pytest.param("cupy", marks=pytest.mark.gpu)])
 def backend(request):
     """Every test using this fixture runs on NumPy, on array_api_strict's fake device
-    ``Device("device1")`` (which refuses silent conversion to NumPy and mixing devices), and on
-    CuPy with a real GPU (skipped, with the reason, when there is none)."""
+    ``Device("device1")`` (which refuses silent conversion to NumPy and mixing devices), on
+    PyTorch CPU tensors (a second, independent implementation of the array API: results equal
+    NumPy's to round-off), and on CuPy with a real GPU (skipped, with the reason, when there is none)."""
     if request.param == "numpy":
         return NUMPY
     if request.param == "strict":
         pytest.importorskip("array_api_strict", reason="array_api_strict is not installed")
         return strict_backend()
+    if request.param == "torch":
+        pytest.importorskip("torch", reason=TORCH_MISSING)
+        return torch_backend()
     reason = gpu_skip_reason()
     if reason is not None:
         pytest.skip(reason)

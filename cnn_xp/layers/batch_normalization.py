@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..backend import get_array_module
@@ -111,7 +112,7 @@ class BatchNormalization(Layer):
         xp = get_array_module(x, self.gamma)
         x = as_float(x, like=self.gamma)
         train = self._mode(train_flg)
-        count = x.size // self.gamma.shape[0]
+        count = math.prod(x.shape) // self.gamma.shape[0]  # (x.size is a method in PyTorch)
         if train:
             if count < 2 and self.unbiased:
                 raise ValueError(
