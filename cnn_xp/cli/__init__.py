@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "training/inference speed and memory, beside PyTorch"),
     "convert": ("convert", "the book's weight pickles to a cnn_xp parameters file, safely"),
     "book": ("book", "run a script of the book unmodified, on cnn_xp"),
+    "doctor": ("doctor", "check this install on the GPU and the CPU: versions, agreement, speed"),
 }
 
 

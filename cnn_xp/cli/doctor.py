@@ -1,0 +1,274 @@
+"""``python -m cnn_xp.doctor``: check this install, on the GPU when there is one, and report.
+
+What it prints is what to paste into a bug report: versions (cnn_xp, Python, NumPy, CuPy, the CUDA
+runtime and driver, NCCL, mpi4py, PyTorch), every GPU's name and memory, then a PASS/FAIL table:
+
+* every layer's forward and backward, and both book networks' loss and gradients, on the GPU
+  against the CPU in float32 and float64, with the tolerances the tests use
+  (:data:`cnn_xp.backend.AGREEMENT`);
+* a 100-step training run of SimpleConvNet on the bundled MNIST on both devices: final loss and
+  test accuracy compared, speed of each and their ratio.
+
+The exit status is 1 if any check fails.  Without a usable GPU it says why in one line and checks
+the CPU side: every layer in float32 against float64, and the training run.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from importlib import metadata
+from typing import Any
+
+import numpy
+
+from .. import Adam, DeepConvNet, SimpleConvNet, to_device, to_numpy
+from .._version import __version__
+from ..backend import AGREEMENT, Device, gpu_unavailable_reason, on_device, synchronize
+from ..datasets import load_mnist
+from ..layers import (
+    Affine,
+    AvgPooling,
+    BatchNormalization,
+    Convolution,
+    Dropout,
+    Pooling,
+    Relu,
+    Sigmoid,
+    SoftmaxWithLoss,
+)
+from .common import OneLineParser, UsageError, device_arg, run_command
+
+PROG = "python -m cnn_xp.doctor"
+STEPS, BATCH = 100, 100
+
+
+# --------------------------------------------------------------------------- what is installed
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def versions() -> list[tuple[str, str]]:
+    """(name, version) of cnn_xp and what it runs on; CUDA's from CuPy when CuPy imports."""
+    rows = [("cnn_xp", __version__), ("Python", platform.python_version()), ("NumPy", numpy.__version__)]
+    try:
+        import cupy
+
+        rows.append(("CuPy", cupy.__version__))
+        runtime = cupy.cuda.runtime
+        rows.append(("CUDA runtime", _cuda_version(runtime.runtimeGetVersion())))
+        rows.append(("CUDA driver", _cuda_version(runtime.driverGetVersion())))
+        try:
+            from cupy.cuda import nccl
+
+            rows.append(("NCCL", str(nccl.get_version())))
+        except Exception as exc:  # NCCL is optional in CuPy
+            rows.append(("NCCL", f"unavailable ({type(exc).__name__})"))
+    except Exception as exc:
+        rows.append(("CuPy", f"not usable ({type(exc).__name__}: {exc})"[:120]))
+    rows += [("mpi4py", _version("mpi4py")), ("PyTorch", _version("torch"))]
+    return rows
+
+
+def _cuda_version(v: int) -> str:
+    return f"{v // 1000}.{v % 1000 // 10}"
+
+
+def gpus() -> list[str]:
+    """One line per CUDA device: index, name, total memory."""
+    import cupy
+
+    lines = []
+    for i in range(cupy.cuda.runtime.getDeviceCount()):
+        props = cupy.cuda.runtime.getDeviceProperties(i)
+        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        lines.append(f"gpu:{i}  {name}  {props['totalGlobalMem'] / 2**30:.1f} GiB")
+    return lines
+
+
+# --------------------------------------------------------------------------- layer cases
+
+Case = Callable[[Any, str], tuple[Any, tuple[Any, ...]]]  # (device, dtype) -> (layer, forward inputs)
+
+
+def _host(shape: tuple[int, ...], seed: int, dtype: str) -> numpy.ndarray:
+    return numpy.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def _cases() -> dict[str, Case]:
+    def put(a: numpy.ndarray, device: Any) -> Any:
+        return to_device(a, device)
+
+    def conv(stride: int) -> Case:
+        return lambda d, t: (
+            Convolution(put(_host((4, 3, 3, 3), 1, t), d), put(_host((4,), 2, t), d), stride=stride, pad=1),
+            (put(_host((5, 3, 9, 9), 3, t), d),),
+        )
+
+    labels = numpy.array([0, 3, 9, 1, 4])
+    return {
+        "Convolution 3x3 stride 1": conv(1),
+        "Convolution 3x3 stride 2": conv(2),
+        "Pooling 2x2": lambda d, t: (Pooling(2, 2), (put(_host((5, 3, 8, 8), 3, t), d),)),
+        "AvgPooling 2x2": lambda d, t: (AvgPooling(2, 2), (put(_host((5, 3, 8, 8), 3, t), d),)),
+        "Affine": lambda d, t: (
+            Affine(put(_host((48, 7), 1, t), d), put(_host((7,), 2, t), d)),
+            (put(_host((5, 3, 4, 4), 3, t), d),),
+        ),
+        "Relu": lambda d, t: (Relu(), (put(_host((5, 10), 3, t), d),)),
+        "Sigmoid": lambda d, t: (Sigmoid(), (put(_host((5, 10), 3, t), d),)),
+        "BatchNormalization": lambda d, t: (
+            BatchNormalization(put(_host((3,), 1, t) + 1, d), put(_host((3,), 2, t), d)),
+            (put(_host((5, 3, 4, 4), 3, t), d),),
+        ),
+        "Dropout (inference)": lambda d, t: (Dropout(0.5, seed=0).eval(), (put(_host((5, 10), 3, t), d),)),
+        "SoftmaxWithLoss": lambda d, t: (SoftmaxWithLoss(), (put(_host((5, 10), 3, t), d), put(labels, d))),
+    }
+
+
+def _run_case(case: Case, device: Any, dtype: str) -> list[numpy.ndarray]:
+    """Forward output, input gradient and parameter gradients, on the host."""
+    layer, inputs = case(device, dtype)
+    with on_device(inputs[0]):
+        y = layer.forward(*inputs)
+        dy = 1 if isinstance(layer, SoftmaxWithLoss) else to_device(_host(tuple(y.shape), 4, dtype), device)
+        dx = layer.backward(dy)
+    grads = [getattr(layer, "d" + name) for name in layer.param_names]
+    return [to_numpy(a).astype(numpy.float64) for a in (y, dx, *grads)]
+
+
+def _network_case(cls: type, device: Any, dtype: str) -> list[numpy.ndarray]:
+    net = cls(seed=0, dtype=dtype, device=device)
+    net.eval()  # Dropout's masks are random per device; its inference path is compared
+    rng = numpy.random.default_rng(5)
+    x = to_device(rng.random((8, 1, 28, 28)).astype(dtype), net.device)
+    t = to_device(rng.integers(0, 10, 8), net.device)
+    grads = net.gradient(x, t)
+    return [to_numpy(net.loss(x, t)).astype(numpy.float64)] + [
+        to_numpy(g).astype(numpy.float64) for g in grads.values()
+    ]
+
+
+def _agree(got: list[numpy.ndarray], expected: list[numpy.ndarray], dtype: str) -> tuple[bool, float]:
+    """(within tolerance, largest relative difference)."""
+    rtol, atol = AGREEMENT[dtype]
+    ok, worst = True, 0.0
+    for a, b in zip(got, expected, strict=True):
+        ok = ok and a.shape == b.shape and bool(numpy.allclose(a, b, rtol=rtol, atol=atol))
+        scale = max(float(numpy.max(numpy.abs(b))) if b.size else 0.0, atol)
+        worst = max(worst, float(numpy.max(numpy.abs(a - b))) / scale if a.size else 0.0)
+    return ok, worst
+
+
+# --------------------------------------------------------------------------- training run
+
+
+def _training_run(device: Device) -> dict[str, float]:
+    """100 steps of SimpleConvNet at batch 100 (float32, Adam, the bundled MNIST), then the loss
+    and accuracy on the first 1,000 test images; images per second of the training steps."""
+    (x, t), (xt, tt) = load_mnist()
+    net, opt = SimpleConvNet(seed=0, device=device), Adam()
+    order = numpy.random.default_rng(0).permutation(x.shape[0])[: STEPS * BATCH]
+    with on_device(device):
+        first = to_device(x[:BATCH], device)
+        synchronize(first)
+        start = time.perf_counter()
+        for k in range(STEPS):
+            idx = order[k * BATCH : (k + 1) * BATCH]
+            loss, _ = net.forward(to_device(x[idx], device), to_device(t[idx], device))
+            opt.update(net.params, net.backward())
+        synchronize(loss)
+        seconds = time.perf_counter() - start
+        xs, ts = to_device(xt[:1000], device), to_device(tt[:1000], device)
+        test_loss = float(net.loss(xs, ts, train_flg=False))
+        acc = net.accuracy(xs, ts)
+    return {"loss": float(loss), "test_loss": test_loss, "accuracy": acc, "images_per_s": STEPS * BATCH / seconds}
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
+    p = OneLineParser(
+        prog=prog,
+        description="Check this install: versions, GPUs, every layer and both networks on the GPU against the CPU, "
+        "a 100-step training run on each, PASS/FAIL (exit status 1 if anything disagrees).",
+    )
+    p.add_argument("--device", default="gpu", help="the GPU to check, 'gpu' or 'gpu:N'")
+    args = p.parse_args(argv)
+    out: list[str] = ["cnn_xp doctor"]
+    out += [f"  {name:14s} {value}" for name, value in versions()]
+    m = re.fullmatch(r"(?:gpu|cuda)(?::(\d+))?", args.device.strip().lower())
+    if m is None:
+        raise UsageError(f"--device: expected 'gpu' or 'gpu:N' (the CPU is always checked), got {args.device!r}")
+    reason = gpu_unavailable_reason(int(m.group(1) or 0))
+    gpu = None if reason is not None else device_arg(args.device)
+    if gpu is None:
+        out.append(f"no GPU checked: {reason}")
+    else:
+        out += ["GPUs:", *(f"  {line}" for line in gpus())]
+    print("\n".join(out), flush=True)
+
+    table: list[tuple[str, bool, str]] = []
+    cases = _cases()
+    for dtype in ("float32",) if gpu is None else ("float32", "float64"):  # on the CPU alone float64 is the reference
+        for name, case in cases.items():
+            reference = _run_case(case, "cpu", "float64" if gpu is None else dtype)
+            got = _run_case(case, "cpu" if gpu is None else gpu, dtype)
+            ok, worst = _agree(got, reference, dtype)
+            where = "CPU float32 vs float64" if gpu is None else f"GPU vs CPU {dtype}"
+            table.append((f"{name} ({where})", ok, f"max rel diff {worst:.1e}"))
+    if gpu is not None:
+        for dtype in ("float32", "float64"):
+            for cls in (SimpleConvNet, DeepConvNet):
+                ok, worst = _agree(_network_case(cls, gpu, dtype), _network_case(cls, "cpu", dtype), dtype)
+                table.append(
+                    (f"{cls.__name__} loss and gradients (GPU vs CPU {dtype})", ok, f"max rel diff {worst:.1e}")
+                )
+    runs = {"cpu": _training_run(Device("cpu"))}
+    if gpu is not None:
+        runs[str(gpu)] = _training_run(gpu)
+    for where, r in runs.items():
+        table.append(
+            (
+                f"{STEPS}-step training on {where}",
+                numpy.isfinite(r["loss"]) and r["accuracy"] > 0.8,
+                f"loss {r['loss']:.4f}, test accuracy {r['accuracy']:.1%}, {r['images_per_s']:.0f} img/s",
+            )
+        )
+    if gpu is not None:
+        c, g = runs["cpu"], runs[str(gpu)]
+        close = abs(c["test_loss"] - g["test_loss"]) <= 0.02 and abs(c["accuracy"] - g["accuracy"]) <= 0.01
+        table.append(
+            (
+                "training run, GPU vs CPU",
+                close,
+                f"test loss {g['test_loss']:.4f} vs {c['test_loss']:.4f}, accuracy {g['accuracy']:.1%} vs "
+                f"{c['accuracy']:.1%}; speed GPU/CPU {g['images_per_s'] / c['images_per_s']:.1f}x",
+            )
+        )
+    width = max(len(name) for name, _, _ in table)
+    lines = [f"  {'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}" for name, ok, detail in table]
+    failed = sum(not ok for _, ok, _ in table)
+    lines.append(f"{len(table) - failed} passed, {failed} failed")
+    print("\n".join(lines), flush=True)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    return run_command(prog, _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "versions"]

@@ -1,0 +1,61 @@
+"""``python -m cnn_xp.doctor``: the report a user pastes into a bug report, and its exit status."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FAKE = Path(__file__).parents[1] / "gpu_model" / "fake"  # the CuPy test double (two GPUs)
+
+
+def doctor(*argv: str, fake_gpu: bool = False, matmul_error: float = 0.0) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "CNN_XP_DEVICE"}
+    if fake_gpu:
+        env["PYTHONPATH"] = os.pathsep.join([str(FAKE), env.get("PYTHONPATH", "")])
+        env["FAKE_CUPY_MATMUL_ERROR"] = str(matmul_error)
+    return subprocess.run(
+        [sys.executable, "-m", "cnn_xp.doctor", *argv], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def rows(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip().startswith(("PASS", "FAIL"))]
+
+
+@pytest.mark.slow
+def test_without_a_gpu_says_so_in_one_line_and_checks_the_cpu():
+    proc = doctor()
+    if "no GPU checked" not in proc.stdout:
+        pytest.skip("this machine has a usable GPU: the GPU report is tested on the CuPy double below")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sum("no GPU checked" in line for line in proc.stdout.splitlines()) == 1
+    assert "cnn_xp" in proc.stdout and "NumPy" in proc.stdout and "CuPy" in proc.stdout
+    table = rows(proc.stdout)
+    assert len(table) == 11 and all(r.startswith("PASS") for r in table)  # 10 layers in float32, the run
+    assert any("100-step training on cpu" in r and "img/s" in r for r in table)
+    assert proc.stdout.rstrip().endswith("11 passed, 0 failed")
+
+
+@pytest.mark.slow
+def test_on_a_gpu_every_layer_both_networks_and_a_training_run_agree():
+    proc = doctor("--device", "gpu:1", fake_gpu=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "gpu:1  Fake GPU 1  16.0 GiB" in proc.stdout and "CUDA runtime" in proc.stdout
+    table = rows(proc.stdout)
+    assert len(table) == 27 and all(r.startswith("PASS") for r in table), table
+    assert sum("GPU vs CPU float64" in r for r in table) == 12  # 10 layers and 2 networks, each dtype
+    assert any("training run, GPU vs CPU" in r and "speed GPU/CPU" in r for r in table)
+
+
+@pytest.mark.slow
+def test_a_gpu_that_computes_wrong_fails_with_exit_status_1():
+    proc = doctor("--device", "gpu:1", fake_gpu=True, matmul_error=1e-3)  # products 0.1% off
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    failed = [r for r in rows(proc.stdout) if r.startswith("FAIL")]
+    assert any(r.startswith("FAIL  Affine (GPU vs CPU float32)") for r in failed)
+    assert any("SimpleConvNet loss and gradients" in r for r in failed)
+    assert "failed" in proc.stdout.splitlines()[-1] and not proc.stdout.splitlines()[-1].endswith(" 0 failed")
