@@ -85,8 +85,13 @@ def _gpu_pool_peak(x: Any) -> dict[str, float]:
     import cupy
 
     # The pool keeps every freed block for reuse (nothing calls free_all_blocks), so what it holds
-    # at the end is its high-water mark: the peak of GPU memory the run needed at once.
-    return {"gpu_pool_total_mib": cupy.get_default_memory_pool().total_bytes() / 2**20}
+    # at the end is its high-water mark of *reserved* memory -- compared with PyTorch's
+    # max_memory_reserved(), the same quantity of its caching allocator.
+    return {"gpu_reserved_peak_mib": cupy.get_default_memory_pool().total_bytes() / 2**20}
+
+
+GPU_SETTINGS = "PyTorch with TF32 off (cuBLAS and cuDNN in full FP32, as CuPy's cuBLAS runs) and cudnn.benchmark on"
+"""How the PyTorch side of a GPU comparison is configured, so that both sides compute alike."""
 
 
 def _torch_worker(model: str, mode: str, device: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
@@ -95,6 +100,11 @@ def _torch_worker(model: str, mode: str, device: str, batch: int, steps: int, wa
 
     dev = torch.device(device.replace("gpu", "cuda"))  # "cpu" or "gpu:N" (resolved by main)
     torch.manual_seed(0)
+    if dev.type == "cuda":  # like with like (GPU_SETTINGS): PyTorch 2.x runs cuDNN convolutions in TF32 by default
+        torch.cuda.set_device(dev)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
     if model == "simple":  # the book's SimpleConvNet
         net = nn.Sequential(
             nn.Conv2d(1, 30, 5),
@@ -147,7 +157,7 @@ def _torch_worker(model: str, mode: str, device: str, batch: int, steps: int, wa
     seconds = time.perf_counter() - start
     out = {"images_per_s": batch * steps / seconds, "seconds": seconds, "peak_rss_mib": _peak_rss_mib()}
     if dev.type == "cuda":
-        out["gpu_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+        out["gpu_reserved_peak_mib"] = torch.cuda.max_memory_reserved(dev) / 2**20
     return out
 
 
@@ -218,8 +228,16 @@ def _measure(framework: str, model: str, mode: str, args: argparse.Namespace) ->
     }
 
 
+def _gpu_memory(rows: list[dict[str, Any]]) -> str:
+    """ ", GPU reserved peak N MiB" for rows measured on a GPU, else ""."""
+    peaks = [r["gpu_reserved_peak_mib"] for r in rows if "gpu_reserved_peak_mib" in r]
+    return f", GPU reserved peak {max(peaks):6.0f} MiB" if peaks else ""
+
+
 def _report(rows: list[dict[str, Any]], compare: bool) -> str:
     lines = []
+    if compare and any("gpu_reserved_peak_mib" in r for r in rows):
+        lines.append(f"GPU comparison: {GPU_SETTINGS}; GPU memory is reserved memory on both sides")
     for model in MODELS:
         for mode in MODES:
             mine = [r for r in rows if (r["model"], r["mode"], r["framework"]) == (model, mode, "cnn_xp")]
@@ -228,11 +246,12 @@ def _report(rows: list[dict[str, Any]], compare: bool) -> str:
             med = statistics.median(r["images_per_s"] for r in mine)
             rss = max(r["peak_rss_mib"] for r in mine)
             line = f"{model:6s} {mode:5s} batch {mine[0]['batch']:4d}: cnn_xp {med:8.0f} img/s (median of {len(mine)}), peak RSS {rss:6.0f} MiB"
+            line += _gpu_memory(mine)
             if compare:
                 theirs = [r for r in rows if (r["model"], r["mode"], r["framework"]) == (model, mode, "torch")]
                 tmed = statistics.median(r["images_per_s"] for r in theirs)
                 ratios = [a["images_per_s"] / b["images_per_s"] for a, b in zip(mine, theirs, strict=True)]
-                line += (f" | torch {tmed:8.0f} img/s, peak RSS {max(r['peak_rss_mib'] for r in theirs):6.0f} MiB"
+                line += (f" | torch {tmed:8.0f} img/s, peak RSS {max(r['peak_rss_mib'] for r in theirs):6.0f} MiB{_gpu_memory(theirs)}"
                          f" | ratio cnn_xp/torch median {statistics.median(ratios):.2f} (rounds: {', '.join(f'{v:.2f}' for v in ratios)})")  # fmt: skip
             lines.append(line)
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import math
 import random
 import signal
 import subprocess
@@ -155,6 +156,14 @@ def test_cli_reports_a_full_disk_in_one_line(tmp_path, monkeypatch, capsys):
     assert len(err) == 1 and "No space left on device" in err[0] and "no last.safetensors was written" in err[0]
 
 
+def _write_idx(path, array):
+    """An uncompressed IDX file (uint8 data): magic 0x08 0x<ndim>, big-endian int32 sizes."""
+    header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, dtype=">i4").tobytes()
+    with open(path, "wb") as f:
+        f.write(header)
+        array.tofile(f)
+
+
 @pytest.mark.gpu
 def test_gpu_out_of_memory_is_a_clear_message(tmp_path, capsys):
     reason = gpu_skip_reason()
@@ -163,24 +172,32 @@ def test_gpu_out_of_memory_is_a_clear_message(tmp_path, capsys):
     import cupy
 
     free, _ = cupy.cuda.runtime.memGetInfo()
-    images = int(free // (30 * 24 * 24 * 4)) * 4  # conv1 output alone would need ~4x the free memory
+    # Sized from this GPU's memory: 2000 square images whose first convolution's output alone
+    # (30 maps of (side - 4)^2 float32 per image) needs 4x the free memory -- on any GPU.
+    n = 2000
+    side = math.ceil(math.sqrt(4 * free / (n * 30 * 4))) + 4
+    data = tmp_path / "big"
+    data.mkdir()
+    for split, count in (("train", n), ("t10k", 10)):
+        _write_idx(data / f"{split}-images-idx3-ubyte", np.zeros((count, side, side), dtype=np.uint8))
+        _write_idx(data / f"{split}-labels-idx1-ubyte", np.arange(count, dtype=np.uint8) % 10)
     start_t = time.time()
     code = train_main(
         [
             "--device",
             "gpu",
+            "--dataset",
+            str(data),
             "--batch-size",
-            str(min(images, 60000)),
-            "--train-size",
-            str(min(images, 60000)),
+            str(n),
             "--epochs",
             "1",
             "--quiet",
             "--out",
-            str(tmp_path),
+            str(tmp_path / "run"),
         ]
     )
     err = capsys.readouterr().err
-    assert code == 1 and "out of GPU memory" in err and "smaller --batch-size" in err
+    assert code == 1 and "out of GPU memory" in err and "smaller --batch-size" in err, err
     assert time.time() - start_t < 300  # no hang
     assert cupy.get_default_memory_pool().used_bytes() < 1 << 30  # the pool was released
