@@ -133,3 +133,21 @@ def _mnist400():
 
     (x, t), (xt, tt) = load_mnist(normalize=False)
     return (x[:400], t[:400]), (xt[:200], tt[:200])
+
+
+@pytest.mark.slow
+def test_the_gpu_test_suite_runs_and_passes_on_the_double():
+    """``pytest -m gpu`` -- the tests a GPU owner runs -- on the double's two GPUs with 256 MiB free
+    each (so that the out-of-memory test runs out): none may fail, and they must not all skip."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")])}
+    env["FAKE_CUPY_FREE_MIB"] = "256"
+    env.pop("CNN_XP_DEVICE", None)
+    root = HERE.parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "-o", "addopts=", str(root / "tests")],
+        env=env, capture_output=True, text=True, timeout=900, cwd=root,
+    )  # fmt: skip
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    passed = int(summary.split(" passed")[0].split()[-1])
+    assert passed >= 45 and "failed" not in summary, summary

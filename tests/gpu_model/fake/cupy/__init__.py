@@ -36,6 +36,8 @@ import numpy
 
 __version__ = "14.0.0.fake"
 _NDEV = int(os.environ.get("FAKE_CUPY_DEVICES", "2"))
+# Each GPU's free memory; one allocation larger than it raises OutOfMemoryError, as CuPy's would.
+_FREE = int(float(os.environ.get("FAKE_CUPY_FREE_MIB", "15360")) * 2**20)
 # A GPU whose matrix products are wrong by this relative error (0: right), for checks that must fail.
 _MATMUL_ERROR = float(os.environ.get("FAKE_CUPY_MATMUL_ERROR", "0"))
 
@@ -235,14 +237,15 @@ class _Runtime(SimpleNamespace):
 
     @staticmethod
     def memGetInfo() -> tuple[int, int]:
-        return 15 * 2**30, 16 * 2**30
+        return _FREE, 16 * 2**30
 
 
 runtime = _Runtime()
 
 
 class OutOfMemoryError(MemoryError):
-    pass
+    def __init__(self, size: int, free: int) -> None:
+        super().__init__(f"Out of memory allocating {size:,} bytes (allocated so far: {free:,} bytes).")
 
 
 class _Pool:
@@ -373,6 +376,8 @@ class ndarray:  # noqa: N801 - CuPy's name
 
     @classmethod
     def _of(cls, a: numpy.ndarray, dev: int | None = None) -> ndarray:
+        if a.base is None and a.nbytes > _FREE:
+            raise OutOfMemoryError(a.nbytes, _FREE)
         obj = cls.__new__(cls)
         obj._a, obj._dev = a, _cur() if dev is None else dev
         return obj
