@@ -59,3 +59,19 @@ def test_a_gpu_that_computes_wrong_fails_with_exit_status_1():
     assert any(r.startswith("FAIL  Affine (GPU vs CPU float32)") for r in failed)
     assert any("SimpleConvNet loss and gradients" in r for r in failed)
     assert "failed" in proc.stdout.splitlines()[-1] and not proc.stdout.splitlines()[-1].endswith(" 0 failed")
+
+
+def test_versions_name_cnn_xp_and_what_it_runs_on():
+    from cnn_xp import __version__
+    from cnn_xp.cli.doctor import versions
+
+    rows = dict(versions())
+    assert rows["cnn_xp"] == __version__ and rows["NumPy"] and "CuPy" in rows and "mpi4py" in rows
+
+
+def test_device_must_be_a_gpu_in_one_line(capsys):
+    from cnn_xp.cli.doctor import main
+
+    assert main(["--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--device: expected 'gpu' or 'gpu:N'" in err[0]

@@ -64,62 +64,24 @@ def test_resume_at_an_epoch_boundary_is_bit_exact(mnist_small, tmp_path):
     assert [h["test_acc"] for h in resumed.history] == [h["test_acc"] for h in straight.history]
 
 
-def test_resume_mid_epoch_is_bit_exact(mnist_small, tmp_path):
+class Stop(Exception):  # noqa: N818 - a test signal, not an error
+    """Raised by a test to end a training run where a crash or a kill would."""
+
+
+def _stopped_then_resumed(mnist_small, tmp_path, save_every, patch, counters):
+    """Train 2 epochs straight; train again with checkpoints every ``save_every`` steps, with
+    ``patch(trainer)`` making the run raise Stop somewhere; check the checkpoint's (epoch, step,
+    step_in_epoch) against ``counters``, resume from it to 2 epochs and check it equals the straight run."""
     train, test = loaders(mnist_small)
     straight = Trainer(small_net(), Adam(lr=0.01), train, test, quiet=True)
     straight.fit(2)
     train, test = loaders(mnist_small)
-    first = Trainer(small_net(), Adam(lr=0.01), train, test, out_dir=tmp_path, quiet=True, save_every=5)
-
-    class Stop(Exception):  # noqa: N818 - a test signal, not an error
-        pass
-
-    original = first.save_checkpoint
-
-    def save_then_stop(path):
-        out = original(path)
-        if first.step == 10:  # epoch 2, step 2 of 8
-            raise Stop
-        return out
-
-    first.save_checkpoint = save_then_stop
+    first = Trainer(small_net(), Adam(lr=0.01), train, test, out_dir=tmp_path, quiet=True, save_every=save_every)
+    patch(first)
     with pytest.raises(Stop):
         first.fit(2)
     ck = load_checkpoint(tmp_path / "last.safetensors")
-    assert ck.trainer["step"] == 10 and ck.trainer["step_in_epoch"] == 2
-    train, test = loaders(mnist_small)
-    resumed = Trainer(ck.build_model(), ck.build_optimizer(), train, test, quiet=True)
-    resumed.load_state(ck.trainer, ck.rng)
-    resumed.fit(2)
-    for k, v in weights(straight).items():
-        np.testing.assert_array_equal(weights(resumed)[k], v)
-    assert resumed.history[-1]["loss"] == straight.history[-1]["loss"]
-
-
-def test_killed_after_an_epochs_last_step_before_its_end_resumes_bit_exact(mnist_small, tmp_path):
-    """A periodic checkpoint on an epoch's last step, then a kill before the epoch's end is
-    recorded: step_in_epoch == steps per epoch.  It loads and resumes (found by the SIGKILL test)."""
-    train, test = loaders(mnist_small)
-    straight = Trainer(small_net(), Adam(lr=0.01), train, test, quiet=True)
-    straight.fit(2)
-    train, test = loaders(mnist_small)
-    first = Trainer(small_net(), Adam(lr=0.01), train, test, out_dir=tmp_path, quiet=True, save_every=4)
-
-    class Killed(Exception):  # noqa: N818 - a test signal, not an error
-        pass
-
-    end_epoch = first._end_epoch
-
-    def killed(epochs):
-        if first.epoch == 1:  # the periodic save at step 8 of 8 of epoch 2 happened; its end did not
-            raise Killed
-        end_epoch(epochs)
-
-    first._end_epoch = killed
-    with pytest.raises(Killed):
-        first.fit(2)
-    ck = load_checkpoint(tmp_path / "last.safetensors")
-    assert (ck.trainer["epoch"], ck.trainer["step"], ck.trainer["step_in_epoch"]) == (1, 16, 8)
+    assert (ck.trainer["epoch"], ck.trainer["step"], ck.trainer["step_in_epoch"]) == counters
     train, test = loaders(mnist_small)
     resumed = Trainer(ck.build_model(), ck.build_optimizer(), train, test, quiet=True)
     resumed.load_state(ck.trainer, ck.rng)
@@ -127,7 +89,40 @@ def test_killed_after_an_epochs_last_step_before_its_end_resumes_bit_exact(mnist
     for k, v in weights(straight).items():
         np.testing.assert_array_equal(weights(resumed)[k], v)
     assert [h["step"] for h in resumed.history] == [8, 16]
+    assert resumed.history[-1]["loss"] == straight.history[-1]["loss"]
     assert resumed.history[-1]["test_acc"] == straight.history[-1]["test_acc"]
+
+
+def test_resume_mid_epoch_is_bit_exact(mnist_small, tmp_path):
+    def stop_after_saving_step_10(trainer):
+        original = trainer.save_checkpoint
+
+        def save_then_stop(path):
+            out = original(path)
+            if trainer.step == 10:  # epoch 2, step 2 of 8
+                raise Stop
+            return out
+
+        trainer.save_checkpoint = save_then_stop
+
+    _stopped_then_resumed(mnist_small, tmp_path, 5, stop_after_saving_step_10, (1, 10, 2))
+
+
+def test_killed_after_an_epochs_last_step_before_its_end_resumes_bit_exact(mnist_small, tmp_path):
+    """A periodic checkpoint on an epoch's last step, then a kill before the epoch's end is
+    recorded: step_in_epoch == steps per epoch.  It loads and resumes (found by the SIGKILL test)."""
+
+    def kill_before_the_end_of_epoch_2(trainer):
+        end_epoch = trainer._end_epoch
+
+        def killed(epochs):
+            if trainer.epoch == 1:  # the periodic save at step 8 of 8 of epoch 2 happened; its end did not
+                raise Stop
+            end_epoch(epochs)
+
+        trainer._end_epoch = killed
+
+    _stopped_then_resumed(mnist_small, tmp_path, 4, kill_before_the_end_of_epoch_2, (1, 16, 8))
 
 
 @pytest.mark.filterwarnings(
