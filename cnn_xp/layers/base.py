@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy
 
-from ..backend import adopt_like, array_device, get_array_module, on_device
+from ..backend import adopt_like, array_device, device_of, get_array_module, is_gpu_array, on_device
 from ..checks import check_int, check_same_place, float_dtype_name, is_floating
 
 Array = Any
@@ -32,7 +32,7 @@ class Layer:
     uses_mode = False
     can_skip_dx = False  # backward(dout, need_dx=False) skips the input gradient (first layers)
 
-    _device_context: Any = None  # the device context of the last forward (see _on_input_device)
+    _device: Any = None  # the GPU this layer last ran on, for a backward given a plain number
 
     def __init__(self) -> None:
         self.training = True
@@ -114,11 +114,10 @@ def _on_input_device(method: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(method)
     def run(self: Layer, *args: Any, **kwargs: Any) -> Any:
         first = next((a for a in (*args, *kwargs.values()) if hasattr(a, "shape")), None)
-        if first is not None:
-            context = self._device_context = on_device(first)
-        else:
-            context = getattr(self, "_device_context", None) or on_device(None)
-        with context:
+        if first is not None:  # a plain record (copies and pickles), not CuPy's device object
+            self._device = device_of(first) if is_gpu_array(first) else None
+        where = first if first is not None else getattr(self, "_device", None)
+        with on_device(where):
             return method(self, *args, **kwargs)
 
     run._on_input_device = True  # type: ignore[attr-defined]

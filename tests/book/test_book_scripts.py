@@ -123,7 +123,7 @@ def numbers(text: str, key: str) -> list[float]:
     return [float(v) for v in re.findall(rf"{key}[:\s]*(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)", text)]
 
 
-@pytest.mark.parametrize("chapter", ["ch05", "ch07"])
+@pytest.mark.parametrize("chapter", [pytest.param("ch05", marks=pytest.mark.slow), "ch07"])  # ch05: 18 s
 def test_gradient_check_both_ways_beside_the_books_own(book, chapter):
     ours = [unmodified(book, chapter, "gradient_check.py"), prefixed(book, chapter, "gradient_check.py")]
     own = books_own(book, chapter, "gradient_check.py")
@@ -152,6 +152,7 @@ def test_every_script_runs_both_ways(book, chapter):
         unmodified(book, "ch07", "visualize_filter.py")
 
 
+@pytest.mark.slow
 def test_misclassified_mnist_prints_what_the_books_own_code_prints(book):
     """The shipped deep_convnet_params.pkl through the restricted unpickler: the same accuracy
     and the same misclassified images as the book's own DeepConvNet, both ways."""

@@ -75,3 +75,11 @@ def test_device_must_be_a_gpu_in_one_line(capsys):
     assert main(["--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--device: expected 'gpu' or 'gpu:N'" in err[0]
+
+
+def test_the_doctor_checks_every_registered_layer_type():
+    from cnn_xp.cli.doctor import _cases
+    from cnn_xp.layers import LAYER_TYPES
+
+    checked = {type(case("cpu", "float32")[0]).__name__ for case in _cases().values()}
+    assert checked == set(LAYER_TYPES)
