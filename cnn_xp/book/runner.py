@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import BOOK_MODULES
+from ..backend import on_device
 from .config import set_device
 
 
@@ -37,8 +38,9 @@ def run_script(script: str | os.PathLike[str], args: list[str], device: Any = "c
     """Run ``script`` as ``python script args...`` would, with the book's modules from cnn_xp
     and its networks on ``device``."""
     path = Path(script).resolve()
-    set_device(device)
+    chosen = set_device(device)
     install_book_modules(path.parent)
     sys.argv = [str(script), *args]
     sys.path.insert(0, str(path.parent))
-    runpy.run_path(str(path), run_name="__main__")
+    with on_device(chosen):  # the script's own array arithmetic runs on that GPU too (gpu:1, say)
+        runpy.run_path(str(path), run_name="__main__")

@@ -151,3 +151,36 @@ def test_the_gpu_test_suite_runs_and_passes_on_the_double():
     assert proc.returncode == 0, proc.stdout[-4000:]
     passed = int(summary.split(" passed")[0].split()[-1])
     assert passed >= 45 and "failed" not in summary, summary
+
+
+@pytest.mark.slow
+def test_the_books_own_scripts_run_unmodified_on_gpu_1(tmp_path):
+    """``python -m cnn_xp.book --device gpu:1 SCRIPT`` with the book's scripts as they are (sizes
+    cut as in tests/book): the book's code on the second GPU, its top-level array arithmetic included."""
+    import shutil
+
+    from tests.book.test_book_scripts import BOOK, CUTS
+
+    root = tmp_path / "book"
+    shutil.copytree(BOOK, root)
+    for name, subs in CUTS.items():
+        text = (root / name).read_text()
+        for old, new in subs:
+            text = text.replace(old, new)
+        (root / name).write_text(text)
+    env = {
+        **os.environ,
+        "MPLBACKEND": "Agg",
+        "PYTHONPATH": os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")]),
+    }
+    for chapter, script, expect in (
+        ("ch07", "gradient_check.py", "W1 "),
+        ("ch07", "train_convnet.py", "Saved Network Parameters!"),
+        ("ch08", "misclassified_mnist.py", "test accuracy:"),
+        ("ch06", "optimizer_compare_mnist.py", "Adam:"),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "cnn_xp.book", "--device", "gpu:1", script],
+            cwd=root / chapter, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0 and expect in proc.stdout, (script, proc.stderr[-3000:])

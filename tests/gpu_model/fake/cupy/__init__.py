@@ -368,7 +368,13 @@ def _op(fn: Any, name: str) -> Any:
 
 class ndarray:  # noqa: N801 - CuPy's name
     __array_priority__ = 100
-    __array_ufunc__ = None  # NumPy defers to our reflected operators
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """NumPy's ufuncs on device arrays run as CuPy's (``numpy.abs(x)`` is ``cupy.abs(x)``)."""
+        mine = globals().get(ufunc.__name__)
+        if method != "__call__" or mine is None:
+            return NotImplemented
+        return mine(*inputs, **kwargs)
 
     def __init__(self, shape: Any, dtype: Any = float) -> None:
         self._a = numpy.empty(shape, dtype)
@@ -383,7 +389,14 @@ class ndarray:  # noqa: N801 - CuPy's name
         return obj
 
     # metadata: free
-    shape = property(lambda self: self._a.shape)
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._a.shape
+
+    @shape.setter
+    def shape(self, value: tuple[int, ...]) -> None:  # in place, no copy, as CuPy's (and NumPy's)
+        self._a.shape = value
+
     dtype = property(lambda self: self._a.dtype)
     ndim = property(lambda self: self._a.ndim)
     size = property(lambda self: self._a.size)
@@ -410,8 +423,17 @@ class ndarray:  # noqa: N801 - CuPy's name
     def __len__(self) -> int:
         return len(self._a)
 
-    def __repr__(self) -> str:
-        return f"fake_cupy.ndarray(shape={self.shape}, dtype={self.dtype}, device={self._dev})"
+    def __repr__(self) -> str:  # as CuPy's: the values, read from the device
+        _host_read("repr")
+        return repr(self._a)
+
+    def __str__(self) -> str:
+        _host_read("str")
+        return str(self._a)
+
+    def __format__(self, spec: str) -> str:
+        _host_read("format")
+        return format(self._a.item() if self._a.ndim == 0 else self._a, spec)
 
     # host reads: counted
     def get(self, stream: Any = None, order: str = "C", out: Any = None) -> numpy.ndarray:
