@@ -522,6 +522,14 @@ class HostToDevice:
                 pinned[i], dev[i] = buffers
         return pinned[i], dev[i]
 
+    def close(self) -> None:
+        """Wait for the copies still in flight, so that their pinned staging memory may be
+        freed and reused (a no-op on the CPU)."""
+        for slot in self._ring:
+            if slot["copied"] is not None:
+                slot["copied"].synchronize()
+        self._ring = []
+
     def receive(self, ticket: Any) -> tuple[Any, ...]:
         if self._stream is None:
             return tuple(ticket)

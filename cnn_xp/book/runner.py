@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import BOOK_MODULES
 from ..backend import on_device
+from . import BOOK_MODULES
 from .config import set_device
 
 

@@ -91,7 +91,6 @@ class DataLoader:
         if self.rank >= self.world_size:
             raise ValueError(f"rank: expected 0 <= rank < world_size={self.world_size}, got {rank}")
         self.epoch = 0
-        self._copier = HostToDevice(self.device)
 
     def __len__(self) -> int:
         n = self.x.shape[0]
@@ -127,12 +126,12 @@ class DataLoader:
             xb = translate(xb, self.shift, dy, dx)
         return xb, tb
 
-    def _finish(self, xb: Array, tb: Array) -> tuple[Array, Array]:
-        """Cast (and scale) on the device.  On a GPU the received arrays are ring buffers that a
-        later batch overwrites, so what is yielded is always a new array (the cast is the copy)."""
+    def _finish(self, xb: Array, tb: Array, own: bool) -> tuple[Array, Array]:
+        """Cast (and scale) on the device.  With ``own`` (on a GPU) the received arrays are ring
+        buffers that a later batch overwrites, so what is yielded is always a new array (the
+        cast is the copy)."""
         xp = get_array_module(xb)
         target = getattr(xp, self.dtype.name)
-        own = self._copier.recycles  # yield copies, never the ring's buffers
         with on_device(xb):
             copied = xb.dtype != target or own
             if copied:
@@ -146,17 +145,22 @@ class DataLoader:
         return xb, tb
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[Array, Array]]:
-        """The batches of ``epoch`` from batch index ``start`` on (for resuming mid-epoch)."""
+        """The batches of ``epoch`` from batch index ``start`` on (for resuming mid-epoch).
+        Each call has its own copy ring on a GPU, so iterators over one loader may interleave."""
         order = self.order(epoch)
         ks = range(start, len(self))
         if not ks:
             return
-        ticket = self._copier.submit(self._host_batch(order, epoch, ks[0]))
-        for k in ks:
-            xb, tb = self._copier.receive(ticket)
-            if k + 1 < len(self):
-                ticket = self._copier.submit(self._host_batch(order, epoch, k + 1))  # overlaps this step on a GPU
-            yield self._finish(xb, tb)
+        copier = HostToDevice(self.device)
+        try:
+            ticket = copier.submit(self._host_batch(order, epoch, ks[0]))
+            for k in ks:
+                xb, tb = copier.receive(ticket)
+                if k + 1 < len(self):
+                    ticket = copier.submit(self._host_batch(order, epoch, k + 1))  # overlaps this step on a GPU
+                yield self._finish(xb, tb, copier.recycles)
+        finally:
+            copier.close()
 
     def __iter__(self) -> Iterator[tuple[Array, Array]]:
         """One epoch; the next ``iter()`` gives the next epoch's order."""
