@@ -14,11 +14,13 @@ class SoftmaxWithLoss(Layer):
     that stays on x's device).
 
     ``t`` is either class labels (N,) of an integer dtype in [0, K) or one-hot /
-    probability rows (N, K).  Labels on the host are range-checked on every call; labels on a GPU
-    are not (the check is a device-to-host read, a synchronisation per step): they are checked
-    where they enter from the host -- the :class:`~cnn_xp.train.Trainer` checks its loaders'
-    labels once, evaluation checks them with one read at the end -- or with :func:`check_labels`.  The loss uses a stable log-softmax (no ``+1e-7`` inside the
+    probability rows (N, K).  The loss uses a stable log-softmax (no ``+1e-7`` inside the
     log), so its gradient ``backward(dout=1) = (softmax(x) - t) * dout / N`` matches it exactly.
+
+    Labels on the host are range-checked on every call; labels on a GPU are not (the check is a
+    device-to-host read, a synchronisation per step): they are checked where they enter from the
+    host -- the :class:`~cnn_xp.train.Trainer` checks its loaders' labels once, evaluation checks
+    them with one read at the end -- or with :func:`check_labels`.
     """
 
     def __init__(self) -> None:
