@@ -19,6 +19,7 @@ import platform
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from importlib import metadata
 from typing import Any
@@ -66,20 +67,31 @@ def versions() -> list[tuple[str, str]]:
         runtime = cupy.cuda.runtime
         rows.append(("CUDA runtime", _cuda_version(runtime.runtimeGetVersion())))
         rows.append(("CUDA driver", _cuda_version(runtime.driverGetVersion())))
-        try:
-            from cupy.cuda import nccl
-
-            rows.append(("NCCL", str(nccl.get_version())))
-        except Exception as exc:  # NCCL is optional in CuPy
-            rows.append(("NCCL", f"unavailable ({type(exc).__name__})"))
+        rows.append(("NCCL", _nccl_version()))
     except Exception as exc:
         rows.append(("CuPy", f"not usable ({type(exc).__name__}: {exc})"[:120]))
     rows += [("mpi4py", _version("mpi4py")), ("PyTorch", _version("torch"))]
     return rows
 
 
+def _nccl_version() -> str:
+    """NCCL's version, or why CuPy cannot load it (said here, not as a warning on stderr)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            from cupy.cuda import nccl
+
+            if getattr(nccl, "available", True):
+                return str(nccl.get_version())
+            reason = "CuPy could not load libnccl"
+        except Exception as exc:  # NCCL is optional in CuPy
+            reason = f"{type(exc).__name__}: {exc}"
+    said = [line.strip() for w in caught for line in str(w.message).splitlines() if line.strip()]
+    return f"unavailable ({' '.join(said[:2]) or reason})"[:160]
+
+
 def _cuda_version(v: int) -> str:
-    return f"{v // 1000}.{v % 1000 // 10}"
+    return f"{v // 1000}.{v % 1000 // 10}" if v else "none found"
 
 
 def gpus() -> list[str]:
