@@ -64,6 +64,35 @@ def gpu_skip_reason() -> str | None:
     return None if reason is None else f"no usable GPU: {reason}"
 
 
+def mnist_subset(
+    train: int = 400, test: int = 200
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The first ``train`` training and ``test`` test images of the bundled MNIST (uint8) with labels."""
+    from cnn_xp.datasets import load_mnist
+
+    (x, t), (xt, tt) = load_mnist(normalize=False)
+    return (x[:train], t[:train]), (xt[:test], tt[:test])
+
+
+def small_net(dtype: str = "float32", seed: int = 0) -> Any:
+    """A SimpleConvNet of 4 filters and 16 hidden units: the training tests' network."""
+    from cnn_xp import SimpleConvNet
+
+    conv = {"filter_num": 4, "filter_size": 5, "pad": 0, "stride": 1}
+    return SimpleConvNet(conv_param=conv, hidden_size=16, weight_init_std="he", dtype=dtype, seed=seed)
+
+
+def loaders(data: Any, seed: int = 0, batch: int = 50, dtype: str = "float32", device: Any = "cpu") -> tuple[Any, Any]:
+    """Shuffled training and ordered test DataLoaders (test batch 100) over ``data``, scaled to [0, 1]."""
+    from cnn_xp.data import DataLoader
+
+    (x, t), (xt, tt) = data
+    return (
+        DataLoader(x, t, batch, shuffle=True, seed=seed, dtype=dtype, scale=1 / 255, device=device),
+        DataLoader(xt, tt, 100, shuffle=False, dtype=dtype, scale=1 / 255, device=device),
+    )
+
+
 def numeric_grad(f: Callable[[], float], x: np.ndarray, h: float = 1e-6, indices: Any = None) -> np.ndarray:
     """Central differences of scalar ``f()`` w.r.t. the host array ``x`` (changed in place and
     restored).  ``indices`` limits the check to some flat positions (others are NaN)."""

@@ -23,13 +23,11 @@ from cnn_xp import Adam, DeepConvNet, SimpleConvNet, to_device, to_numpy
 from cnn_xp.backend import gpu_available
 from cnn_xp.cli import evaluate as evaluate_cli
 from cnn_xp.cli import predict as predict_cli
-from cnn_xp.data import DataLoader
-from cnn_xp.datasets import load_mnist
 from cnn_xp.functions import conv2d
 from cnn_xp.layers import Dropout
 from cnn_xp.train import Trainer, load_checkpoint
 
-from .helpers import gpu_skip_reason
+from .helpers import gpu_skip_reason, loaders, mnist_subset, small_net
 
 pytestmark = pytest.mark.gpu
 
@@ -44,21 +42,9 @@ def _needs_gpu():
 TRAINED = 1e-6  # float64 after 16 Adam steps: round-off of another BLAS, compounded (measured ~1e-12)
 
 
-def _data():
-    (x, t), (xt, tt) = load_mnist(normalize=False)
-    return (x[:400], t[:400]), (xt[:200], tt[:200])
-
-
-def _net():
-    conv = {"filter_num": 4, "filter_size": 5, "pad": 0, "stride": 1}
-    return SimpleConvNet(conv_param=conv, hidden_size=16, weight_init_std="he", dtype="float64", seed=0)
-
-
 def _trainer(device, out=None, **kw):
-    (x, t), (xt, tt) = _data()
-    train = DataLoader(x, t, 50, shuffle=True, seed=0, dtype="float64", scale=1 / 255, device=device)
-    test = DataLoader(xt, tt, 100, shuffle=False, dtype="float64", scale=1 / 255, device=device)
-    return Trainer(_net(), Adam(lr=0.01), train, test, quiet=True, out_dir=out, **kw)
+    train, test = loaders(mnist_subset(), dtype="float64", device=device)
+    return Trainer(small_net("float64"), Adam(lr=0.01), train, test, quiet=True, out_dir=out, **kw)
 
 
 def _assert_same_weights(a, b, rtol=TRAINED):
@@ -119,9 +105,7 @@ def test_checkpoint_written_on_the_gpu_loads_on_the_cpu_and_resumes_on_the_gpu(t
     on_cpu = ck.build_model(device="cpu")
     for k, v in first.model.params.items():
         np.testing.assert_array_equal(to_numpy(on_cpu.params[k]), to_numpy(v))  # exact: a copy
-    (x, t), (xt, tt) = _data()
-    train = DataLoader(x, t, 50, shuffle=True, seed=0, dtype="float64", scale=1 / 255, device="gpu")
-    test = DataLoader(xt, tt, 100, shuffle=False, dtype="float64", scale=1 / 255, device="gpu")
+    train, test = loaders(mnist_subset(), dtype="float64", device="gpu")
     resumed = Trainer(ck.build_model(device="gpu"), ck.build_optimizer(device="gpu"), train, test, quiet=True)
     resumed.load_state(ck.trainer, ck.rng)
     resumed.fit(3)

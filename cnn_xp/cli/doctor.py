@@ -16,7 +16,6 @@ the CPU side: every layer in float32 against float64, and the training run.
 from __future__ import annotations
 
 import platform
-import re
 import sys
 import time
 import warnings
@@ -28,7 +27,15 @@ import numpy
 
 from .. import Adam, DeepConvNet, SimpleConvNet, to_device, to_numpy
 from .._version import __version__
-from ..backend import AGREEMENT, Device, gpu_unavailable_reason, on_device, synchronize
+from ..backend import (
+    AGREEMENT,
+    Device,
+    GPUUnavailableError,
+    gpu_unavailable_reason,
+    on_device,
+    parse_device,
+    synchronize,
+)
 from ..datasets import load_mnist
 from ..layers import (
     Affine,
@@ -41,7 +48,7 @@ from ..layers import (
     Sigmoid,
     SoftmaxWithLoss,
 )
-from .common import OneLineParser, UsageError, device_arg, run_command
+from .common import OneLineParser, UsageError, flag_error, run_command
 
 PROG = "python -m cnn_xp.doctor"
 STEPS, BATCH = 100, 100
@@ -208,21 +215,32 @@ def _training_run(device: Device) -> dict[str, float]:
 # --------------------------------------------------------------------------- the report
 
 
+def _gpu_arg(spec: str) -> tuple[Device | None, str | None]:
+    """The GPU ``--device`` names (``gpu``, ``gpu:N``, ``auto``), or None and why it is not usable."""
+    try:
+        device = parse_device(spec)
+    except GPUUnavailableError as exc:
+        return None, str(exc).replace(" Use device 'cpu' or 'auto'.", "")
+    except (ValueError, TypeError) as exc:
+        raise flag_error("--device", exc) from None
+    if device.is_gpu:
+        return device, None
+    if spec.strip().lower() == "auto":
+        return None, gpu_unavailable_reason(0)
+    raise UsageError(f"--device: expected 'gpu', 'gpu:N' or 'auto' (the CPU is always checked), got {spec!r}")
+
+
 def _main(argv: list[str] | None, prog: str) -> int:
     p = OneLineParser(
         prog=prog,
         description="Check this install: versions, GPUs, every layer and both networks on the GPU against the CPU, "
         "a 100-step training run on each, PASS/FAIL (exit status 1 if anything disagrees).",
     )
-    p.add_argument("--device", default="gpu", help="the GPU to check, 'gpu' or 'gpu:N'")
+    p.add_argument("--device", default="gpu", help="the GPU to check: 'gpu', 'gpu:N' or 'auto'")
     args = p.parse_args(argv)
+    gpu, reason = _gpu_arg(args.device)
     out: list[str] = ["cnn_xp doctor"]
     out += [f"  {name:14s} {value}" for name, value in versions()]
-    m = re.fullmatch(r"(?:gpu|cuda)(?::(\d+))?", args.device.strip().lower())
-    if m is None:
-        raise UsageError(f"--device: expected 'gpu' or 'gpu:N' (the CPU is always checked), got {args.device!r}")
-    reason = gpu_unavailable_reason(int(m.group(1) or 0))
-    gpu = None if reason is not None else device_arg(args.device)
     if gpu is None:
         out.append(f"no GPU checked: {reason}")
     else:

@@ -83,7 +83,11 @@ OWN_MNIST = "from cnn_xp.book.dataset.mnist import load_mnist  # the data only: 
 @pytest.fixture
 def book(tmp_path) -> Path:
     """A copy of the book's tree with :data:`CUTS` applied."""
-    root = tmp_path / "book"
+    return cut_book(tmp_path / "book")
+
+
+def cut_book(root: Path) -> Path:
+    """Copy the book's tree to ``root`` with :data:`CUTS` applied; returns ``root``."""
     shutil.copytree(BOOK, root)
     for name, subs in CUTS.items():
         path = root / name

@@ -74,7 +74,7 @@ def test_device_must_be_a_gpu_in_one_line(capsys):
 
     assert main(["--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--device: expected 'gpu' or 'gpu:N'" in err[0]
+    assert len(err) == 1 and "--device: expected 'gpu', 'gpu:N' or 'auto'" in err[0]
 
 
 def test_the_doctor_checks_every_registered_layer_type():

@@ -21,29 +21,14 @@ import cnn_xp
 from cnn_xp import Adam, DeepConvNet, SimpleConvNet, to_device, to_numpy
 from cnn_xp.backend import HostToDevice, is_gpu_array
 from cnn_xp.cli import evaluate, predict
-from cnn_xp.data import DataLoader
-from cnn_xp.datasets import load_mnist
 from cnn_xp.train import Trainer, load_checkpoint
+from tests.helpers import (  # the repository's root is on sys.path (see test_cupy_semantics)
+    loaders,
+    mnist_subset,
+    small_net,
+)
 
 DEVICE = "gpu:1"
-
-
-def small_net() -> SimpleConvNet:
-    conv = {"filter_num": 4, "filter_size": 5, "pad": 0, "stride": 1}
-    return SimpleConvNet(conv_param=conv, hidden_size=16, weight_init_std="he", seed=0)
-
-
-def data() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    (x, t), (xt, tt) = load_mnist(normalize=False)
-    return (x[:400], t[:400]), (xt[:200], tt[:200])
-
-
-def loaders(device: str) -> tuple[DataLoader, DataLoader]:
-    (x, t), (xt, tt) = data()
-    return (
-        DataLoader(x, t, 50, shuffle=True, seed=0, scale=1 / 255, device=device),
-        DataLoader(xt, tt, 100, shuffle=False, scale=1 / 255, device=device),
-    )
 
 
 def all_on(arrays: dict, index: int) -> bool:
@@ -53,7 +38,7 @@ def all_on(arrays: dict, index: int) -> bool:
 def pipeline(out: Path, device: str = DEVICE) -> dict:
     """Train 2 epochs (sync every 4 steps, checkpoint every 5), resume a third from the
     checkpoint, evaluate and predict through the command-line programs; count host reads per step."""
-    train, test = loaders(device)
+    train, test = loaders(mnist_subset(), device=device)
     trainer = Trainer(
         small_net(), Adam(lr=0.01), train, test, out_dir=out / "run", quiet=True, sync_every=4, save_every=5
     )
@@ -80,7 +65,7 @@ def pipeline(out: Path, device: str = DEVICE) -> dict:
     trainer.fit(2)
     per_step = [b - a for a, b in itertools.pairwise(reads)]  # [i - 1]: from step i to i + 1
     ck = load_checkpoint(out / "run" / "last.safetensors")
-    train, test = loaders(device)
+    train, test = loaders(mnist_subset(), device=device)
     resumed = Trainer(ck.build_model(device=device), ck.build_optimizer(device=device), train, test, quiet=True)
     resumed.load_state(ck.trainer, ck.rng)
     resumed.fit(3)
@@ -135,8 +120,7 @@ def prefetch(out: Path, wait: bool = True) -> dict:
     two iterators over the same loader interleaved; with ``wait=False`` the streams' waits on
     each other's events are removed (the race the ring of buffers prevents), which the double
     must catch."""
-    (x, t), _ = data()
-    loader = DataLoader(x, t, 50, shuffle=True, seed=0, scale=1 / 255, device=DEVICE)
+    loader, _ = loaders(mnist_subset(), device=DEVICE)
     if not wait:
         cupy.cuda.Stream.wait_event = lambda self, event: None
     try:

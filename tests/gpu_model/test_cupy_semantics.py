@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ..helpers import mnist_subset
+
 HERE = Path(__file__).parent
 FAKE = HERE / "fake"
 
@@ -25,8 +27,11 @@ FAKE = HERE / "fake"
 LAUNCH_BUDGET = {"SimpleConvNet": 250, "DeepConvNet": 500}
 
 
+ROOT = HERE.parents[1]  # the repository: scenarios.py imports tests.helpers
+
+
 def run(name: str, where: Path, **kwargs) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE), str(ROOT), os.environ.get("PYTHONPATH", "")])}
     env.pop("CNN_XP_DEVICE", None)
     argv = [sys.executable, str(HERE / "scenarios.py"), name, str(where)]
     proc = subprocess.run(
@@ -121,19 +126,12 @@ def test_prefetch_never_overwrites_a_buffer_still_being_read(tmp_path):
     ok = run("prefetch", tmp_path)
     assert ok["race"] is None and len(ok["sums"]) == 8
     assert ok["again"] == ok["sums"]  # two iterators over one loader, interleaved, each gets its own batches
-    (x, _), _ = _mnist400()
+    (x, _), _ = mnist_subset()
     order = np.random.default_rng([0, 0]).permutation(400)
     expected = [float((x[order[i : i + 50]].astype(np.float32) * np.float32(1 / 255)).sum()) for i in range(0, 400, 50)]
     np.testing.assert_allclose(ok["sums"], expected, rtol=1e-5)  # every batch is its own, not a later one's
     broken = run("prefetch", tmp_path, wait=False)
     assert broken["race"] and "without waiting" in broken["race"]
-
-
-def _mnist400():
-    from cnn_xp.datasets import load_mnist
-
-    (x, t), (xt, tt) = load_mnist(normalize=False)
-    return (x[:400], t[:400]), (xt[:200], tt[:200])
 
 
 @pytest.mark.slow
@@ -143,10 +141,9 @@ def test_the_gpu_test_suite_runs_and_passes_on_the_double():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")])}
     env["FAKE_CUPY_FREE_MIB"] = "256"
     env.pop("CNN_XP_DEVICE", None)
-    root = HERE.parents[1]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "-o", "addopts=", str(root / "tests")],
-        env=env, capture_output=True, text=True, timeout=900, cwd=root,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "-o", "addopts=", str(ROOT / "tests")],
+        env=env, capture_output=True, text=True, timeout=900, cwd=ROOT,
     )  # fmt: skip
     summary = proc.stdout.strip().splitlines()[-1]
     assert proc.returncode == 0, proc.stdout[-4000:]
@@ -158,17 +155,9 @@ def test_the_gpu_test_suite_runs_and_passes_on_the_double():
 def test_the_books_own_scripts_run_unmodified_on_gpu_1(tmp_path):
     """``python -m cnn_xp.book --device gpu:1 SCRIPT`` with the book's scripts as they are (sizes
     cut as in tests/book): the book's code on the second GPU, its top-level array arithmetic included."""
-    import shutil
+    from ..book.test_book_scripts import cut_book
 
-    from tests.book.test_book_scripts import BOOK, CUTS
-
-    root = tmp_path / "book"
-    shutil.copytree(BOOK, root)
-    for name, subs in CUTS.items():
-        text = (root / name).read_text()
-        for old, new in subs:
-            text = text.replace(old, new)
-        (root / name).write_text(text)
+    root = cut_book(tmp_path / "book")
     env = {
         **os.environ,
         "MPLBACKEND": "Agg",

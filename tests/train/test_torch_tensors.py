@@ -12,24 +12,15 @@ import numpy as np
 import pytest
 
 from cnn_xp import Adam, to_numpy
-from cnn_xp.data import DataLoader
 from cnn_xp.train import Trainer, load_checkpoint
 
-from .conftest import small_net
+from .conftest import loaders, small_net
 
 TOLERANCE = 1e-10  # float64: different summation orders only
 
 
-def _loaders(data, device):
-    (x, t), (xt, tt) = data
-    return (
-        DataLoader(x, t, 50, shuffle=True, seed=0, dtype="float64", scale=1 / 255, device=device),
-        DataLoader(xt, tt, 100, shuffle=False, dtype="float64", scale=1 / 255, device=device),
-    )
-
-
 def _fit(data, device, out=None, epochs=2):
-    train, test = _loaders(data, device)
+    train, test = loaders(data, dtype="float64", device=device)
     trainer = Trainer(small_net("float64"), Adam(lr=0.01), train, test, quiet=True, out_dir=out, device=device)
     trainer.fit(epochs)
     return trainer
@@ -38,7 +29,7 @@ def _fit(data, device, out=None, epochs=2):
 def test_trainer_dataloader_and_checkpoints_on_torch_tensors_equal_numpy(mnist_small, tmp_path):
     torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install 'cnn_xp[torch]'")
     cpu = torch.device("cpu")
-    batch = next(iter(_loaders(mnist_small, cpu)[0]))
+    batch = next(iter(loaders(mnist_small, dtype="float64", device=cpu)[0]))
     assert all(isinstance(a, torch.Tensor) for a in batch)  # torch tensors in ...
     on_numpy = _fit(mnist_small, "cpu")
     on_torch = _fit(mnist_small, cpu, out=tmp_path)
@@ -53,7 +44,7 @@ def test_trainer_dataloader_and_checkpoints_on_torch_tensors_equal_numpy(mnist_s
     # a checkpoint written from torch tensors resumes on NumPy and on torch alike
     ck = load_checkpoint(tmp_path / "last.safetensors")
     for device in ("cpu", cpu):
-        train, test = _loaders(mnist_small, device)
+        train, test = loaders(mnist_small, dtype="float64", device=device)
         resumed = Trainer(ck.build_model(device=device), ck.build_optimizer(device=device), train, test, quiet=True)
         resumed.load_state(ck.trainer, ck.rng)
         resumed.fit(3)
