@@ -23,6 +23,7 @@ import numpy
 
 from .. import distributed as _distributed
 from ..backend import Device, array_device, get_array_module, on_device, parse_device, to_device, to_numpy
+from ..checks import float_dtype_name
 from ..data import DataLoader
 from ..layers.grad_mode import no_grad
 from ..models.network import Network, count_hits
@@ -115,15 +116,15 @@ class Trainer:
                         f"{name}: split for rank {loader.rank} of {loader.world_size}, but this is rank "
                         f"{_distributed.rank()} of {_distributed.size()}; pass rank= and world_size= to the DataLoader"
                     )
+        for name, loader in (("train_loader", train_loader), ("test_loader", test_loader)):
+            if loader is not None:
+                _check_loader_labels(name, loader, model)  # before anything is moved or changed
         if out_dir is not None:
             model.spec()  # a network that files could not rebuild is refused now, not at the first checkpoint
         self.model = model.to_device(self.device)
         if model.input_dim is None:  # recorded in checkpoints: evaluate/predict/export need it
             model.input_dim = tuple(int(d) for d in train_loader.x.shape[1:])
         self.optimizer = optimizer.to_device(self.device)
-        for name, loader in (("train_loader", train_loader), ("test_loader", test_loader)):
-            if loader is not None:
-                _check_loader_labels(name, loader, self.model)
         if self.distributed:
             _distributed.broadcast_params(self.model, root=0)  # every rank starts from rank 0's weights
         self.train_loader, self.test_loader = train_loader, test_loader
@@ -490,7 +491,7 @@ def _check_loader_labels(name: str, loader: DataLoader, model: Network) -> None:
     if t.ndim != 1 or t.shape[0] == 0:
         return  # one-hot targets: their shape is checked by the loss on every step, for free
     with on_device(model.device), no_grad():
-        probe = model.predict(to_device(numpy.asarray(loader.x[:1], dtype=loader.dtype), model.device))
+        probe = model.predict(to_device(numpy.asarray(loader.x[:1], dtype=float_dtype_name(model.dtype)), model.device))
     classes = int(probe.shape[1])
     if t.dtype.kind not in "iu" or int(t.min()) < 0 or int(t.max()) >= classes:
         raise ValueError(

@@ -196,3 +196,16 @@ def test_plain_lines_when_not_a_terminal_and_quiet_silences(mnist_small):
     quiet = io.StringIO()
     Trainer(small_net(), Adam(lr=0.01), train, test, stream=quiet, quiet=True).fit(1)
     assert quiet.getvalue() == ""
+
+
+def test_labels_outside_the_models_classes_are_refused_before_anything_moves(mnist_small):
+    (x, t), test = mnist_small
+    bad = t.copy()
+    bad[7] = 10  # the network has 10 classes: 0..9
+    train, test_loader = loaders(((x, bad), test))
+    net = small_net()
+    before = {k: np.array(v, copy=True) for k, v in net.params.items()}
+    with pytest.raises(ValueError, match=r"train_loader: labels must be integers in \[0, 10\).*\[0, 10\]"):
+        Trainer(net, Adam(), train, test_loader, device="cpu")
+    for k, v in net.params.items():
+        np.testing.assert_array_equal(v, before[k])
