@@ -44,6 +44,9 @@ def _peak_rss_mib() -> float:
 def _cnn_xp_worker(model: str, mode: str, device: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
     from cnn_xp import Adam, no_grad, to_device
     from cnn_xp.backend import synchronize
+    from cnn_xp.heap import keep_freed_memory
+
+    keep_freed_memory()  # as cnn_xp's programs do (the worker runs outside run_command)
 
     net = NETWORKS[model](weight_init_std="he", seed=0, device=device)
     rng = numpy.random.default_rng(0)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from ..backend import Device, GPUUnavailableError, parse_device
+from ..heap import keep_freed_memory
 from ..train.checkpoint import Checkpoint, load_checkpoint
 
 
@@ -122,7 +123,9 @@ def stop_signals_raise() -> Iterator[None]:
 def run_command(prog: str, body: Body, argv: list[str] | None = None) -> int:
     """Run ``body(argv, prog)``: a UsageError becomes one line and exit status 2; Ctrl-C, SIGTERM
     or SIGHUP outside the work that handles them (loading data, plotting) one line and 128 + the
-    signal's number."""
+    signal's number.  Every program keeps freed heap memory for its next step
+    (:func:`cnn_xp.heap.keep_freed_memory`)."""
+    keep_freed_memory()
     try:
         with stop_signals_raise():
             return body(argv, prog)

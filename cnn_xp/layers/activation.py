@@ -11,6 +11,8 @@ from .grad_mode import grad_enabled
 class Relu(Layer):
     """``max(x, 0)``; any shape. Integer inputs stay integer (the gradient is float)."""
 
+    shard_safe = True
+
     def __init__(self) -> None:
         super().__init__()
         self.mask: Array | None = None  # True where the input was <= 0, as in the book
@@ -33,6 +35,8 @@ class Relu(Layer):
 
 class Sigmoid(Layer):
     """``1 / (1 + exp(-x))``, computed without overflow for large |x|; any shape."""
+
+    shard_safe = True
 
     def __init__(self) -> None:
         super().__init__()

@@ -19,6 +19,8 @@ class Affine(Layer):
     ``backward(dout)``: dout (N, D_out) -> dx in x's original shape; fills ``dW`` and ``db``.
     """
 
+    shard_safe = True
+
     param_names = ("W", "b")
     can_skip_dx = True
 

@@ -10,6 +10,7 @@ import numpy
 
 from ..backend import adopt_like, array_device, device_of, get_array_module, is_gpu_array, on_device
 from ..checks import check_int, check_same_place, float_dtype_name, is_floating
+from ..threads import Turnstile
 
 Array = Any
 
@@ -33,6 +34,7 @@ class Layer:
     can_skip_dx = False  # backward(dout, need_dx=False) skips the input gradient (first layers)
 
     _device: Any = None  # the GPU this layer last ran on, for a backward given a plain number
+    shard_safe = False  # may run on slices of a batch in parallel threads (see cnn_xp.models.shards)
 
     def __init__(self) -> None:
         self.training = True
@@ -69,6 +71,13 @@ class Layer:
             f"{type(self).__name__}.backward() called before forward() (or after a forward under no_grad()); "
             "run forward first, outside no_grad()"
         )
+
+    def replica_state(self, shard: int, turnstile: Turnstile) -> dict[str, Any]:
+        """Attributes that a thread's copy of this layer keeps of its own when a batch is split
+        into shards (a scratch buffer, say); everything else it shares with this layer.  Only
+        layers with ``shard_safe`` -- which treat every sample on its own -- are copied.
+        ``turnstile`` orders something all shards must do one after another (draw random numbers)."""
+        return {}
 
     # ------------------------------------------------------------------ description
 

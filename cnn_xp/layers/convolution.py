@@ -25,6 +25,7 @@ class Convolution(Layer):
 
     param_names = ("W", "b")
     can_skip_dx = True
+    shard_safe = True
 
     def __init__(self, W: Array, b: Array | float, stride: IntPair = 1, pad: IntPair = 0) -> None:
         super().__init__()
@@ -42,6 +43,9 @@ class Convolution(Layer):
         self.db: Array | None = None
         self._state: ConvState | None = None
         self._workspace = Workspace()  # im2col columns, reused from step to step
+
+    def replica_state(self, shard: int, turnstile: Any) -> dict[str, Any]:
+        return {"_workspace": Workspace()}  # each shard's columns in its own buffer
 
     def config(self) -> dict[str, Any]:
         return {

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..backend import RNG, get_array_module
 from ..functions.dtypes import as_float
+from ..threads import Turnstile
 from .base import Array, Layer, check_dout, settings
 from .grad_mode import grad_enabled
 
@@ -19,6 +20,7 @@ class Dropout(Layer):
     """
 
     uses_mode = True
+    shard_safe = True
 
     def __init__(self, dropout_ratio: float = 0.5, seed: int | None = None) -> None:
         super().__init__()
@@ -29,6 +31,9 @@ class Dropout(Layer):
         self.mask: Array | None = None  # True where a unit is kept
         self._scale: Array | None = None  # mask / (1 - p), in the input's dtype
         self._shape: tuple[int, ...] | None = None
+
+    def replica_state(self, shard: int, turnstile: Turnstile) -> dict[str, Any]:
+        return {"rng": _DrawsInTurn(self, shard, turnstile)}
 
     def config(self) -> dict[str, Any]:
         return {"type": "Dropout", "dropout_ratio": self.dropout_ratio}
@@ -76,3 +81,17 @@ class Dropout(Layer):
 
     def __repr__(self) -> str:
         return f"Dropout({self.dropout_ratio})"
+
+
+class _DrawsInTurn:
+    """The generator of a thread's copy of a Dropout: it draws from the original layer's
+    generator, shard after shard, so a batch split into shards gets the masks the whole batch
+    would have got (NumPy fills a sample array element after element) and a checkpoint's
+    generator state stays the original layer's."""
+
+    def __init__(self, layer: Dropout, shard: int, turnstile: Turnstile) -> None:
+        self.layer, self.shard, self.turnstile = layer, shard, turnstile
+
+    def uniform(self, shape: tuple[int, ...], like: Array) -> Array:
+        with self.turnstile.turn(self.shard):
+            return self.layer.rng.uniform(shape, like)

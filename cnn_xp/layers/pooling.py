@@ -14,6 +14,8 @@ from .grad_mode import grad_enabled
 
 
 class _Pool2d(Layer):
+    shard_safe = True
+
     def __init__(self, pool_h: int, pool_w: int, stride: IntPair = 2, pad: IntPair = 0) -> None:
         super().__init__()
         self.pool_h = check_int("pool_h", pool_h, 1)

@@ -23,6 +23,8 @@ class SoftmaxWithLoss(Layer):
     them with one read at the end -- or with :func:`check_labels`.
     """
 
+    shard_safe = True  # the loss is a mean over samples: shards combine by their sizes
+
     def __init__(self) -> None:
         super().__init__()
         self.loss: Array | None = None

@@ -31,7 +31,7 @@ from ..backend import (
 from ..checks import float_dtype_name, resolve_float_dtype
 from ..functions.numerical_gradient import numerical_gradient
 from ..layers.base import Layer
-from ..layers.grad_mode import no_grad
+from ..layers.grad_mode import grad_enabled, no_grad
 from ..layers.softmax_with_loss import (
     SoftmaxWithLoss,
     check_outside_count,
@@ -48,6 +48,7 @@ from ..serialization import (
     save_arrays,
 )
 from .params import ParamView, Slot
+from .shards import Shards
 from .torch_names import is_torch_style, torch_to_cnn_xp
 
 Array = Any
@@ -107,6 +108,7 @@ class Network:
         self._param_slots, self._buffer_slots = param_slots, buffer_slots
         self.params = ParamView(param_slots)
         self.buffers = ParamView(buffer_slots, kind="buffer")
+        self._shards: Shards | None = Shards(self)  # a large NumPy batch runs split across threads
 
     # ------------------------------------------------------------------ mode
 
@@ -140,10 +142,19 @@ class Network:
         array type (``torch.from_dlpack(scores)`` hands them back, again without a copy)."""
         return self._scores(x, bool(train_flg))
 
-    def _scores(self, x: Array, train: bool) -> Array:
+    def _scores(self, x: Array, train: bool, split: bool = True) -> Array:
         """The forward pass through every layer (what :meth:`predict`, :meth:`forward` and
-        :meth:`tally` share, so that a subclass may change what ``predict`` returns)."""
+        :meth:`tally` share, so that a subclass may change what ``predict`` returns); split
+        across threads unless ``split`` is False (see :mod:`cnn_xp.models.shards`)."""
         x = self._adopt(x)
+        shards = self._splitter() if split else None
+        plan = shards.plan(x) if shards is not None else None
+        if plan is not None:
+            try:
+                return shards.scores(x, train, plan)  # type: ignore[union-attr]
+            except Exception:  # a bad input: the whole batch raises the error that names its shapes
+                pass
+        self._whole()
         for layer in self.layers.values():
             x = layer.forward(x, train_flg=train) if layer.uses_mode else layer.forward(x)
         return x
@@ -156,12 +167,38 @@ class Network:
     def forward(self, x: Array, t: Array, train_flg: bool | None = None) -> tuple[Array, Array]:
         """(loss, scores) on (x, t): the 0-d mean loss and the (N, K) scores, both on the device;
         :meth:`backward` then back-propagates this loss."""
-        scores = self._scores(x, self.training if train_flg is None else bool(train_flg))
-        return self.last_layer.forward(scores, self._adopt(t)), scores
+        train = self.training if train_flg is None else bool(train_flg)
+        x, t = self._adopt(x), self._adopt(t)
+        shards = self._splitter()
+        plan = shards.plan(x, t) if shards is not None else None
+        if plan is not None:
+            try:
+                return shards.forward(x, t, train, plan)  # type: ignore[union-attr]
+            except Exception:  # a bad input: the whole batch raises the error that names its shapes
+                pass
+        scores = self._scores(x, train, split=False)
+        return self.last_layer.forward(scores, t), scores
+
+    def _splitter(self) -> Shards | None:
+        """This network's :class:`~cnn_xp.models.shards.Shards` (None for a shard's own copy)."""
+        shards = getattr(self, "_shards", None)
+        if shards is not None and shards.network is not self:  # a copy.copy() of a network
+            shards = self._shards = Shards(self)
+        return shards
+
+    def _whole(self) -> None:
+        """A forward pass runs unsplit: a following backward runs through these layers."""
+        shards = getattr(self, "_shards", None)
+        if shards is not None and grad_enabled():
+            shards.split_last = False
 
     @_on_params_device
     def backward(self, dout: Array | float = 1) -> dict[str, Array]:
         """Back-propagate from the last ``loss`` call; return the gradients keyed like ``params``."""
+        shards = getattr(self, "_shards", None)
+        if shards is not None and shards.split_last:
+            shards.backward(dout)
+            return self.grads()
         dout = self.last_layer.backward(dout)
         for _, layer, kwargs in self.backward_order():
             dout = layer.backward(dout, **kwargs)

@@ -21,6 +21,7 @@ import cnn_xp
 from cnn_xp import Adam, DeepConvNet, SimpleConvNet, to_device, to_numpy
 from cnn_xp.backend import HostToDevice, is_gpu_array
 from cnn_xp.cli import evaluate, predict
+from cnn_xp.threads import set_num_threads
 from cnn_xp.train import Trainer, load_checkpoint
 from tests.helpers import (  # the repository's root is on sys.path (see test_cupy_semantics)
     loaders,
@@ -38,6 +39,8 @@ def all_on(arrays: dict, index: int) -> bool:
 def pipeline(out: Path, device: str = DEVICE) -> dict:
     """Train 2 epochs (sync every 4 steps, checkpoint every 5), resume a third from the
     checkpoint, evaluate and predict through the command-line programs; count host reads per step."""
+    if device == "cpu":  # the reference: a GPU runs each batch whole, so the CPU must not split it
+        set_num_threads(1)
     train, test = loaders(mnist_subset(), device=device)
     trainer = Trainer(
         small_net(), Adam(lr=0.01), train, test, out_dir=out / "run", quiet=True, sync_every=4, save_every=5

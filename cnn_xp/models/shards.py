@@ -1,0 +1,163 @@
+"""A batch split across the CPU's threads inside one network (NumPy arrays only).
+
+NumPy runs every element-wise operation on one core, and a multi-threaded BLAS gains little on
+the small matrix products of these networks, so one training step used about one of two cores.
+With N threads (:func:`cnn_xp.threads.get_num_threads`) a :class:`~cnn_xp.models.Network` splits
+a batch of at least ``N * MIN_SHARD`` samples into N shards and runs each shard through its own
+copy of the layers at once, each with a single-threaded BLAS -- the data parallelism of
+``mpirun -n N``, inside one process and without copying the parameters:
+
+* the copies share the network's arrays (parameters, buffers, settings) and own only their
+  per-call state (masks, im2col columns, scratch buffers: :meth:`Layer.replica_state`);
+* the loss is the mean over samples, so the batch's loss and gradients are the shards' ones
+  weighted by their sizes (each shard back-propagates ``dout * n_shard / n``), summed in shard
+  order: deterministic for a given thread count, and equal to the unsplit batch's up to
+  rounding;
+* Dropout's shards draw their masks in shard order from the layer's one generator: the masks
+  are those of the unsplit batch;
+* only networks whose every layer is ``shard_safe`` (treats each sample on its own) are split:
+  BatchNormalization's batch statistics, or a user layer, keep the batch whole.
+
+Inference (``predict``, evaluation under ``no_grad()``) uses a second set of copies, so an
+evaluation between a forward and its backward leaves the training copies' state alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy
+
+from ..layers.base import Layer
+from ..layers.grad_mode import grad_enabled
+from ..threads import Turnstile, get_num_threads, run_in_threads
+
+if TYPE_CHECKING:
+    from .network import Network
+
+Array = Any
+
+MIN_SHARD = 16
+"""Fewest samples per shard: below that a shard's arrays are too small to pay for a thread."""
+
+
+def _patched(layer: Layer) -> bool:
+    """A forward or backward set on the layer object itself (a hook, a profiler): the copies
+    would share it and run this layer's own method, on this layer's state, from every thread."""
+    return "forward" in layer.__dict__ or "backward" in layer.__dict__
+
+
+class _Copies:
+    """N copies of a network's layers (plain :class:`Network` objects), and what each owns."""
+
+    def __init__(self, network: Network, count: int) -> None:
+        from .network import Network  # (network.py imports this module)
+
+        layers = [*network.layers.items(), ("", network.last_layer)]
+        self.key = [id(layer) for _, layer in layers]
+        self.turnstiles = [Turnstile(count) for _ in layers]
+        self.owned: list[list[dict[str, Any]]] = []
+        self.nets: list[Network] = []
+        for shard in range(count):
+            owned = [layer.replica_state(shard, ts) for (_, layer), ts in zip(layers, self.turnstiles, strict=True)]
+            clones = [(name, copy.copy(layer)) for name, layer in layers]
+            net = Network(clones[:-1], clones[-1][1], config=network.config, input_dim=network.input_dim)
+            net._shards = None  # a copy never splits again
+            self.owned.append(owned)
+            self.nets.append(net)
+
+    def sync(self, network: Network) -> None:
+        """Point every copy at the network's current arrays and settings (an optimizer, ``astype``
+        or ``load_state_dict`` may have replaced them since), keeping what each copy owns."""
+        layers = [*network.layers.values(), network.last_layer]
+        for net, owned in zip(self.nets, self.owned, strict=True):
+            net.training = network.training
+            for layer, clone, own in zip(layers, [*net.layers.values(), net.last_layer], owned, strict=True):
+                clone.__dict__.update(layer.__dict__)
+                clone.__dict__.update(own)
+        for ts in self.turnstiles:
+            ts.reset()
+
+    def abort(self) -> None:
+        for ts in self.turnstiles:
+            ts.abort()
+
+
+class Shards:
+    """The split-batch execution of one :class:`Network`; see the module's docstring."""
+
+    def __init__(self, network: Network) -> None:
+        self.network = network
+        self._copies: dict[bool, _Copies] = {}  # keyed by grad_enabled(): training / inference copies
+        self.split_last = False  # whether the last forward that keeps state was split
+        self._sizes: list[int] = []
+
+    def __getstate__(self) -> dict[str, Any]:  # copies hold locks; a copied network makes its own
+        return {"network": self.network, "_copies": {}, "split_last": False, "_sizes": []}
+
+    def plan(self, x: Array, t: Array | None = None) -> list[slice] | None:
+        """The shards of batch ``x`` (and labels ``t``), or None to run it whole."""
+        net = self.network
+        if not isinstance(x, numpy.ndarray) or x.ndim == 0:
+            return None
+        n = int(x.shape[0])
+        if n < 2 * MIN_SHARD:
+            return None
+        if t is not None and (not isinstance(t, numpy.ndarray) or t.ndim == 0 or t.shape[0] != n):
+            return None  # the whole batch raises the error that names both shapes
+        layers: list[Layer] = [*net.layers.values(), net.last_layer]
+        if not all(type(layer).shard_safe and not _patched(layer) for layer in layers):
+            return None
+        if not all(isinstance(p, numpy.ndarray) for p in net.params.values()):
+            return None
+        count = min(get_num_threads(), n // MIN_SHARD)
+        if count < 2:
+            return None
+        bounds = [n * i // count for i in range(count + 1)]
+        return [slice(bounds[i], bounds[i + 1]) for i in range(count)]
+
+    def _ready(self, count: int) -> _Copies:
+        keep = grad_enabled()
+        copies = self._copies.get(keep)
+        layers = [*self.network.layers.values(), self.network.last_layer]
+        if copies is None or len(copies.nets) != count or copies.key != [id(layer) for layer in layers]:
+            copies = self._copies[keep] = _Copies(self.network, count)
+        copies.sync(self.network)
+        return copies
+
+    def _run(self, shards: list[slice], fn: Callable[[Network, slice], Any]) -> list[Any]:
+        copies = self._ready(len(shards))
+        return run_in_threads(lambda s: fn(copies.nets[s], shards[s]), len(shards), copies.abort)
+
+    def scores(self, x: Array, train: bool, shards: list[slice]) -> Array:
+        """The forward pass, split: (N, K) scores."""
+        parts = self._run(shards, lambda net, s: net._scores(x[s, ...], train))
+        self._record(shards)
+        return numpy.concatenate(parts, axis=0)
+
+    def forward(self, x: Array, t: Array, train: bool, shards: list[slice]) -> tuple[Array, Array]:
+        """(loss, scores), split: the loss is the size-weighted sum of the shards' mean losses."""
+        parts = self._run(shards, lambda net, s: net.forward(x[s, ...], t[s, ...], train))
+        self._record(shards)
+        n = int(x.shape[0])
+        loss = sum(part[0] * ((s.stop - s.start) / n) for part, s in zip(parts, shards, strict=True))
+        return numpy.asarray(loss, dtype=parts[0][0].dtype), numpy.concatenate([p[1] for p in parts], axis=0)
+
+    def _record(self, shards: list[slice]) -> None:
+        if grad_enabled():
+            self.split_last = True
+            self._sizes = [s.stop - s.start for s in shards]
+
+    def backward(self, dout: Array | float) -> None:
+        """Back-propagate the last split forward; the network's layers get the summed gradients."""
+        copies = self._copies[True]
+        n = sum(self._sizes)
+        sizes = self._sizes
+        grads = run_in_threads(lambda s: copies.nets[s].backward(dout * (sizes[s] / n)), len(copies.nets), copies.abort)
+        for key, (layer, attr) in self.network._param_slots.items():
+            total = grads[0][key]
+            for part in grads[1:]:
+                total = total + part[key]
+            setattr(layer, "d" + attr, total)

@@ -1,0 +1,138 @@
+"""The CPU's threads: how many cnn_xp may use, and the pool that runs a batch's shards.
+
+One knob, the one NumPy users already have: the BLAS library's thread count
+(``OPENBLAS_NUM_THREADS``, ``threadpoolctl``, ``cnn_xp train --threads``, or
+:func:`set_num_threads`).  With N threads a network on NumPy arrays splits a large enough batch
+into N shards and runs them at once, each with a single-threaded BLAS (see
+:mod:`cnn_xp.models.shards`); with 1 it runs as a plain loop.  Nothing here is used for CuPy or
+PyTorch arrays, which bring their own parallelism.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+from threadpoolctl import ThreadpoolController
+
+_controller: Any = None
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_lock = threading.Lock()
+
+
+def _blas() -> Any:
+    """threadpoolctl's controller of the loaded BLAS libraries (found once: finding them scans
+    every loaded shared library)."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
+
+
+def get_num_threads() -> int:
+    """Threads cnn_xp's CPU work may use: the BLAS library's thread count (1 if none is found)."""
+    return max((int(lib.num_threads) for lib in _blas().lib_controllers), default=1)
+
+
+def set_num_threads(n: int) -> None:
+    """Let BLAS, and the networks' shards, use ``n`` threads (as ``torch.set_num_threads``)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n: expected an int >= 1, got {n!r}")
+    for lib in _blas().lib_controllers:
+        lib.set_num_threads(n)
+
+
+@contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """BLAS runs in its caller's thread inside the block: the shards are the parallelism, and two
+    threads calling a multi-threaded OpenBLAS at once would queue for its one thread pool."""
+    libs = _blas().lib_controllers
+    saved = [int(lib.num_threads) for lib in libs]
+    for lib in libs:
+        lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(libs, saved, strict=True):
+            lib.set_num_threads(n)
+
+
+def run_in_threads(fn: Callable[[int], Any], count: int, on_error: Callable[[], None]) -> list[Any]:
+    """``[fn(0), ..., fn(count - 1)]``, ``fn(0)`` in the calling thread and the others in a
+    shared pool, each with the caller's context (``no_grad()`` included) and a single-threaded
+    BLAS.  If any call raises, ``on_error()`` runs (to release calls waiting on it), every call
+    is waited for, and the first exception in shard order is raised."""
+
+    def guarded(shard: int) -> Any:
+        try:
+            return fn(shard)
+        except BaseException:
+            on_error()
+            raise
+
+    with single_blas_thread():
+        pool = _executor(count - 1)
+        futures: list[Future[Any]] = [pool.submit(contextvars.copy_context().run, guarded, s) for s in range(1, count)]
+        results: list[Any] = []
+        error: BaseException | None = None
+        try:
+            results.append(guarded(0))
+        except BaseException as exc:  # wait for the others before raising: none may outlive the call
+            error = exc
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:
+                error = error or exc
+    if error is not None:
+        raise error
+    return results
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size < workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(max(1, workers), thread_name_prefix="cnn_xp-shard"), workers
+        return _pool
+
+
+class Turnstile:
+    """Lets ``count`` threads through one at a time, in shard order 0, 1, ..., count - 1 (then 0
+    again): the shards of a batch draw Dropout masks from one generator in the order the whole
+    batch would have drawn them."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._next = 0
+        self._broken = False
+        self._cond = threading.Condition()
+
+    def reset(self) -> None:
+        with self._cond:
+            self._next, self._broken = 0, False
+
+    def abort(self) -> None:
+        """Release every waiting thread with an error (a shard failed: its turn never comes)."""
+        with self._cond:
+            self._broken = True
+            self._cond.notify_all()
+
+    @contextmanager
+    def turn(self, shard: int) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: self._broken or self._next == shard)
+            if self._broken:
+                raise RuntimeError("another shard of this batch failed")
+            try:
+                yield
+            finally:
+                self._next = (shard + 1) % self.count
+                self._cond.notify_all()
