@@ -1,8 +1,8 @@
 """The C heap of a CPU training process: keep freed memory for the next step.
 
 A training step allocates and frees the same few arrays of a few MiB each step.  glibc's
-malloc hands memory at the top of its heap back to the system as soon as it is freed, so the
-next step faults every page in again: SimpleConvNet's step (batch 100, 2 threads) took 3232
+malloc hands the free top of a heap (each thread has its own) back to the system, so the next
+step faults every page in again: SimpleConvNet's step (batch 100, 2 threads) took 3232
 page faults and 7 ms of system time, about a third of the step.  Asking malloc to keep
 :data:`TOP_PAD` bytes of slack (``M_TOP_PAD``, what ``MALLOC_TOP_PAD_`` sets) brings that to
 3 faults.  The command-line programs do it at start; a program importing cnn_xp may call

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 
-def run(*args):
+def run(*args, threads: int | None = None):
+    env = None if threads is None else {**os.environ, "OPENBLAS_NUM_THREADS": str(threads)}
     return subprocess.run(
-        [sys.executable, "-m", "cnn_xp.bench", *args], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "cnn_xp.bench", *args], capture_output=True, text=True, timeout=300, check=False, env=env
     )
 
 
@@ -59,11 +61,16 @@ def test_bench_bad_arguments():
     assert result.returncode == 2 and "resnet" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_bench_profile_lists_every_layer_and_the_update():
-    result = run("--profile", "--models", "simple", "--steps", "2", "--warmup", "1")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bench_profile_lists_every_layer_and_the_update(threads):
+    result = run("--profile", "--models", "simple", "--steps", "2", "--warmup", "1", threads=threads)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "simple training step, batch 100, device cpu" in out
+    if threads == 1:
+        assert "the batch whole" in out and "shard" not in out
+    else:  # the layer times are those of one thread's shard, as the step runs them
+        assert "split into 2 shards run at once on 2 threads" in out and "one shard of 50, one thread" in out
     for name in ("Conv1", "Relu1", "Pool1", "Affine1", "Relu2", "Affine2", "SoftmaxWithLoss", "Adam.update"):
         assert f"  {name} " in out, name
     shares = [float(line.split()[-1].rstrip("%")) for line in out.splitlines() if line.endswith("%")]

@@ -168,16 +168,43 @@ def _torch_worker(model: str, mode: str, device: str, batch: int, steps: int, wa
 
 
 def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> str:
-    """Median forward/backward milliseconds of every layer of one training step (synchronised)."""
+    """The median training step as it runs, then the median forward/backward milliseconds of
+    every layer (synchronised) -- of one shard on one thread when the step splits its batch
+    across threads (:mod:`cnn_xp.models.shards`): what each thread runs at once."""
     from cnn_xp import Adam, to_device
     from cnn_xp.backend import synchronize
+    from cnn_xp.heap import keep_freed_memory
+    from cnn_xp.threads import single_blas_thread
 
+    keep_freed_memory()
     net = NETWORKS[model](weight_init_std="he", seed=0, device=device)
     rng = numpy.random.default_rng(0)
     x = to_device(rng.random((batch, 1, 28, 28), dtype=numpy.float32), device)
     t = to_device(rng.integers(0, 10, batch), device)
     opt = Adam()
-    names = [*net.layers, "SoftmaxWithLoss", "Adam.update"]
+    whole: list[float] = []
+    for _ in range(warmup + steps):
+        synchronize(x)
+        start = time.perf_counter()
+        opt.update(net.params, net.gradient(x, t))
+        synchronize(x)
+        whole.append(1e3 * (time.perf_counter() - start))
+    plan = net._shards.plan(x, t) if net._shards is not None else None
+    head = f"{model} training step, batch {batch}, device {device}: {statistics.median(whole[warmup:]):.1f} ms"
+    if plan is None:
+        return head + " (median, the batch whole)\n" + _layer_times(net, opt, x, t, steps, warmup)
+    size = plan[0].stop
+    head += f" (median), split into {len(plan)} shards run at once on {len(plan)} threads"
+    with single_blas_thread():  # as each shard runs
+        return (
+            head + f"\none shard of {size}, one thread:\n" + _layer_times(net, opt, x[:size], t[:size], steps, warmup)
+        )
+
+
+def _layer_times(net: Any, opt: Any, x: Any, t: Any, steps: int, warmup: int) -> str:
+    from cnn_xp.backend import synchronize
+
+    names = [*net.layers, "SoftmaxWithLoss", "Adam.update"]  # (Adam: once per step, not per shard)
     fwd: dict[str, list[float]] = {k: [] for k in names}
     bwd: dict[str, list[float]] = {k: [] for k in names}
 
@@ -204,7 +231,7 @@ def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> st
                 rec.clear()
     med = {k: (statistics.median(fwd[k]), statistics.median(bwd[k]) if bwd[k] else 0.0) for k in names}
     total = sum(f + b for f, b in med.values())
-    lines = [f"{model} training step, batch {batch}, device {device}: {total:.1f} ms (median of {steps} steps)"]
+    lines = [f"  layer by layer: {total:.1f} ms (medians of {steps} steps)"]
     lines += [f"  {'layer':16s} {'forward ms':>10s} {'backward ms':>11s} {'share':>6s}"]
     for k, (f, b) in med.items():
         lines.append(f"  {k:16s} {f:10.2f} {b:11.2f} {100 * (f + b) / total:5.1f}%")

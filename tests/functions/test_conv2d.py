@@ -60,7 +60,7 @@ def test_fast_path_matches_generic_path(case):
     for got, want in zip(fast[:4], ref[:4], strict=True):
         assert got.shape == want.shape and got.dtype == want.dtype
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
-    assert fast[0].flags.c_contiguous and fast[1].flags.c_contiguous
+    assert fast[0].flags.c_contiguous and fast[1].flags.c_contiguous and fast[2].flags.c_contiguous
 
 
 @pytest.mark.parametrize("case", CASES[:3] + CASES[5:6], ids=str)

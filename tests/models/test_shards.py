@@ -83,6 +83,22 @@ def test_small_batches_and_one_thread_stay_whole(threads: None) -> None:
     assert not net._shards.split_last
 
 
+def test_a_layer_with_its_own_forward_keeps_the_batch_whole(threads: None) -> None:
+    """A hook or profiler set on a layer object would be shared by every shard's copy."""
+    net = SimpleConvNet(dtype="float64", seed=0)
+    relu = net.layers["Relu1"]
+    seen: list[int] = []
+
+    def hooked(x):
+        seen.append(x.shape[0])
+        return type(relu).forward(relu, x)
+
+    relu.forward = hooked
+    x, t = batch(64)
+    run(net, x, t, 2)
+    assert not net._shards.split_last and seen == [64]
+
+
 def test_batchnorm_network_keeps_the_batch_whole(threads: None) -> None:
     """Batch statistics need the whole batch: a layer that is not shard_safe stops the split."""
     rng = np.random.default_rng(0)
