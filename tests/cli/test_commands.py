@@ -64,9 +64,11 @@ def test_quiet_prints_only_the_summary(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["simple", "deep"])
 def test_resume_gives_bit_identical_weights(tmp_path, model):
-    """E epochs straight == E1 epochs, then --resume to E, with the default schedule and shifts."""
+    """E epochs straight == E1 epochs, then --resume to E, with the default shifts and the exp
+    schedule (it depends on the step only; the default cosine plans for --epochs, and its resume
+    of an interrupted run is tests/train/test_trainer.py's)."""
     straight, split = tmp_path / "straight", tmp_path / "split"
-    args = ["--device", "cpu", *QUICK, "--train-size", "200", "--model", model]
+    args = ["--device", "cpu", *QUICK, "--train-size", "200", "--model", model, "--lr-schedule", "exp"]
     assert train_main([*args, "--epochs", "2", "--out", str(straight)]) == 0
     assert train_main([*args, "--epochs", "1", "--out", str(split)]) == 0
     assert train_main(["--device", "cpu", "--quiet", "--epochs", "2", "--resume", str(split / "last.safetensors")]) == 0
@@ -124,6 +126,7 @@ BAD_ARGS = [
     (["--save-every", "-1"], "--save-every"),
     (["--lr-decay", "1.5"], "--lr-decay: expected a factor in (0, 1], got 1.5"),
     (["--lr-decay", "0"], "--lr-decay"),
+    (["--lr-decay", "0.5"], "--lr-decay: only --lr-schedule exp uses a decay factor; this run's schedule is cosine"),
     (["--lr-schedule", "step"], "--lr-schedule"),
     (["--seed", "-1"], "--seed"),
     (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),

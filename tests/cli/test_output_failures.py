@@ -107,9 +107,10 @@ def test_memory_error_anywhere_in_training_says_what_to_lower(tmp_path, monkeypa
 
 
 def test_lr_decay_that_drives_the_rate_to_zero_warns(tmp_path, capsys):
-    assert train_cli.main([*QUICK, "--epochs", "4", "--lr-decay", "0.01", "--out", str(tmp_path)]) == 0
+    args = [*QUICK, "--epochs", "4", "--lr-schedule", "exp", "--lr-decay", "0.01", "--out", str(tmp_path)]
+    assert train_cli.main(args) == 0
     err = capsys.readouterr().err
-    assert "warning: --lr-decay 0.01 takes the learning rate from 0.002 to 2e-09 by epoch 4" in err
+    assert "warning: --lr-decay 0.01 takes the learning rate from 0.003 to 3e-09 by epoch 4" in err
 
 
 def test_a_batch_that_cannot_fit_in_memory_is_refused_at_once(capsys):
