@@ -98,10 +98,10 @@ def test_training_evaluation_checkpoints_on_gpu_1_equal_numpy(tmp_path):
     assert gpu["everything_on_gpu_1"]
     for key in ("weights", "resumed_weights"):
         for name, value in cpu[key].items():
-            np.testing.assert_allclose(np.asarray(gpu[key][name]), np.asarray(value), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(np.asarray(gpu[key][name]), np.asarray(value), rtol=1e-9, atol=1e-12)
     for key in ("history", "resumed_history"):
         assert [(h["epoch"], h["step"]) for h in gpu[key]] == [(h["epoch"], h["step"]) for h in cpu[key]]
-        np.testing.assert_allclose([h["loss"] for h in gpu[key]], [h["loss"] for h in cpu[key]], rtol=1e-5)
+        np.testing.assert_allclose([h["loss"] for h in gpu[key]], [h["loss"] for h in cpu[key]], rtol=1e-9)
         assert [h["test_acc"] for h in gpu[key]] == [h["test_acc"] for h in cpu[key]]
     assert gpu["texts"] == cpu["texts"]  # evaluate's and predict's output, the device's name aside
     assert gpu["texts"]["evaluate"][0] == 0 and "test accuracy" in gpu["texts"]["evaluate"][1]
