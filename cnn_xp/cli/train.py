@@ -397,6 +397,10 @@ def prepare(args: argparse.Namespace, gate: Any = None) -> tuple[Trainer, dict[s
             "test_size",
         ):
             setattr(args, key, ckpt.run.get(key, getattr(args, key)))
+        if args.lr is None and args.optimizer == "adam":
+            # Runs record their learning rate since the default became 0.003; one that left it
+            # to the default before then trained with 0.002, and resumes with it.
+            args.lr = 0.002
         if "dtype" not in ckpt.run:  # a checkpoint of the library's Trainer: train on in its own dtype
             args.dtype = ckpt.model_config["dtype"]
     if args.lr_decay is not None and ckpt is None:
@@ -428,7 +432,7 @@ def prepare(args: argparse.Namespace, gate: Any = None) -> tuple[Trainer, dict[s
         "dataset": str(args.dataset),
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
-        "lr": args.lr,
+        "lr": args.lr if args.lr is not None else default_lr(args.optimizer),  # recorded: defaults may change
         "lr_schedule": args.lr_schedule,
         "lr_decay": args.lr_decay,
         "shift": args.shift,

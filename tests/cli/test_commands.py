@@ -283,3 +283,30 @@ def test_cli_on_fashion_mnist_directory(tmp_path):
         == 0
     )
     assert Path(tmp_path / "o" / "last.safetensors").is_file()
+
+
+def test_runs_record_their_learning_rate_and_old_default_runs_resume_with_theirs(tmp_path, capsys):
+    """The default learning rate changed (Adam: 0.002 -> 0.003); a run records the rate it used,
+    and a checkpoint of a run that left it to the old default (``lr`` null) resumes with 0.002."""
+    import json
+
+    import safetensors.numpy
+
+    from cnn_xp.train.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    assert train_main(["--device", "cpu", *QUICK, "--epochs", "1", "--out", str(run)]) == 0
+    ck = load_checkpoint(run / "last.safetensors")
+    assert ck.run["lr"] == 0.003 and ck.optimizer["hyper"]["lr"] < 0.003  # cosine: decayed within the run
+    path = run / "last.safetensors"
+    with open(path, "rb") as f:
+        meta = json.loads(f.read(int.from_bytes(f.read(8), "little")))["__metadata__"]
+    settings = json.loads(meta["run"])
+    settings.update(lr=None, lr_schedule="exp")  # as the previous version wrote its default run
+    meta["run"] = json.dumps(settings)
+    safetensors.numpy.save_file(safetensors.numpy.load_file(str(path)), str(path), metadata=meta)
+    assert train_main(["--device", "cpu", "--quiet", "--epochs", "2", "--resume", str(path)]) == 0
+    resumed = load_checkpoint(path)
+    assert resumed.run["lr"] == 0.002
+    # exp: within epoch 2 the rate lies between 0.002 * 0.75 and 0.002 * 0.75**2 (0.003's: above)
+    assert 0.002 * 0.75**2 < resumed.optimizer["hyper"]["lr"] < 0.002 * 0.75
