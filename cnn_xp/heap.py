@@ -2,10 +2,10 @@
 
 A training step allocates and frees the same few arrays of a few MiB each step.  glibc's
 malloc hands the free top of a heap (each thread has its own) back to the system, so the next
-step faults every page in again: SimpleConvNet's step (batch 100, 2 threads) took 3232
-page faults and 7 ms of system time, about a third of the step.  Asking malloc to keep
+step faults every page in again: SimpleConvNet's step (batch 100, 2 threads) took 3271-3789
+page faults (2026-11-24; 7 ms of system time in a step of about 22 ms).  Asking malloc to keep
 :data:`TOP_PAD` bytes of slack (``M_TOP_PAD``, what ``MALLOC_TOP_PAD_`` sets) brings that to
-3 faults.  The command-line programs do it at start; a program importing cnn_xp may call
+1.6-1.8 faults (``tests/test_heap.py`` measures both).  The command-line programs do it at start; a program importing cnn_xp may call
 :func:`keep_freed_memory` itself.  Elsewhere than glibc it does nothing.
 """
 

@@ -40,6 +40,7 @@ PROG = "python -m cnn_xp.train"
 # The defaults reach 99.0% on MNIST within a minute on 2 CPU cores (docs/benchmarks.md: the
 # recipes tried, and the per-epoch table of the default run).
 LR_DECAY = 0.75  # --lr-schedule exp's factor per epoch
+ADAM_LR_BEFORE_RECORDED = 0.002  # Adam's default before runs recorded their learning rate
 DEFAULTS = {"epochs": 4, "batch_size": 100, "optimizer": "adam", "lr": None, "seed": 0}
 OUTPUTS = ("last.safetensors", "best.safetensors", "metrics.csv", "summary.json", "curves.png", "filters.png")
 
@@ -399,8 +400,8 @@ def prepare(args: argparse.Namespace, gate: Any = None) -> tuple[Trainer, dict[s
             setattr(args, key, ckpt.run.get(key, getattr(args, key)))
         if args.lr is None and args.optimizer == "adam":
             # Runs record their learning rate since the default became 0.003; one that left it
-            # to the default before then trained with 0.002, and resumes with it.
-            args.lr = 0.002
+            # to the default before then trained with the old default, and resumes with it.
+            args.lr = ADAM_LR_BEFORE_RECORDED
         if "dtype" not in ckpt.run:  # a checkpoint of the library's Trainer: train on in its own dtype
             args.dtype = ckpt.model_config["dtype"]
     if args.lr_decay is not None and ckpt is None:
@@ -427,12 +428,13 @@ def prepare(args: argparse.Namespace, gate: Any = None) -> tuple[Trainer, dict[s
     num_classes = int(max(t_train.max(), t_test.max())) + 1
     out = args.out or (args.resume.parent if args.resume is not None else fresh_out_dir(args.model, str(args.dataset)))
     check_out_dir(out)
+    lr0 = args.lr if args.lr is not None else default_lr(args.optimizer)
     run = {
         "model": args.model if ckpt is None else ckpt.run.get("model"),
         "dataset": str(args.dataset),
         "batch_size": args.batch_size,
         "optimizer": args.optimizer,
-        "lr": args.lr if args.lr is not None else default_lr(args.optimizer),  # recorded: defaults may change
+        "lr": lr0,  # recorded: defaults may change
         "lr_schedule": args.lr_schedule,
         "lr_decay": args.lr_decay,
         "shift": args.shift,
@@ -465,7 +467,6 @@ def prepare(args: argparse.Namespace, gate: Any = None) -> tuple[Trainer, dict[s
     except ValueError as exc:
         raise flag_error("--shift" if str(exc).startswith("shift:") else "--dataset", exc) from None
     test_loader = DataLoader(x_test, t_test, 1000, shuffle=False, **loader_kw, **split)
-    lr0 = args.lr if args.lr is not None else default_lr(args.optimizer)
     if args.lr_schedule == "exp":
         last = lr0 * args.lr_decay ** (args.epochs - 1)
         if last < lr0 * 1e-4 and distributed.rank() == 0:

@@ -148,12 +148,9 @@ class Network:
         across threads unless ``split`` is False (see :mod:`cnn_xp.models.shards`)."""
         x = self._adopt(x)
         shards = self._splitter() if split else None
-        plan = shards.plan(x) if shards is not None else None
-        if plan is not None:
-            try:
-                return shards.scores(x, train, plan)  # type: ignore[union-attr]
-            except Exception:  # a bad input: the whole batch raises the error that names its shapes
-                pass
+        scores = shards.attempt(x, None, train) if shards is not None else None
+        if scores is not None:
+            return scores
         self._whole()
         for layer in self.layers.values():
             x = layer.forward(x, train_flg=train) if layer.uses_mode else layer.forward(x)
@@ -170,12 +167,9 @@ class Network:
         train = self.training if train_flg is None else bool(train_flg)
         x, t = self._adopt(x), self._adopt(t)
         shards = self._splitter()
-        plan = shards.plan(x, t) if shards is not None else None
-        if plan is not None:
-            try:
-                return shards.forward(x, t, train, plan)  # type: ignore[union-attr]
-            except Exception:  # a bad input: the whole batch raises the error that names its shapes
-                pass
+        result = shards.attempt(x, t, train) if shards is not None else None
+        if result is not None:
+            return result  # type: ignore[no-any-return]
         scores = self._scores(x, train, split=False)
         return self.last_layer.forward(scores, t), scores
 
@@ -188,14 +182,14 @@ class Network:
 
     def _whole(self) -> None:
         """A forward pass runs unsplit: a following backward runs through these layers."""
-        shards = getattr(self, "_shards", None)
+        shards = self._splitter()
         if shards is not None and grad_enabled():
             shards.split_last = False
 
     @_on_params_device
     def backward(self, dout: Array | float = 1) -> dict[str, Array]:
         """Back-propagate from the last ``loss`` call; return the gradients keyed like ``params``."""
-        shards = getattr(self, "_shards", None)
+        shards = self._splitter()
         if shards is not None and shards.split_last:
             shards.backward(dout)
             return self.grads()

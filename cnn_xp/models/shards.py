@@ -118,6 +118,18 @@ class Shards:
         bounds = [n * i // count for i in range(count + 1)]
         return [slice(bounds[i], bounds[i + 1]) for i in range(count)]
 
+    def attempt(self, x: Array, t: Array | None, train: bool) -> Any:
+        """The split forward pass -- scores, or (loss, scores) given labels ``t`` -- or None when
+        the batch is to run whole: not worth splitting, or it failed (a bad input: the whole
+        batch then raises the error that names its shapes)."""
+        shards = self.plan(x, t)
+        if shards is None:
+            return None
+        try:
+            return self.scores(x, train, shards) if t is None else self.forward(x, t, train, shards)
+        except Exception:
+            return None
+
     def _ready(self, count: int) -> _Copies:
         keep = grad_enabled()
         copies = self._copies.get(keep)
