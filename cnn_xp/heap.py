@@ -5,7 +5,14 @@ malloc hands the free top of a heap (each thread has its own) back to the system
 step faults every page in again: SimpleConvNet's step (batch 100, 2 threads) took 3271-3789
 page faults (2026-11-24; 7 ms of system time in a step of about 22 ms).  Asking malloc to keep
 :data:`TOP_PAD` bytes of slack (``M_TOP_PAD``, what ``MALLOC_TOP_PAD_`` sets) brings that to
-1.6-1.8 faults (``tests/test_heap.py`` measures both).  The command-line programs do it at start; a program importing cnn_xp may call
+1.6-1.8 faults (``tests/test_heap.py`` measures both).
+
+Setting ``M_TOP_PAD`` also freezes malloc's mmap threshold at its 128 KiB start, so every array
+between 128 KiB and the 4 MiB from which NumPy asks for huge pages was a fresh ``mmap`` faulted
+in page by page: DeepConvNet's step with the Winograd convolutions (many arrays of 0.5-3 MiB)
+took 6400-7100 faults and 20-24 ms of system time per step (batch 100, 2 threads, 2026-11-24).
+:data:`MMAP_THRESHOLD` (``M_MMAP_THRESHOLD``, glibc's largest) takes them from the heap too:
+2-14 faults, 1.5-3.5 ms.  The command-line programs do it at start; a program importing cnn_xp may call
 :func:`keep_freed_memory` itself.  Elsewhere than glibc it does nothing.
 """
 
@@ -17,14 +24,18 @@ import os
 TOP_PAD = 64 * 2**20
 """Bytes of freed heap malloc keeps (the largest step's scratch arrays fit)."""
 
-_M_TOP_PAD = -2  # glibc's <malloc.h>
+MMAP_THRESHOLD = 32 * 2**20
+"""Arrays below this many bytes come from the heap, not from a fresh ``mmap`` (glibc's maximum)."""
+
+_M_TOP_PAD, _M_MMAP_THRESHOLD = -2, -3  # glibc's <malloc.h>
 
 
 def keep_freed_memory(top_pad: int = TOP_PAD) -> bool:
-    """Ask glibc's malloc to keep ``top_pad`` bytes of freed memory; True if it did.
+    """Ask glibc's malloc to keep ``top_pad`` bytes of freed memory, and to serve arrays below
+    :data:`MMAP_THRESHOLD` from its heap; True if it did.
 
     Left alone (False) where the C library is not glibc, or when ``MALLOC_TOP_PAD_`` is set (the
-    user's own setting wins)."""
+    user's own setting wins; so does ``MALLOC_MMAP_THRESHOLD_`` for the threshold)."""
     if "MALLOC_TOP_PAD_" in os.environ or os.name != "posix":
         return False
     try:
@@ -32,4 +43,6 @@ def keep_freed_memory(top_pad: int = TOP_PAD) -> bool:
     except (OSError, AttributeError):  # not glibc (musl, macOS)
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
     return bool(mallopt(_M_TOP_PAD, int(top_pad)))

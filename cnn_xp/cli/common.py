@@ -120,12 +120,14 @@ def stop_signals_raise() -> Iterator[None]:
             signal.signal(getattr(signal, n), handler)
 
 
-def run_command(prog: str, body: Body, argv: list[str] | None = None) -> int:
+def run_command(prog: str, body: Body, argv: list[str] | None = None, *, keep_heap: bool = True) -> int:
     """Run ``body(argv, prog)``: a UsageError becomes one line and exit status 2; Ctrl-C, SIGTERM
     or SIGHUP outside the work that handles them (loading data, plotting) one line and 128 + the
     signal's number.  Every program keeps freed heap memory for its next step
-    (:func:`cnn_xp.heap.keep_freed_memory`)."""
-    keep_freed_memory()
+    (:func:`cnn_xp.heap.keep_freed_memory`) unless ``keep_heap`` is False: the benchmark, whose
+    PyTorch processes must run with the C library's own settings, as PyTorch's users run it."""
+    if keep_heap:
+        keep_freed_memory()
     try:
         with stop_signals_raise():
             return body(argv, prog)
