@@ -433,6 +433,19 @@ def strided_view(flat: Any, offset: int, shape: tuple[int, ...], strides: tuple[
     return None
 
 
+def combine_into(out: Any, a: Any, b: Any, sign: int = 1) -> Any:
+    """``out[...] = a + b`` (``sign=1``) or ``a - b`` (``sign=-1``), written into ``out``.
+
+    NumPy and CuPy write the result straight into ``out`` (``out=``: one pass over memory);
+    other libraries go through a temporary.  ``a`` may be ``out`` itself (an accumulation)."""
+    if isinstance(out, numpy.ndarray) or is_gpu_array(out):
+        xp = get_array_module(out)  # NumPy's / CuPy's own ufuncs, which take out=
+        (xp.add if sign > 0 else xp.subtract)(a, b, out=out)
+        return out
+    out[...] = a + b if sign > 0 else a - b
+    return out
+
+
 # --------------------------------------------------------------------------- host -> device copies
 
 

@@ -1,18 +1,25 @@
 """2-D convolution (cross-correlation) as im2col + one matrix product: forward and backward.
 
-Two paths compute the same function (the tests hold them to each other):
+Three paths compute the same function (the tests hold them to each other):
 
 * **generic** (any stride, any array library): columns ``(N, C*KH*KW, OH*OW)`` from
   :func:`~cnn_xp.functions.im2col.unfold`, a batched matrix product, and
   :func:`~cnn_xp.functions.im2col.fold` (a sum of strided slices) for the input gradient.
-* **flat rows** (stride 1 and, on the CPU, more than one input channel; the fast path): the zero-padded image is read as one long row per
-  channel, so the window of kernel offset (i, j) for *all* output pixels is one contiguous run
+* **flat rows** (stride 1; on the CPU, more than one input channel and a kernel other than 3x3,
+  or Winograd turned off): the zero-padded image is read as one long row per channel, so the
+  window of kernel offset (i, j) for *all* output pixels is one contiguous run
   ``flat[i*Wp + j : i*Wp + j + OH*Wp]`` -- the copy into the columns moves long contiguous runs
   instead of OW-element pieces.  The price is ``KW - 1`` junk columns per output row (outputs
   at x >= OW), computed and dropped.  Columns are laid out ``(C*KH*KW, N*OH*Wp)`` so the whole
   batch is one matrix product.  The input gradient is the full correlation of the output
   gradient with the flipped kernel -- another flat-rows im2col and one matrix product -- when
   C >= FN, else ``W.T @ dy`` folded back along the same flat rows (whichever moves less data).
+* **Winograd** F(2x2, 3x3) (3x3 kernels, stride 1, more than one input channel, on the CPU only):
+  :mod:`cnn_xp.functions.winograd`, 16 matrix products of 2.25x fewer multiplications in all.
+  Its "columns" are the transformed input patches.  On a GPU its dozen element-wise transforms
+  would be a dozen kernel launches where the flat rows need one copy, so a GPU keeps the flat
+  rows.  ``CNN_XP_WINOGRAD=0`` or :func:`~cnn_xp.functions.fast_paths.direct_convolution`
+  turns it off.
 
 The columns of a batch are kept for ``backward`` when they fit in :data:`workspace_limit_bytes`
 (a training step).  Otherwise -- inference, or a batch too big -- the batch is worked through in
@@ -35,8 +42,9 @@ from ..backend import (
     is_host_array,
     strided_view,
 )
+from . import winograd
 from .conv_utils import window_output_shape
-from .fast_paths import fast_paths_enabled
+from .fast_paths import fast_paths_enabled, winograd_enabled
 from .im2col import fold, unfold
 from .workspace import Workspace
 
@@ -60,9 +68,9 @@ class ConvState:
     stride: tuple[int, int]
     pad: tuple[int, int]
     chunk: int  # images per chunk
-    flat: bool  # which path built the columns
+    path: str  # which path built the columns: "generic", "flat_rows" or "winograd"
     cols: Array | None  # columns of the last chunk, while still valid
-    workspace: Workspace | None  # where the flat path builds its columns
+    workspace: Workspace | None  # where the fast paths build their columns
 
 
 # --------------------------------------------------------------------------- generic path
@@ -85,10 +93,11 @@ class _Generic:
         return xp.reshape(col, (n, c * kh * kw, oh * ow))
 
     @staticmethod
-    def product(cols: Array, W: Array, b: Array, oh: int, ow: int) -> Array:
-        """(n, FN, OH, OW) output from the columns."""
+    def product(cols: Array, W: Array, b: Array, x_shape: tuple[int, ...], st: ConvState) -> Array:
+        """(n, FN, OH, OW) output from the columns of x (n, C, H, W)."""
         xp = get_array_module(cols, W)
         fn = W.shape[0]
+        oh, ow = window_output_shape(x_shape, W.shape[2], W.shape[3], *st.stride, *st.pad)
         out = xp.matmul(xp.reshape(W, (fn, cols.shape[1])), cols) + xp.reshape(b, (fn, 1))
         return xp.reshape(out, (cols.shape[0], fn, oh, ow))
 
@@ -170,9 +179,10 @@ class _FlatRows:
         return xp.reshape(out, (c * kh * kw, n * oh * wp))
 
     @staticmethod
-    def product(cols: Array, W: Array, b: Array, oh: int, ow: int) -> Array:
+    def product(cols: Array, W: Array, b: Array, x_shape: tuple[int, ...], st: ConvState) -> Array:
         xp = get_array_module(cols, W)
         fn = W.shape[0]
+        oh, ow = window_output_shape(x_shape, W.shape[2], W.shape[3], *st.stride, *st.pad)
         wp = ow + W.shape[3] - 1
         n = cols.shape[1] // (oh * wp)
         res = xp.matmul(xp.reshape(W, (fn, cols.shape[0])), cols)  # (FN, n*OH*Wp), contiguous
@@ -236,6 +246,64 @@ class _FlatRows:
         return xp.permute_dims(dx, (1, 0, 2, 3))
 
 
+# --------------------------------------------------------------------------- Winograd path (3x3, stride 1, CPU)
+
+
+class _Winograd:
+    @staticmethod
+    def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
+        """Transformed-input elements per image: 16 * C * tiles."""
+        return winograd.tile_elems(x_shape, pad)
+
+    @staticmethod
+    def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
+        """V (16, C, T): the transformed 4x4 input patches of x (n, C, H, W)."""
+        t = winograd.tiling(tuple(x.shape), st.pad)
+        return winograd.transform_input(x, t, ws.take((16 * t.c * t.tiles,), like=x))
+
+    @staticmethod
+    def product(cols: Array, W: Array, b: Array, x_shape: tuple[int, ...], st: ConvState) -> Array:
+        xp = get_array_module(cols, W)
+        M = xp.matmul(winograd.transform_filters(W), cols)  # (16, FN, T)
+        return winograd.transform_output(M, b, winograd.tiling(x_shape, st.pad))
+
+    @staticmethod
+    def grads(
+        dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState, ws: Workspace, need_dx: bool
+    ) -> tuple[Array | None, Array]:
+        xp = get_array_module(dy, W)
+        fn, c = W.shape[0], W.shape[1]
+        t = winograd.tiling(x_shape, st.pad)
+        dM = winograd.output_gradient(dy, t)  # (16, FN, T)
+        dW = winograd.filter_gradient(xp.matmul(dM, cols.mT), fn, c)
+        if not need_dx:
+            return None, dW
+        dV = xp.matmul(winograd.transform_filters(W).mT, dM)  # (16, C, T)
+        return winograd.input_gradient(dV, t), dW
+
+
+_PATHS: dict[str, Any] = {"generic": _Generic, "flat_rows": _FlatRows, "winograd": _Winograd}
+
+
+def _choose_path(x: Array, W: Array, stride: Any, pad: Any, gpu_bytes: int | None, keep_elems: int) -> str:
+    """Which path computes this convolution (see the module's docstring).  ``keep_elems``: how
+    many column elements the batch may keep for ``backward`` (0: none, as in inference)."""
+    if not fast_paths_enabled() or tuple(stride) != (1, 1):
+        return "generic"
+    host, c = gpu_bytes is None, W.shape[1]
+    # Winograd in training only: in inference, worked through in chunks of transformed patches,
+    # it was slower than the flat rows (DeepConvNet, batch 1000, 2-core AVX-512 EPYC: 3730-3780
+    # against 4420-4510 img/s), while a training step gained 7% (1230-1246 -> 1314-1336 img/s).
+    tiles_fit = x.shape[0] * _Winograd.col_elems(tuple(x.shape), W.shape, stride, pad) <= keep_elems
+    if host and c > 1 and tuple(W.shape[2:]) == (3, 3) and winograd_enabled() and tiles_fit:
+        return "winograd"
+    # The flat rows -- on the CPU except for one input channel (a network's data layer): its
+    # columns have only KH*KW rows, and one product per image ran forward + backward about 2x
+    # faster (SimpleConvNet's conv1 4.8 -> 2.6 ms, DeepConvNet's 1.6 -> 0.8 ms per 50 images,
+    # one thread, AVX-512 EPYC).  A GPU keeps the flat rows: one copy kernel, not KH*KW.
+    return "flat_rows" if c > 1 or not host else "generic"
+
+
 # --------------------------------------------------------------------------- the two entry points
 
 
@@ -264,15 +332,11 @@ def conv2d_forward(
     n = x.shape[0]
     oh, ow = window_output_shape(tuple(x.shape), kh, kw, *stride, *pad)
     gpu_bytes = gpu_scratch_bytes(x)  # a GPU's budget is its free memory, not a CPU cache
-    # The flat rows for stride 1 -- on the CPU except for one input channel (a network's data
-    # layer): its columns have only KH*KW rows, and one product per image ran forward + backward
-    # about 2x faster (SimpleConvNet's conv1 4.8 -> 2.6 ms, DeepConvNet's 1.6 -> 0.8 ms per 50
-    # images, one thread, AVX-512 EPYC).  A GPU keeps the flat rows: one copy kernel, not KH*KW.
-    flat = fast_paths_enabled() and tuple(stride) == (1, 1) and (W.shape[1] > 1 or gpu_bytes is not None)
-    path = _FlatRows if flat else _Generic
-    per_image = path.col_elems(tuple(x.shape), W.shape, stride, pad)
     itemsize = xp.finfo(x.dtype).bits // 8
     budget = (workspace_limit_bytes if gpu_bytes is None else gpu_bytes) // itemsize
+    name = _choose_path(x, W, stride, pad, gpu_bytes, budget if keep_cols else 0)
+    path = _PATHS[name]
+    per_image = path.col_elems(tuple(x.shape), W.shape, stride, pad)
     keep = keep_cols and n * per_image <= budget
     ws = workspace if workspace is not None else Workspace()
     if not keep:
@@ -281,15 +345,15 @@ def conv2d_forward(
         # workspace, so concurrent no_grad() forwards through one layer share no scratch memory.
         budget, ws = (chunk_bytes if gpu_bytes is None else gpu_bytes) // itemsize, Workspace()
     chunk = max(1, min(n, budget // per_image))
-    state = ConvState(x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, flat, None, ws if ws is workspace else None)
+    state = ConvState(x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, name, None, ws if ws is workspace else None)
     if chunk >= n:  # one chunk: the product is the output (no copy into y)
         cols = path.cols(x, kh, kw, state, ws)
         state.cols = cols if keep else None
-        return path.product(cols, W, b, oh, ow), state
+        return path.product(cols, W, b, tuple(x.shape), state), state
     y = xp.empty((n, fn, oh, ow), dtype=x.dtype, device=array_device(x))
     for s in range(0, n, chunk):
         e = min(s + chunk, n)
-        y[s:e, ...] = path.product(path.cols(x[s:e, ...], kh, kw, state, ws), W, b, oh, ow)
+        y[s:e, ...] = path.product(path.cols(x[s:e, ...], kh, kw, state, ws), W, b, (e - s, *x.shape[1:]), state)
     return y, state
 
 
@@ -302,7 +366,7 @@ def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True)
     xp = get_array_module(dy, W)
     x = state.x
     n, kh, kw = x.shape[0], W.shape[2], W.shape[3]
-    path = _FlatRows if state.flat else _Generic
+    path = _PATHS[state.path]
     db = xp.sum(dy, axis=(0, 2, 3))
     if n == 0:
         dW = xp.zeros(W.shape, dtype=W.dtype, device=array_device(W))
@@ -315,6 +379,6 @@ def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True)
         if dx is not None:
             dx[s:e, ...] = dxc
         dW = dWc if s == 0 else dW + dWc  # one chunk (a training step): no zeros, no add
-    if state.flat and need_dx and W.shape[1] >= W.shape[0]:
+    if state.path == "flat_rows" and need_dx and W.shape[1] >= W.shape[0]:
         state.cols = None  # the full correlation's columns overwrote them in the workspace
     return dx, dW, db

@@ -1,8 +1,13 @@
-"""The switch between the fast paths and the generic reference path.
+"""The switches between the fast paths and the generic reference path.
 
 Every fast path computes exactly what the generic path computes (the tests compare them); the
-switch exists so that the comparison, and a benchmark of the difference, can be made.  Fast
+switches exist so that the comparison, and a benchmark of the difference, can be made.  Fast
 paths are on unless the environment sets ``CNN_XP_FAST_PATHS=0``.
+
+One fast path has its own switch: Winograd F(2x2, 3x3) for the CPU's 3x3 stride-1 convolutions
+(:mod:`cnn_xp.functions.winograd`) computes the same function with different float rounding, so
+it can be turned off alone -- ``CNN_XP_WINOGRAD=0`` or :func:`direct_convolution` -- leaving the
+direct (flat-rows im2col) path.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _enabled = os.environ.get("CNN_XP_FAST_PATHS", "1").strip() != "0"
+_winograd = os.environ.get("CNN_XP_WINOGRAD", "1").strip() != "0"
 
 
 def fast_paths_enabled() -> bool:
@@ -28,3 +34,21 @@ def generic_paths() -> Iterator[None]:
         yield
     finally:
         _enabled = saved
+
+
+def winograd_enabled() -> bool:
+    """True unless Winograd was turned off (``CNN_XP_WINOGRAD=0`` or :func:`direct_convolution`)
+    or all fast paths were."""
+    return _winograd and _enabled
+
+
+@contextmanager
+def direct_convolution() -> Iterator[None]:
+    """``with direct_convolution(): ...``: 3x3 convolutions inside the block take the direct
+    im2col path instead of Winograd (the other fast paths stay on)."""
+    global _winograd
+    saved, _winograd = _winograd, False
+    try:
+        yield
+    finally:
+        _winograd = saved

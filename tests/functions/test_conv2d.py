@@ -1,5 +1,5 @@
-"""The convolution's fast path (flat rows, stride 1) against the generic reference path and PyTorch,
-chunking, workspace reuse and ``no_grad``."""
+"""The convolution's fast paths (flat rows, stride 1; Winograd, 3x3 stride 1 on the CPU) against the
+generic reference path and PyTorch, chunking, workspace reuse and ``no_grad``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 import cnn_xp.functions.conv2d as conv2d
 from cnn_xp import Convolution, no_grad
 from cnn_xp.functions.conv2d import conv2d_backward, conv2d_forward
-from cnn_xp.functions.fast_paths import fast_paths_enabled, generic_paths
+from cnn_xp.functions.fast_paths import direct_convolution, fast_paths_enabled, generic_paths, winograd_enabled
 from cnn_xp.functions.workspace import Workspace
 
 # (N, C, FN, H, W, KH, KW, pad): C < FN and C >= FN (the two input-gradient methods), asymmetric
@@ -48,33 +48,45 @@ def _run(x, W, b, dy, pad, workspace=None):
     return y, dx, dW, db, state
 
 
+def _expected_path(case, winograd: bool) -> str:
+    """The path a training step on the CPU takes (see conv2d._choose_path)."""
+    c, kh, kw = case[1], case[5], case[6]
+    if c == 1:
+        return "generic"  # one input channel: per-image products
+    return "winograd" if winograd and (kh, kw) == (3, 3) else "flat_rows"
+
+
+PATHS = {"direct": direct_convolution, "winograd": contextlib.nullcontext}
+
+
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_fast_path_matches_generic_path(case):
+@pytest.mark.parametrize("mode", PATHS)
+def test_fast_path_matches_generic_path(case, mode):
     x, W, b, dy, pad = _data(case)
-    fast = _run(x, W, b, dy, pad)
-    assert fast[-1].flat == (x.shape[1] > 1)  # the fast path really ran (one channel: per-image products)
+    with PATHS[mode]():
+        assert winograd_enabled() == (mode == "winograd")
+        fast = _run(x, W, b, dy, pad)
+    assert fast[-1].path == _expected_path(case, mode == "winograd")  # the fast path really ran
     with generic_paths():
-        assert not fast_paths_enabled()
+        assert not fast_paths_enabled() and not winograd_enabled()
         ref = _run(x, W, b, dy, pad)
-    assert not ref[-1].flat
+    assert ref[-1].path == "generic"
     for got, want in zip(fast[:4], ref[:4], strict=True):
         assert got.shape == want.shape and got.dtype == want.dtype
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     assert fast[0].flags.c_contiguous and fast[1].flags.c_contiguous and fast[2].flags.c_contiguous
 
 
-@pytest.mark.parametrize("case", CASES[:3] + CASES[5:6], ids=str)
-@pytest.mark.parametrize("generic", [False, True], ids=["fast", "generic"])
-def test_both_paths_match_torch(torch, case, generic):
+@pytest.mark.parametrize("case", CASES[:3] + CASES[5:], ids=str)
+@pytest.mark.parametrize("mode", ["winograd", "direct", "generic"])
+def test_every_path_matches_torch(torch, case, mode):
     x, W, b, dy, pad = _data(case)
     xt, Wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, W, b))
     yt = torch.nn.functional.conv2d(xt, Wt, bt, padding=pad)
     yt.backward(torch.tensor(dy))
-    if generic:
-        with generic_paths():
-            y, dx, dW, db, _ = _run(x, W, b, dy, pad)
-    else:
-        y, dx, dW, db, _ = _run(x, W, b, dy, pad)
+    with generic_paths() if mode == "generic" else PATHS[mode]():
+        y, dx, dW, db, state = _run(x, W, b, dy, pad)
+    assert state.path == ("generic" if mode == "generic" else _expected_path(case, mode == "winograd"))
     for got, want in ((y, yt), (dx, xt.grad), (dW, Wt.grad), (db, bt.grad)):
         np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-11, atol=1e-11)
 
@@ -138,7 +150,8 @@ def test_workspace_follows_dtype_and_keeps_its_buffer_while_it_fits():
 def test_inference_without_grad_keeps_nothing_and_bounds_the_columns(monkeypatch):
     x, W, b, dy, pad = _data(CASES[0], np.float32)
     layer = Convolution(W, b, pad=pad)
-    expected = layer.forward(x)
+    with direct_convolution():  # the path inference takes (Winograd only trains: see _choose_path)
+        expected = layer.forward(x)
     fresh = Convolution(W, b, pad=pad)
     per_image = conv2d._FlatRows.col_elems(x.shape, W.shape, (1, 1), pad) * 4
     monkeypatch.setattr(conv2d, "chunk_bytes", 2 * per_image)
@@ -202,7 +215,7 @@ def test_fast_path_on_every_backend_matches_numpy(backend, float_dtype, case):
     for _ in range(2):  # the second step reuses the workspace
         y, state = conv2d_forward(put(x), put(W), put(b), (1, 1), pad, workspace=ws)
         got = (y, *conv2d_backward(put(dy), put(W), state))
-    assert state.flat
+    assert state.path == ("flat_rows" if backend.name == "cupy" else _expected_path(case, True))  # a GPU: no Winograd
     for g, want in zip(got, _run(x, W, b, dy, pad)[:4], strict=True):
         backend.assert_matches(g, want, float_dtype)
 
@@ -264,11 +277,16 @@ def test_the_built_in_networks_take_the_fast_path_and_agree_with_the_generic_one
     net = DeepConvNet(seed=0, dtype="float64", dropout_ratio=0.0)
     fast = net.gradient(x, t)
     convs = [layer for layer in net.layers.values() if isinstance(layer, Convolution)]
-    assert len(convs) == 6 and all(layer._state.flat for layer in convs[1:])
-    assert not convs[0]._state.flat  # one input channel: per-image products (see conv2d_forward)
+    assert len(convs) == 6 and all(layer._state.path == "winograd" for layer in convs[1:])
+    assert convs[0]._state.path == "generic"  # one input channel: per-image products (see conv2d_forward)
+    with direct_convolution():
+        direct = net.gradient(x, t)
+    assert all(layer._state.path == "flat_rows" for layer in convs[1:])
     with generic_paths():
         ref = net.gradient(x, t)
-    assert not any(layer._state.flat for layer in convs)
+    assert all(layer._state.path == "generic" for layer in convs)
+    for key in ref:
+        np.testing.assert_allclose(direct[key], ref[key], rtol=1e-10, atol=1e-12)
     for key in ref:
         np.testing.assert_allclose(fast[key], ref[key], rtol=1e-10, atol=1e-12)
 

@@ -1,0 +1,188 @@
+"""Winograd F(2x2, 3x3) (cnn_xp.functions.winograd): against PyTorch and finite differences in
+float64, its float32 error against the direct path's, the adjoint identities its backward rests on,
+and where the convolution takes it (CPU training) and where not (inference, a GPU, the switch)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnn_xp import Convolution, no_grad
+from cnn_xp.backend import combine_into
+from cnn_xp.functions import winograd
+from cnn_xp.functions.conv2d import conv2d_backward, conv2d_forward
+from cnn_xp.functions.fast_paths import direct_convolution, generic_paths, winograd_enabled
+
+from ..helpers import GRAD_RTOL, numeric_grad, rel_error
+
+# (N, C, FN, H, W, pad): odd and even outputs (a half-empty last tile row or column), pads 0-2,
+# asymmetric pads, C < FN and C > FN, one image, a one-pixel output, a non-square image
+CASES = [
+    (2, 3, 4, 6, 6, (1, 1)),
+    (3, 2, 5, 7, 5, (1, 1)),
+    (1, 4, 2, 5, 8, (0, 2)),
+    (2, 5, 3, 3, 3, (0, 0)),
+    (2, 2, 2, 9, 4, (2, 0)),
+    (4, 6, 6, 10, 7, (2, 1)),
+]
+
+
+def _data(case, dtype=np.float64, seed=0):
+    n, c, fn, h, w, pad = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = (rng.standard_normal((fn, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(dtype)
+    b = rng.standard_normal(fn).astype(dtype)
+    dy = rng.standard_normal((n, fn, h + 2 * pad[0] - 2, w + 2 * pad[1] - 2)).astype(dtype)
+    return x, W, b, dy, pad
+
+
+def _run(x, W, b, dy, pad):
+    y, state = conv2d_forward(x, W, b, (1, 1), pad)
+    dx, dW, db = conv2d_backward(dy, W, state)
+    return y, dx, dW, db, state.path
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_matches_torch_in_float64(torch, case):
+    x, W, b, dy, pad = _data(case)
+    xt, Wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, W, b))
+    yt = torch.nn.functional.conv2d(xt, Wt, bt, padding=pad)
+    yt.backward(torch.tensor(dy))
+    y, dx, dW, db, path = _run(x, W, b, dy, pad)
+    assert path == "winograd"
+    for got, want in ((y, yt), (dx, xt.grad), (dW, Wt.grad), (db, bt.grad)):
+        assert got.shape == tuple(want.shape) and got.dtype == np.float64 and got.flags.c_contiguous
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_gradients_match_finite_differences():
+    x, W, b, dy, pad = _data(CASES[1])
+    layer = Convolution(W.copy(), b.copy(), pad=pad)
+
+    def loss() -> float:
+        return float(np.sum(layer.forward(x) * dy))
+
+    loss()
+    dx = layer.backward(dy)
+    assert layer._state.path == "winograd"
+    dW, db = layer.dW.copy(), layer.db.copy()
+    assert rel_error(dx, numeric_grad(loss, x)) < GRAD_RTOL
+    assert rel_error(dW, numeric_grad(loss, layer.W)) < GRAD_RTOL
+    assert rel_error(db, numeric_grad(loss, layer.b)) < GRAD_RTOL
+
+
+# DeepConvNet's 3x3 layers after the first: (C, FN, H, pad)
+DEEP_LAYERS = [(16, 16, 28, 1), (16, 32, 14, 1), (32, 32, 14, 2), (32, 64, 8, 1), (64, 64, 8, 1)]
+
+
+@pytest.mark.parametrize("layer", DEEP_LAYERS, ids=str)
+def test_float32_error_is_the_direct_paths_order(layer):
+    """The bound documented in cnn_xp.functions.winograd: both paths within 2e-6 of the largest
+    magnitude of a float64 reference (measured 1.6e-7 to 5.7e-7 on these shapes)."""
+    c, fn, h, p = layer
+    x, W, b, dy, pad = _data((8, c, fn, h, h, (p, p)), seed=1)
+    with generic_paths():
+        ref = _run(x, W, b, dy, pad)
+    low = [a.astype(np.float32) for a in (x, W, b, dy)]
+    wino = _run(*low, pad)
+    with direct_convolution():
+        direct = _run(*low, pad)
+    assert wino[-1] == "winograd" and direct[-1] == "flat_rows"
+    for got in (wino, direct):
+        for g, r in zip(got[:3], ref[:3], strict=True):
+            assert g.dtype == np.float32
+            assert np.abs(g - r).max() <= 2e-6 * np.abs(r).max()
+
+
+def test_the_backward_transforms_are_the_adjoints_of_the_forward_ones():
+    """<T v, w> = <v, T* w> for the input and output transforms, on random vectors."""
+    rng = np.random.default_rng(3)
+    t = winograd.tiling((2, 3, 7, 6), (1, 2))
+    x = rng.standard_normal((2, 3, 7, 6))
+    w = rng.standard_normal((16, 3, t.tiles))
+    v = winograd.transform_input(x, t, np.empty(16 * 3 * t.tiles))
+    np.testing.assert_allclose(np.sum(v * w), np.sum(x * winograd.input_gradient(w, t)), rtol=1e-12)
+    m = rng.standard_normal((16, 4, t.tiles))
+    g = rng.standard_normal((2, 4, t.oh, t.ow))
+    y = winograd.transform_output(m.copy(), np.zeros(4), t)
+    np.testing.assert_allclose(np.sum(y * g), np.sum(m * winograd.output_gradient(g, t)), rtol=1e-12)
+    dW = rng.standard_normal((4, 3, 3, 3))
+    u = rng.standard_normal((16, 4, 3))
+    np.testing.assert_allclose(
+        np.sum(winograd.transform_filters(dW) * u), np.sum(dW * winograd.filter_gradient(u, 4, 3)), rtol=1e-12
+    )
+
+
+def test_junk_tiles_get_zero_gradient():
+    """The last tile of each tile row straddles two rows: its output is dropped, so its gradient
+    must be exactly zero (else it would leak into the neighbouring row's input gradient)."""
+    t = winograd.tiling((2, 3, 6, 6), (1, 1))
+    dM = np.reshape(winograd.output_gradient(np.ones((2, 4, t.oh, t.ow)), t), (16, 4, t.n, t.th, t.t1))
+    assert np.all(dM[..., -1] == 0) and np.any(dM[..., :-1] != 0)
+
+
+def test_training_takes_it_inference_and_other_kernels_do_not():
+    x, W, b, _, pad = _data(CASES[0])
+    assert conv2d_forward(x, W, b, (1, 1), pad)[1].path == "winograd"
+    assert conv2d_forward(x, W, b, (1, 1), pad, keep_cols=False)[1].path == "flat_rows"  # inference
+    assert conv2d_forward(x[:, :1], W[:, :1], b, (1, 1), pad)[1].path == "generic"  # one input channel
+    assert conv2d_forward(x, W[:, :, :2, :2], b, (1, 1), pad)[1].path == "flat_rows"  # 2x2
+    assert conv2d_forward(x, W, b, (2, 2), pad)[1].path == "generic"  # stride 2
+    layer = Convolution(W, b, pad=pad)
+    with no_grad():
+        layer.forward(x)
+    assert layer._state is None
+
+
+def test_a_batch_too_big_to_keep_its_patches_takes_the_direct_path(monkeypatch):
+    import cnn_xp.functions.conv2d as conv2d
+
+    x, W, b, dy, pad = _data(CASES[0])
+    per_image = winograd.tile_elems(x.shape, pad) * 8
+    monkeypatch.setattr(conv2d, "workspace_limit_bytes", per_image)  # one image's patches
+    y, state = conv2d_forward(x, W, b, (1, 1), pad)
+    assert state.path == "flat_rows"
+    ref = _run(x, W, b, dy, pad)
+    np.testing.assert_allclose(y, ref[0], rtol=1e-12, atol=1e-12)
+
+
+def test_an_empty_batch():
+    x, W, b, dy, pad = _data(CASES[0])
+    y, dx, dW, db, path = _run(x[:0], W, b, dy[:0], pad)
+    assert path == "winograd"
+    assert y.shape == (0, 4, 6, 6) and dx.shape == (0, 3, 6, 6)
+    np.testing.assert_array_equal(dW, np.zeros_like(W))
+    np.testing.assert_array_equal(db, np.zeros_like(b))
+
+
+def test_the_switch_turns_it_off_alone():
+    with direct_convolution():
+        assert not winograd_enabled()
+    assert winograd_enabled()
+    with generic_paths():
+        assert not winograd_enabled()
+    code = "from cnn_xp.functions.fast_paths import winograd_enabled as w, fast_paths_enabled as f; print(w(), f())"
+    for value, expected in (("0", "False True"), ("1", "True True")):
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**os.environ, "CNN_XP_WINOGRAD": value},
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert out.stdout.strip() == expected
+
+
+def test_combine_into_writes_in_place_and_accumulates(backend):
+    a = backend.asarray(np.array([1.0, 2.0, 3.0]))
+    b = backend.asarray(np.array([0.5, 0.25, 4.0]))
+    out = backend.asarray(np.zeros(3))
+    assert combine_into(out, a, b) is out
+    backend.assert_matches(out, np.array([1.5, 2.25, 7.0]), "float64")
+    combine_into(out, out, b, -1)  # out -= b, in place
+    backend.assert_matches(out, np.array([1.0, 2.0, 3.0]), "float64")
+    view = out[1:]
+    combine_into(view, 0, b[1:], -1)  # a view of out: written through
+    backend.assert_matches(out, np.array([1.0, -0.25, -4.0]), "float64")
