@@ -232,7 +232,8 @@ def _at_adjoint(g0: Array, g1: Array, out: Array) -> None:
 
 
 def transform_output(M: Array, b: Array, t: Tiling) -> Array:
-    """y (n, FN, OH, OW) = A^T m A of every tile's 4x4 product m, plus b (FN,).  M (16, FN, T)."""
+    """y (n, FN, OH, OW) = A^T m A of every tile's 4x4 product m, plus b (FN,).  M (16, FN, T) is
+    overwritten (the bias goes into it)."""
     xp = get_array_module(M)
     dev = array_device(M)
     fn, n, th, t1 = M.shape[1], t.n, t.th, t.t1

@@ -197,14 +197,19 @@ def test_concurrent_no_grad_forwards_through_one_network_agree_with_sequential_o
                 np.testing.assert_array_equal(got, want)
 
 
-def test_generic_path_can_be_forced_from_the_environment():
-    code = "from cnn_xp.functions.fast_paths import fast_paths_enabled as f; print(f())"
-    for value, expected in (("0", "False"), ("1", "True")):
+@pytest.mark.parametrize(
+    "variable, expected",
+    [("CNN_XP_FAST_PATHS", {"0": "False False", "1": "True True"}),  # all fast paths (Winograd too)
+     ("CNN_XP_WINOGRAD", {"0": "True False", "1": "True True"})],  # Winograd alone
+)  # fmt: skip
+def test_the_switches_can_be_set_from_the_environment(variable, expected):
+    code = "from cnn_xp.functions.fast_paths import fast_paths_enabled as f, winograd_enabled as w; print(f(), w())"
+    for value, want in expected.items():
         out = subprocess.run(
-            [sys.executable, "-c", code], env={**os.environ, "CNN_XP_FAST_PATHS": value},
+            [sys.executable, "-c", code], env={**os.environ, variable: value},
             capture_output=True, text=True, check=True,
         )  # fmt: skip
-        assert out.stdout.strip() == expected
+        assert out.stdout.strip() == want
 
 
 @pytest.mark.parametrize("case", [CASES[0], CASES[1]], ids=str)

@@ -4,10 +4,6 @@ and where the convolution takes it (CPU training) and where not (inference, a GP
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -166,13 +162,7 @@ def test_the_switch_turns_it_off_alone():
     assert winograd_enabled()
     with generic_paths():
         assert not winograd_enabled()
-    code = "from cnn_xp.functions.fast_paths import winograd_enabled as w, fast_paths_enabled as f; print(w(), f())"
-    for value, expected in (("0", "False True"), ("1", "True True")):
-        out = subprocess.run(
-            [sys.executable, "-c", code], env={**os.environ, "CNN_XP_WINOGRAD": value},
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
-        assert out.stdout.strip() == expected
+    # (the environment variable: tests/functions/test_conv2d.py, beside CNN_XP_FAST_PATHS)
 
 
 def test_combine_into_writes_in_place_and_accumulates(backend):
