@@ -75,6 +75,7 @@ def test_bench_profile_lists_every_layer_and_the_update(threads):
         assert f"  {name} " in out, name
     shares = [float(line.split()[-1].rstrip("%")) for line in out.splitlines() if line.endswith("%")]
     assert len(shares) == 8 and abs(sum(shares) - 100) < 1  # the shares account for the whole step
+    assert "  Conv1            generic " in out  # the path a convolution took (one input channel)
 
 
 def test_bench_refuses_an_unknown_device_in_one_line():
@@ -113,3 +114,16 @@ def test_only_cnn_xps_worker_changes_the_malloc_settings(framework, monkeypatch,
     assert bench.main(argv) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["images_per_s"] > 0
     assert len(calls) == (1 if framework == "cnn_xp" else 0)
+
+
+def test_a_closed_pipe_stops_the_program_quietly():
+    """``cnn_xp bench --profile | head -1``: the reader goes away before the report is written;
+    the program stops with SIGPIPE's status (141) and no traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnn_xp.bench", "--profile", "--models", "simple", "--steps", "2", "--warmup", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # before the profile (a second or more) is printed
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err

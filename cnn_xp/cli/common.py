@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -140,3 +141,10 @@ def run_command(prog: str, body: Body, argv: list[str] | None = None, *, keep_he
     except Stopped as stop:
         print(f"{prog}: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
         return 128 + stop.signum
+    except BrokenPipeError:
+        # stdout's reader went away (``cnn_xp bench ... | head``): stop quietly with SIGPIPE's
+        # status, as a C program would, and point stdout at /dev/null so that Python's flush at
+        # exit does not fail a second time with a traceback
+        with contextlib.suppress(OSError, ValueError):  # (a stdout without a descriptor: captured)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE

@@ -85,6 +85,12 @@ class Convolution(Layer):
         y, self._state = conv2d_forward(x, W, self.b, self.stride, self.pad, workspace=self._workspace)
         return y
 
+    @property
+    def algorithm(self) -> str | None:
+        """The code path of the last forward with gradients -- ``"winograd"``, ``"flat_rows"`` or
+        ``"generic"`` (see :mod:`cnn_xp.functions.conv2d`) -- or None before one."""
+        return None if self._state is None else self._state.path
+
     def backward(self, dout: Array, need_dx: bool = True) -> Array | None:
         """dx (N, C, H, W); fills dW and db.  ``need_dx=False`` returns None and skips dx's work."""
         state = self._state

@@ -132,7 +132,12 @@ def test_training_takes_it_inference_and_other_kernels_do_not():
     layer = Convolution(W, b, pad=pad)
     with no_grad():
         layer.forward(x)
-    assert layer._state is None
+    assert layer._state is None and layer.algorithm is None
+    layer.forward(x)
+    assert layer.algorithm == "winograd"
+    with no_grad():
+        layer.forward(x)  # (the flat rows, keeping nothing)
+    assert layer.algorithm == "winograd"  # the last forward with gradients, which backward uses
 
 
 def test_a_batch_too_big_to_keep_its_patches_takes_the_direct_path(monkeypatch):
