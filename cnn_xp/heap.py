@@ -12,7 +12,7 @@ between 128 KiB and the 4 MiB from which NumPy asks for huge pages was a fresh `
 in page by page: DeepConvNet's step with the Winograd convolutions (many arrays of 0.5-3 MiB)
 took 6400-7100 faults and 20-24 ms of system time per step (batch 100, 2 threads, 2026-11-24).
 :data:`MMAP_THRESHOLD` (``M_MMAP_THRESHOLD``, glibc's largest) takes them from the heap too:
-2-14 faults, 1.5-3.5 ms.  The command-line programs do it at start; a program importing cnn_xp may call
+1-5 faults, 2.5-3 ms.  The command-line programs do it at start; a program importing cnn_xp may call
 :func:`keep_freed_memory` itself.  Elsewhere than glibc it does nothing.
 """
 

@@ -297,8 +297,9 @@ DESCRIPTION = (
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     # The malloc settings are left to each worker: cnn_xp's set them as cnn_xp's programs do,
-    # PyTorch's keep the C library's own (they cost its DeepConvNet training 1.8x: 2590 -> 1420
-    # img/s on a 2-core AVX-512 EPYC, 2026-11-24, through mmap at 128 KiB).
+    # PyTorch's keep the C library's own (cnn_xp's M_TOP_PAD, inherited, had slowed its DeepConvNet
+    # training from 1771-1905 to 1066-1213 img/s on a 2-core AVX-512 EPYC, 2026-11-24: every array
+    # above 128 KiB a fresh mmap).
     return run_command(prog, _main, argv, keep_heap=False)
 
 

@@ -147,16 +147,17 @@ def _bt_adjoint(g: list[Array], even: Array, odd: Array, xp: Any, axis: int = 1)
     With P + 1 places the last one takes only the last patch's d2, d3; with P (a flat row whose
     last patch is junk, its gradients zero) those fall past the end and are dropped."""
     g0, g1, g2, g3 = g
-    d1 = xp.empty_like(g0)  # d1: g1 - g2 + g3;  d2: g1 + g2 - g0;  d0: g0;  d3: -g3
+    p, places = g0.shape[axis], even.shape[axis]
+    lead = (slice(None),) * axis
+    # d0 = g0 and d1 = g1 - g2 + g3 go straight to their places; d2 = g1 + g2 - g0 and d3 = -g3
+    # are added one place further on
+    even[(*lead, slice(0, p), ...)] = g0
+    d1 = odd[(*lead, slice(0, p), ...)]
     combine_into(d1, g1, g2, -1)
     combine_into(d1, d1, g3)
     d2 = xp.empty_like(g0)
     combine_into(d2, g1, g2)
     combine_into(d2, d2, g0, -1)
-    p, places = g0.shape[axis], even.shape[axis]
-    lead = (slice(None),) * axis
-    even[(*lead, slice(0, p), ...)] = g0
-    odd[(*lead, slice(0, p), ...)] = d1
     if places > p:
         even[(*lead, p, ...)] = 0
         odd[(*lead, p, ...)] = 0
