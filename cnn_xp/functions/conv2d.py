@@ -77,6 +77,8 @@ class ConvState:
 
 
 class _Generic:
+    dx_is_new = False  # grads' dx may be a view (of a padded or transposed array)
+
     @staticmethod
     def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
         """Column elements per image."""
@@ -154,6 +156,8 @@ def _flat_windows(flat: Array, width: int, kh: int, kw: int, row0: int, rows: in
 
 
 class _FlatRows:
+    dx_is_new = False
+
     @staticmethod
     def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
         """Column elements per image: the larger of the forward columns and, when the input
@@ -250,6 +254,8 @@ class _FlatRows:
 
 
 class _Winograd:
+    dx_is_new = True  # grads' dx is a new C-contiguous (n, C, H, W) array
+
     @staticmethod
     def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
         """Transformed-input elements per image: 16 * C * tiles."""
@@ -370,15 +376,19 @@ def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True)
     db = xp.sum(dy, axis=(0, 2, 3))
     if n == 0:
         dW = xp.zeros(W.shape, dtype=W.dtype, device=array_device(W))
-    dx = xp.empty(x.shape, dtype=dy.dtype, device=array_device(dy)) if need_dx else None
+    # one chunk (a training step) whose dx is an array of its own: that is the batch's dx, no copy
+    own_dx = n > 0 and state.chunk >= n and path.dx_is_new
+    dx = xp.empty(x.shape, dtype=dy.dtype, device=array_device(dy)) if need_dx and not own_dx else None
     ws = state.workspace if state.workspace is not None else Workspace()
     for s in range(0, n, state.chunk):
         e = min(s + state.chunk, n)
         cols = state.cols if state.cols is not None else path.cols(x[s:e, ...], kh, kw, state, ws)
         dxc, dWc = path.grads(dy[s:e, ...], cols, W, (e - s, *x.shape[1:]), state, ws, need_dx)
-        if dx is not None:
+        if own_dx:
+            dx = dxc
+        elif dx is not None:
             dx[s:e, ...] = dxc
-        dW = dWc if s == 0 else dW + dWc  # one chunk (a training step): no zeros, no add
+        dW = dWc if s == 0 else dW + dWc  # one chunk: no zeros, no add
     if state.path == "flat_rows" and need_dx and W.shape[1] >= W.shape[0]:
         state.cols = None  # the full correlation's columns overwrote them in the workspace
     return dx, dW, db
