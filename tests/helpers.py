@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pytest
 
 from cnn_xp.backend import AGREEMENT, gpu_unavailable_reason, to_device, to_numpy
 
@@ -121,3 +123,17 @@ def rel_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
 # error O(h^2) ~ 1e-12 and round-off ~ 1e-16 / h ~ 1e-10, so a correct gradient has relative
 # error around 1e-9; we require < 1e-7 ("well under 1e-6").
 GRAD_RTOL = 1e-7
+
+
+def native_skip_reason() -> str | None:
+    """Why the compiled Winograd transforms cannot be tested here (None: they can).
+
+    Where ``CNN_XP_REQUIRE_NATIVE=1`` (CI, which builds them) their absence fails instead of
+    skipping: a build that silently fell back must not pass as tested."""
+    from cnn_xp.functions import native
+
+    if native.available():
+        return None
+    if os.environ.get("CNN_XP_REQUIRE_NATIVE") == "1":
+        pytest.fail("CNN_XP_REQUIRE_NATIVE=1 but the extension cnn_xp.functions._winograd_kernels was not built")
+    return "the extension cnn_xp.functions._winograd_kernels was not built (no C compiler at install?)"

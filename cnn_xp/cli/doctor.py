@@ -77,8 +77,18 @@ def versions() -> list[tuple[str, str]]:
         rows.append(("NCCL", _nccl_version()))
     except Exception as exc:
         rows.append(("CuPy", f"not usable ({type(exc).__name__}: {exc})"[:120]))
-    rows += [("mpi4py", _version("mpi4py")), ("PyTorch", _version("torch"))]
+    rows += [("mpi4py", _version("mpi4py")), ("PyTorch", _version("torch")), ("C transforms", _native_state())]
     return rows
+
+
+def _native_state() -> str:
+    """Whether the CPU's Winograd transforms run compiled (cnn_xp.functions.native)."""
+    from ..functions import native
+    from ..functions.fast_paths import native_enabled
+
+    if not native.available():
+        return "not built (the NumPy passes run instead)"
+    return "built, in use" if native_enabled() else "built, turned off (CNN_XP_NATIVE=0 or numpy_transforms())"
 
 
 def _nccl_version() -> str:

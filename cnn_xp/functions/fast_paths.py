@@ -8,6 +8,10 @@ One fast path has its own switch: Winograd F(2x2, 3x3) for the CPU's 3x3 stride-
 (:mod:`cnn_xp.functions.winograd`) computes the same function with different float rounding, so
 it can be turned off alone -- ``CNN_XP_WINOGRAD=0`` or :func:`direct_convolution` -- leaving the
 direct (flat-rows im2col) path.
+
+The Winograd transforms run as compiled C on NumPy arrays where the extension was built
+(:mod:`cnn_xp.functions.native`), with results bit for bit those of the NumPy passes;
+``CNN_XP_NATIVE=0`` or :func:`numpy_transforms` runs the NumPy passes instead.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from contextlib import contextmanager
 
 _enabled = os.environ.get("CNN_XP_FAST_PATHS", "1").strip() != "0"
 _winograd = os.environ.get("CNN_XP_WINOGRAD", "1").strip() != "0"
+_native = os.environ.get("CNN_XP_NATIVE", "1").strip() != "0"
 
 
 def fast_paths_enabled() -> bool:
@@ -52,3 +57,21 @@ def direct_convolution() -> Iterator[None]:
         yield
     finally:
         _winograd = saved
+
+
+def native_enabled() -> bool:
+    """True unless the compiled transforms were turned off (``CNN_XP_NATIVE=0`` or
+    :func:`numpy_transforms`).  Whether they were built is :func:`cnn_xp.functions.native.available`."""
+    return _native
+
+
+@contextmanager
+def numpy_transforms() -> Iterator[None]:
+    """``with numpy_transforms(): ...``: the Winograd transforms inside the block run as NumPy
+    passes instead of the compiled ones (the same results, bit for bit; slower)."""
+    global _native
+    saved, _native = _native, False
+    try:
+        yield
+    finally:
+        _native = saved

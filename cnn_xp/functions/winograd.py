@@ -30,7 +30,10 @@ was 1.7e-7 to 5.7e-7.  ``tests/functions/test_winograd.py`` holds both paths to 
 
 The functions are written against the array API, but the convolution takes this path only for
 host arrays: on a GPU its dozen element-wise steps would be a dozen kernel launches where the
-flat-rows path needs one copy (see :mod:`cnn_xp.functions.conv2d`).
+flat-rows path needs one copy (see :mod:`cnn_xp.functions.conv2d`).  On NumPy arrays the four
+transforms hand over to their compiled twins in :mod:`cnn_xp.functions.native` where those were
+built: the same operations in the same order, one image plane at a time, bit for bit the same
+results as the passes below (which stay the reference, and the path everywhere else).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..backend import array_device, combine_into, get_array_module
+from . import native
 
 Array = Any
 
@@ -170,6 +174,8 @@ def transform_input(x: Array, t: Tiling, out: Array) -> Array:
     """V (16, C, T) = B^T d B of every 4x4 input patch d, written into ``out`` (16 * C * T,).
 
     x (n, C, H, W).  Rows first (B^T d), then columns (. B), each a handful of passes."""
+    if native.accepts(x):
+        return native.transform_input(x, t, out)
     xp = get_array_module(x)
     dev = array_device(x)
     c, n, th, wp = t.c, t.n, t.th, t.wp
@@ -193,6 +199,8 @@ def transform_input(x: Array, t: Tiling, out: Array) -> Array:
 
 def input_gradient(dV: Array, t: Tiling) -> Array:
     """dx (n, C, H, W) from dV (16, C, T): the adjoint of :func:`transform_input`."""
+    if native.accepts(dV):
+        return native.input_gradient(dV, t)
     xp = get_array_module(dV)
     dev = array_device(dV)
     c, n, th, wp = t.c, t.n, t.th, t.wp
@@ -233,8 +241,10 @@ def _at_adjoint(g0: Array, g1: Array, out: Array) -> None:
 
 
 def transform_output(M: Array, b: Array, t: Tiling) -> Array:
-    """y (n, FN, OH, OW) = A^T m A of every tile's 4x4 product m, plus b (FN,).  M (16, FN, T) is
-    overwritten (the bias goes into it)."""
+    """y (n, FN, OH, OW) = A^T m A of every tile's 4x4 product m, plus b (FN,).  M (16, FN, T)
+    may be overwritten (the NumPy passes add the bias into it)."""
+    if native.accepts(M):
+        return native.transform_output(M, b, t)
     xp = get_array_module(M)
     dev = array_device(M)
     fn, n, th, t1 = M.shape[1], t.n, t.th, t.t1
@@ -255,6 +265,8 @@ def transform_output(M: Array, b: Array, t: Tiling) -> Array:
 def output_gradient(dy: Array, t: Tiling) -> Array:
     """dM (16, FN, T) from dy (n, FN, OH, OW): the adjoint of :func:`transform_output` (junk
     tiles get zeros, so they add nothing to the gradients)."""
+    if native.accepts(dy):
+        return native.output_gradient(dy, t)
     xp = get_array_module(dy)
     dev = array_device(dy)
     fn, n, th, t1 = dy.shape[1], t.n, t.th, t.t1

@@ -69,6 +69,19 @@ def test_versions_name_cnn_xp_and_what_it_runs_on():
     assert rows["cnn_xp"] == __version__ and rows["NumPy"] and "CuPy" in rows and "mpi4py" in rows
 
 
+def test_versions_say_whether_the_c_transforms_run(monkeypatch):
+    from cnn_xp.cli.doctor import versions
+    from cnn_xp.functions import native
+    from cnn_xp.functions.fast_paths import numpy_transforms
+
+    if native.available():
+        assert dict(versions())["C transforms"] == "built, in use"
+        with numpy_transforms():
+            assert dict(versions())["C transforms"] == "built, turned off (CNN_XP_NATIVE=0 or numpy_transforms())"
+    monkeypatch.setattr(native, "_library", lambda: None)
+    assert dict(versions())["C transforms"] == "not built (the NumPy passes run instead)"
+
+
 def test_device_must_be_a_gpu_in_one_line(capsys):
     from cnn_xp.cli.doctor import main
 

@@ -11,9 +11,24 @@ from cnn_xp import Convolution, no_grad
 from cnn_xp.backend import combine_into
 from cnn_xp.functions import winograd
 from cnn_xp.functions.conv2d import conv2d_backward, conv2d_forward
-from cnn_xp.functions.fast_paths import direct_convolution, generic_paths, winograd_enabled
+from cnn_xp.functions.fast_paths import direct_convolution, generic_paths, numpy_transforms, winograd_enabled
 
-from ..helpers import GRAD_RTOL, numeric_grad, rel_error
+from ..helpers import GRAD_RTOL, native_skip_reason, numeric_grad, rel_error
+
+
+@pytest.fixture(autouse=True, params=["compiled", "numpy"])
+def transforms(request):
+    """Every test here runs with the compiled transforms (cnn_xp.functions.native) and with the
+    NumPy passes they replace."""
+    if request.param == "numpy":
+        with numpy_transforms():
+            yield request.param
+        return
+    reason = native_skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    yield request.param
+
 
 # (N, C, FN, H, W, pad): odd and even outputs (a half-empty last tile row or column), pads 0-2,
 # asymmetric pads, C < FN and C > FN, one image, a one-pixel output, a non-square image

@@ -1,0 +1,22 @@
+"""The one compiled part of cnn_xp: the CPU's Winograd transforms (cnn_xp/functions/native.py).
+
+Everything else is in pyproject.toml.  The extension is optional: without a C compiler the
+install goes on, and the same transforms run as NumPy passes (the same results, bit for bit).
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+flags = [] if sys.platform == "win32" else ["-O3", "-std=c99"]  # no -ffast-math: results stay exact
+
+setup(
+    ext_modules=[
+        Extension(
+            "cnn_xp.functions._winograd_kernels",
+            sources=["cnn_xp/functions/_winograd.c"],
+            extra_compile_args=flags,
+            optional=True,
+        )
+    ]
+)
