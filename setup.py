@@ -1,7 +1,8 @@
-"""The one compiled part of cnn_xp: the CPU's Winograd transforms (cnn_xp/functions/native.py).
+"""The one compiled part of cnn_xp: CPU kernels for the Winograd transforms and max pooling
+(cnn_xp/functions/native.py).  Everything else is in pyproject.toml.
 
-Everything else is in pyproject.toml.  The extension is optional: without a C compiler the
-install goes on, and the same transforms run as NumPy passes (the same results, bit for bit).
+The extension is optional: without a C compiler the install goes on, and the same computations
+run as NumPy passes (the same results; see cnn_xp/functions/native.py).
 """
 
 import sys
@@ -13,8 +14,8 @@ flags = [] if sys.platform == "win32" else ["-O3", "-std=c99"]  # no -ffast-math
 setup(
     ext_modules=[
         Extension(
-            "cnn_xp.functions._winograd_kernels",
-            sources=["cnn_xp/functions/_winograd.c"],
+            "cnn_xp.functions._kernels",
+            sources=["cnn_xp/functions/_winograd.c", "cnn_xp/functions/_pooling.c"],
             extra_compile_args=flags,
             optional=True,
         )

@@ -135,5 +135,5 @@ def native_skip_reason() -> str | None:
     if native.available():
         return None
     if os.environ.get("CNN_XP_REQUIRE_NATIVE") == "1":
-        pytest.fail("CNN_XP_REQUIRE_NATIVE=1 but the extension cnn_xp.functions._winograd_kernels was not built")
-    return "the extension cnn_xp.functions._winograd_kernels was not built (no C compiler at install?)"
+        pytest.fail("CNN_XP_REQUIRE_NATIVE=1 but the extension cnn_xp.functions._kernels was not built")
+    return "the extension cnn_xp.functions._kernels was not built (no C compiler at install?)"

@@ -77,7 +77,7 @@ def versions() -> list[tuple[str, str]]:
         rows.append(("NCCL", _nccl_version()))
     except Exception as exc:
         rows.append(("CuPy", f"not usable ({type(exc).__name__}: {exc})"[:120]))
-    rows += [("mpi4py", _version("mpi4py")), ("PyTorch", _version("torch")), ("C transforms", _native_state())]
+    rows += [("mpi4py", _version("mpi4py")), ("PyTorch", _version("torch")), ("C kernels", _native_state())]
     return rows
 
 
@@ -88,7 +88,7 @@ def _native_state() -> str:
 
     if not native.available():
         return "not built (the NumPy passes run instead)"
-    return "built, in use" if native_enabled() else "built, turned off (CNN_XP_NATIVE=0 or numpy_transforms())"
+    return "built, in use" if native_enabled() else "built, turned off (CNN_XP_NATIVE=0 or numpy_kernels())"
 
 
 def _nccl_version() -> str:

@@ -9,9 +9,9 @@ One fast path has its own switch: Winograd F(2x2, 3x3) for the CPU's 3x3 stride-
 it can be turned off alone -- ``CNN_XP_WINOGRAD=0`` or :func:`direct_convolution` -- leaving the
 direct (flat-rows im2col) path.
 
-The Winograd transforms run as compiled C on NumPy arrays where the extension was built
-(:mod:`cnn_xp.functions.native`), with results bit for bit those of the NumPy passes;
-``CNN_XP_NATIVE=0`` or :func:`numpy_transforms` runs the NumPy passes instead.
+The Winograd transforms and max pooling run as compiled C on NumPy arrays where the extension
+was built (:mod:`cnn_xp.functions.native`), with the results of the NumPy passes;
+``CNN_XP_NATIVE=0`` or :func:`numpy_kernels` runs the NumPy passes instead.
 """
 
 from __future__ import annotations
@@ -60,15 +60,15 @@ def direct_convolution() -> Iterator[None]:
 
 
 def native_enabled() -> bool:
-    """True unless the compiled transforms were turned off (``CNN_XP_NATIVE=0`` or
-    :func:`numpy_transforms`).  Whether they were built is :func:`cnn_xp.functions.native.available`."""
+    """True unless the compiled CPU kernels were turned off (``CNN_XP_NATIVE=0`` or
+    :func:`numpy_kernels`).  Whether they were built is :func:`cnn_xp.functions.native.available`."""
     return _native
 
 
 @contextmanager
-def numpy_transforms() -> Iterator[None]:
-    """``with numpy_transforms(): ...``: the Winograd transforms inside the block run as NumPy
-    passes instead of the compiled ones (the same results, bit for bit; slower)."""
+def numpy_kernels() -> Iterator[None]:
+    """``with numpy_kernels(): ...``: inside the block the Winograd transforms and max pooling
+    run as NumPy passes instead of the compiled kernels (the same results; slower)."""
     global _native
     saved, _native = _native, False
     try:

@@ -1,17 +1,20 @@
-"""The CPU's compiled Winograd transforms: finding them, and calling them on NumPy arrays.
+"""The CPU's compiled kernels: finding them, and calling them on NumPy arrays.
 
-:mod:`cnn_xp.functions.winograd` computes its four transforms (input, output, and their
-adjoints) as whole-array passes, a dozen or more per transform, each over memory.  The same
-additions in C (``_winograd.c``, built at install as the extension ``_winograd_kernels``) go over
-one image plane at a time while it sits in cache, with the same operations in the same order:
-the results are bit for bit the NumPy passes' (``tests/functions/test_native.py``).  On
-DeepConvNet's layer shapes they took 2-3x less time (see docs/benchmarks.md).
+Two computations that NumPy can only do as many whole-array passes over memory are written in
+C as well, and go over one image plane at a time while it sits in cache:
 
-They are used for NumPy arrays of float32 or float64 only, and only where the extension was
-built (an install without a C compiler goes on without it) and not turned off:
-``CNN_XP_NATIVE=0`` or :func:`~cnn_xp.functions.fast_paths.numpy_transforms`.  The library is
-called through :mod:`ctypes`, which lets go of the GIL for the call, so the shards of a batch
-run their transforms at once.
+* the four Winograd transforms of :mod:`cnn_xp.functions.winograd` (``_winograd.c``): the same
+  additions in the same order, so bit for bit the NumPy passes' results;
+* max pooling of :class:`cnn_xp.layers.Pooling` (``_pooling.c``): the same maxima and the same
+  winners (the first maximum in row-major order; NaN and padding as NumPy's passes treat them),
+  the forward keeping each output's winner (one byte) for the backward.
+
+``tests/functions/test_native.py`` holds each kernel to its NumPy passes; docs/benchmarks.md has
+the timings.  The extension ``_kernels`` is built at install where there is a C compiler (an
+install without one goes on without it).  The kernels are used for NumPy arrays of float32 or
+float64 only, where the extension was built and not turned off: ``CNN_XP_NATIVE=0`` or
+:func:`~cnn_xp.functions.fast_paths.numpy_kernels`.  The library is called through
+:mod:`ctypes`, which lets go of the GIL for the call, so the shards of a batch run them at once.
 """
 
 from __future__ import annotations
@@ -21,19 +24,24 @@ import importlib.util
 from functools import cache
 from typing import Any
 
-import numpy
+import numpy  # host arrays only: these kernels run on NumPy's memory
 
 from .fast_paths import native_enabled
 
-_EXTENSION = "cnn_xp.functions._winograd_kernels"
+_EXTENSION = "cnn_xp.functions._kernels"
 _SUFFIX = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
 _P, _I = ctypes.c_void_p, ctypes.c_ssize_t
 _SIGNATURES = {  # argument types; every function returns nothing
-    "input": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # x, n, c, h, w, ph, pw, th, t1, v, scratch
-    "input_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dv, ... the same ..., dx, scratch
-    "output": (_P, _P, _I, _I, _I, _I, _I, _I, _P, _P),  # m, b, n, fn, oh, ow, th, t1, y, scratch
-    "output_grad": (_P, _I, _I, _I, _I, _I, _I, _P, _P),  # dy, n, fn, oh, ow, th, t1, dm, scratch
+    "winograd_input": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # x, n, c, h, w, ph, pw, th, t1, v, scratch
+    "winograd_input_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dv, ... the same ..., dx, scratch
+    "winograd_output": (_P, _P, _I, _I, _I, _I, _I, _I, _P, _P),  # m, b, n, fn, oh, ow, th, t1, y, scratch
+    "winograd_output_grad": (_P, _I, _I, _I, _I, _I, _I, _P, _P),  # dy, n, fn, oh, ow, th, t1, dm, scratch
+    # x, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, y, winners
+    "max_pool": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),
+    # dy, winners, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, dx
+    "max_pool_grad": (_P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P),
 }
+_NO_WINNER = 255  # in a max pooling's winners: no element equals the max (it is NaN)
 
 
 @cache
@@ -46,7 +54,7 @@ def _library() -> ctypes.CDLL | None:
     lib.winograd_scratch.restype, lib.winograd_scratch.argtypes = _I, (_I, _I)
     for name, argtypes in _SIGNATURES.items():
         for suffix in _SUFFIX.values():
-            fn = getattr(lib, f"winograd_{name}_{suffix}")
+            fn = getattr(lib, f"{name}_{suffix}")
             fn.restype, fn.argtypes = None, argtypes
     return lib
 
@@ -62,14 +70,21 @@ def accepts(x: Any) -> bool:
     return isinstance(x, numpy.ndarray) and x.dtype in _SUFFIX and native_enabled() and available()
 
 
-def _call(name: str, t: Any, first: numpy.ndarray, *args: Any) -> None:
-    """Call ``winograd_<name>`` for ``first``'s dtype with (first, *args, scratch).  Arrays in
-    ``args`` are passed as pointers; the caller's references keep them alive for the call."""
+def _call(name: str, dtype: Any, *args: Any) -> None:
+    """Call ``<name>`` for ``dtype`` with ``args``, arrays passed as pointers (the caller's
+    references keep them alive for the call)."""
     lib = _library()
     assert lib is not None  # accepts() was asked first
-    scratch = numpy.empty(lib.winograd_scratch(t.th, t.t1), dtype=first.dtype)  # one image plane's
-    pointers = [a.ctypes.data if isinstance(a, numpy.ndarray) else a for a in (first, *args, scratch)]
-    getattr(lib, f"winograd_{name}_{_SUFFIX[first.dtype]}")(*pointers)
+    pointers = [a.ctypes.data if isinstance(a, numpy.ndarray) else a for a in args]
+    getattr(lib, f"{name}_{_SUFFIX[numpy.dtype(dtype)]}")(*pointers)
+
+
+def _winograd(name: str, t: Any, first: numpy.ndarray, *args: Any) -> None:
+    """A Winograd transform: ``winograd_<name>(first, *args, scratch)``, scratch one plane's."""
+    lib = _library()
+    assert lib is not None
+    scratch = numpy.empty(lib.winograd_scratch(t.th, t.t1), dtype=first.dtype)
+    _call(f"winograd_{name}", first.dtype, first, *args, scratch)
 
 
 def transform_input(x: numpy.ndarray, t: Any, out: numpy.ndarray) -> numpy.ndarray:
@@ -77,7 +92,7 @@ def transform_input(x: numpy.ndarray, t: Any, out: numpy.ndarray) -> numpy.ndarr
     :func:`cnn_xp.functions.winograd.transform_input` (the junk tiles' values aside)."""
     x = numpy.ascontiguousarray(x)
     v = numpy.reshape(out, (16, t.c, t.tiles))  # out is a workspace's contiguous buffer: a view
-    _call("input", t, x, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, v)
+    _winograd("input", t, x, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, v)
     return v
 
 
@@ -85,7 +100,7 @@ def input_gradient(dV: numpy.ndarray, t: Any) -> numpy.ndarray:
     """dx (n, C, H, W) from dV (16, C, T): as :func:`cnn_xp.functions.winograd.input_gradient`."""
     dV = numpy.ascontiguousarray(dV)
     dx = numpy.empty((t.n, t.c, t.h, t.w), dtype=dV.dtype)
-    _call("input_grad", t, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, dx)
+    _winograd("input_grad", t, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, dx)
     return dx
 
 
@@ -96,7 +111,7 @@ def transform_output(M: numpy.ndarray, b: numpy.ndarray, t: Any) -> numpy.ndarra
     b = numpy.ascontiguousarray(b, dtype=M.dtype)
     fn = M.shape[1]
     y = numpy.empty((t.n, fn, t.oh, t.ow), dtype=M.dtype)
-    _call("output", t, M, b, t.n, fn, t.oh, t.ow, t.th, t.t1, y)
+    _winograd("output", t, M, b, t.n, fn, t.oh, t.ow, t.th, t.t1, y)
     return y
 
 
@@ -105,5 +120,41 @@ def output_gradient(dy: numpy.ndarray, t: Any) -> numpy.ndarray:
     dy = numpy.ascontiguousarray(dy)
     fn = dy.shape[1]
     dm = numpy.empty((16, fn, t.tiles), dtype=dy.dtype)
-    _call("output_grad", t, dy, t.n, fn, t.oh, t.ow, t.th, t.t1, dm)
+    _winograd("output_grad", t, dy, t.n, fn, t.oh, t.ow, t.th, t.t1, dm)
     return dm
+
+
+# --------------------------------------------------------------------------- max pooling
+
+
+def pool_accepts(x: Any, kh: int, kw: int) -> bool:
+    """Whether :func:`max_pool` takes ``x`` with a kh x kw window (its winners fit in a byte)."""
+    return accepts(x) and kh * kw < _NO_WINNER
+
+
+def max_pool(
+    x: numpy.ndarray, kh: int, kw: int, stride: tuple[int, int], pad: tuple[int, int], out_hw: tuple[int, int]
+) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """y (N, C, OH, OW), the max of each window of x (N, C, H, W) padded with -inf, and each
+    output's winner (uint8 (N, C, OH, OW): i * kw + j of the first maximum in row-major order,
+    255 where the max is NaN)."""
+    x = numpy.ascontiguousarray(x)
+    n, c, h, w = x.shape
+    oh, ow = out_hw
+    y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
+    winners = numpy.empty((n, c, oh, ow), dtype=numpy.uint8)
+    _call("max_pool", x.dtype, x, n * c, h, w, kh, kw, *stride, *pad, oh, ow, y, winners)
+    return y, winners
+
+
+def max_pool_grad(
+    dy: numpy.ndarray, winners: numpy.ndarray, x_shape: tuple[int, ...], kh: int, kw: int, stride: Any, pad: Any
+) -> numpy.ndarray:
+    """dx (N, C, H, W): each output's gradient dy (N, C, OH, OW) at its winner, summed where
+    windows overlap (offset by offset, in row-major order)."""
+    dy = numpy.ascontiguousarray(dy)
+    n, c, h, w = x_shape
+    dx = numpy.empty((n, c, h, w), dtype=dy.dtype)
+    oh, ow = winners.shape[2], winners.shape[3]
+    _call("max_pool_grad", dy.dtype, dy, winners, n * c, h, w, kh, kw, *stride, *pad, oh, ow, dx)
+    return dx

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..backend import array_device, get_array_module
 from ..checks import IntPair, check_int, check_rank, is_floating, pair
+from ..functions import native
 from ..functions.conv_utils import window_output_shape
 from ..functions.dtypes import as_float
 from ..functions.im2col import fold, pad2d, unfold, window_slices, window_views
@@ -84,19 +85,28 @@ class Pooling(_Pool2d):
     Implemented over the pool_h*pool_w window offsets, each a strided (N, C, OH, OW) slice of
     the padded input: forward is a chain of element-wise maxima and backward finds, offset by
     offset, the first element equal to the max.  No (N, C, KH*KW, OH, OW) column array is
-    built and nothing is reduced along a strided axis.
+    built and nothing is reduced along a strided axis.  On NumPy float arrays the compiled
+    kernel of :mod:`cnn_xp.functions.native` does the same in one pass each way, keeping each
+    output's winner (one byte) instead of the input and output.
     """
 
     def __init__(self, pool_h: int, pool_w: int, stride: IntPair = 2, pad: IntPair = 0) -> None:
         super().__init__(pool_h, pool_w, stride, pad)
         self._img: Array | None = None
         self._out: Array | None = None
+        self._winners: Array | None = None  # the compiled kernel's: each output's winning offset
 
     def forward(self, x: Array) -> Array:
         xp = get_array_module(x)
         check_rank("x", x, 4, "(N, C, H, W)")
         (sh, sw), (ph, pw) = self.stride, self.pad
         oh, ow = window_output_shape(tuple(x.shape), self.pool_h, self.pool_w, sh, sw, ph, pw, name="x")
+        if native.pool_accepts(x, self.pool_h, self.pool_w):
+            y, winners = native.max_pool(x, self.pool_h, self.pool_w, self.stride, self.pad, (oh, ow))
+            if grad_enabled():
+                self._x_shape, self._out_shape = tuple(x.shape), tuple(y.shape)
+                self._img, self._out, self._winners = None, None, winners
+            return y
         lowest = -float("inf") if is_floating(x) else int(xp.iinfo(x.dtype).min)
         img = pad2d(x, ph, pw, lowest)
         views = window_views(img, self.pool_h, self.pool_w, sh, sw, oh, ow)
@@ -105,13 +115,15 @@ class Pooling(_Pool2d):
             out = xp.maximum(out, view)
         if grad_enabled():
             self._x_shape, self._out_shape = tuple(x.shape), tuple(out.shape)
-            self._img, self._out = img, out
+            self._img, self._out, self._winners = img, out, None
         return out
 
     def backward(self, dout: Array) -> Array:
         self._check_backward(dout)
         xp = get_array_module(dout)
         dout = as_float(dout)
+        if self._winners is not None:
+            return self._compiled_backward(dout)
         h, w = self._x_shape[2], self._x_shape[3]
         (sh, sw), (ph, pw) = self.stride, self.pad
         assert self._img is not None and self._out is not None  # _check_backward ran
@@ -140,6 +152,14 @@ class Pooling(_Pool2d):
         if ph == 0 and pw == 0:
             return dimg
         return dimg[:, :, ph : ph + h, pw : pw + w]
+
+    def _compiled_backward(self, dout: Array) -> Array:
+        """The compiled kernel's backward, in dout's dtype (one it does not take, float16 say, is
+        computed in float64 and rounded back: each value is a sum of dout's values)."""
+        assert self._winners is not None
+        taken = dout if native.accepts(dout) else dout.astype("float64")
+        dx = native.max_pool_grad(taken, self._winners, self._x_shape, self.pool_h, self.pool_w, self.stride, self.pad)
+        return dx if taken is dout else dx.astype(dout.dtype)
 
 
 class AvgPooling(_Pool2d):

@@ -72,14 +72,14 @@ def test_versions_name_cnn_xp_and_what_it_runs_on():
 def test_versions_say_whether_the_c_transforms_run(monkeypatch):
     from cnn_xp.cli.doctor import versions
     from cnn_xp.functions import native
-    from cnn_xp.functions.fast_paths import numpy_transforms
+    from cnn_xp.functions.fast_paths import numpy_kernels
 
     if native.available():
-        assert dict(versions())["C transforms"] == "built, in use"
-        with numpy_transforms():
-            assert dict(versions())["C transforms"] == "built, turned off (CNN_XP_NATIVE=0 or numpy_transforms())"
+        assert dict(versions())["C kernels"] == "built, in use"
+        with numpy_kernels():
+            assert dict(versions())["C kernels"] == "built, turned off (CNN_XP_NATIVE=0 or numpy_kernels())"
     monkeypatch.setattr(native, "_library", lambda: None)
-    assert dict(versions())["C transforms"] == "not built (the NumPy passes run instead)"
+    assert dict(versions())["C kernels"] == "not built (the NumPy passes run instead)"
 
 
 def test_device_must_be_a_gpu_in_one_line(capsys):

@@ -1,6 +1,8 @@
-"""The compiled Winograd transforms (cnn_xp.functions.native): bit for bit the NumPy passes they
-replace, on every tile that holds output pixels; used only where they should be; switched off by
-the environment and by numpy_transforms(); and a convolution's results unchanged by them."""
+"""The compiled CPU kernels (cnn_xp.functions.native): the Winograd transforms bit for bit the
+NumPy passes they replace, on every tile that holds output pixels, and a convolution's results
+unchanged by them; max pooling's outputs and gradients those of the NumPy passes (ties, NaN,
+-inf, padding, overlapping windows); used only where they should be; switched off by the
+environment and by numpy_kernels()."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import pytest
 
 from cnn_xp.functions import native, winograd
 from cnn_xp.functions.conv2d import conv2d_backward, conv2d_forward
-from cnn_xp.functions.fast_paths import native_enabled, numpy_transforms
+from cnn_xp.functions.fast_paths import native_enabled, numpy_kernels
 
 from ..helpers import native_skip_reason
 
@@ -50,14 +52,15 @@ def _real(t: winograd.Tiling) -> np.ndarray:
 def _both(fn, *args):
     """(compiled, NumPy passes) results of ``fn(*args)``; arguments are copied for each."""
     compiled = fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
-    with numpy_transforms():
+    with numpy_kernels():
         reference = fn(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
     return compiled, reference
 
 
 def _same_bits(a: np.ndarray, b: np.ndarray) -> None:
+    """The same values, NaN in the same places, and the same signs (of zeros too)."""
     assert a.shape == b.shape and a.dtype == b.dtype
-    assert np.array_equal(a, b) and np.array_equal(np.signbit(a), np.signbit(b))
+    assert np.array_equal(a, b, equal_nan=True) and np.array_equal(np.signbit(a), np.signbit(b))
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
@@ -93,7 +96,7 @@ def test_transform_output_leaves_m_alone_and_takes_strided_inputs():
     m = rng.standard_normal((16, 2 * FN, t.tiles))[:, ::2, :]  # not contiguous
     kept = m.copy()
     y = winograd.transform_output(m, np.ones(FN), t)
-    with numpy_transforms():
+    with numpy_kernels():
         y_ref = winograd.transform_output(m.copy(), np.ones(FN), t)
     _same_bits(y, y_ref)
     _same_bits(m, kept)
@@ -129,12 +132,12 @@ def test_they_take_numpy_float_arrays_only(backend):
     assert native.accepts(backend.asarray(x)) == (backend.name == "numpy")
 
 
-def test_numpy_transforms_turns_them_off_inside_the_block_only():
+def test_numpy_kernels_turns_them_off_inside_the_block_only():
     x = np.zeros((1, 2, 4, 4), dtype=np.float32)
     assert native_enabled()
-    with numpy_transforms():
+    with numpy_kernels():
         assert not native_enabled() and not native.accepts(x)
-        with numpy_transforms():
+        with numpy_kernels():
             pass
         assert not native_enabled()
     assert native_enabled() and native.accepts(x)
@@ -157,7 +160,7 @@ def test_without_the_extension_the_numpy_passes_run(monkeypatch):
     x = rng.standard_normal((2, 3, 5, 6))
     t = winograd.tiling(x.shape, (1, 1))
     v = winograd.transform_input(x, t, np.empty(16 * 3 * t.tiles))
-    with numpy_transforms():
+    with numpy_kernels():
         v_ref = winograd.transform_input(x, t, np.empty(16 * 3 * t.tiles))
     _same_bits(v, v_ref)  # junk tiles too: this is the NumPy path
 
@@ -167,3 +170,75 @@ def test_calls_go_through_ctypes_cdll_which_releases_the_gil():
     batch run their transforms at once."""
     lib = native._library()
     assert isinstance(lib, ctypes.CDLL) and not isinstance(lib, ctypes.PyDLL)
+
+
+# --------------------------------------------------------------------------- max pooling
+
+# (pool_h, pool_w, stride, pad, H, W): the networks' 2x2/2 (even and odd sizes: a dropped last
+# row and column), overlapping windows (3x3/1, 3x3/2 padded), a non-square window and stride
+POOLS = [
+    (2, 2, 2, 0, 8, 8),
+    (2, 2, 2, 0, 7, 9),
+    (3, 3, 1, 0, 6, 5),
+    (3, 3, 2, 1, 7, 7),
+    (2, 3, (1, 2), (1, 1), 5, 8),
+    (1, 1, 1, 0, 3, 3),
+]
+
+
+def _pool_data(h, w, dtype, seed=0):
+    """Inputs with ties (small integers; +0 and -0 side by side), NaN and -inf among them."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-3, 4, (2, 3, h, w)).astype(dtype)
+    x[0, 2, :2, :2] = [[0.0, -0.0], [-1.0, -1.0]]  # numpy.maximum(0.0, -0.0) is -0.0
+    x[0, 0, 0, 0] = np.nan
+    x[1, 2, -1, -1] = -np.inf
+    x[1, 1, :2, :] = -np.inf  # whole windows of -inf: padding may win
+    return x
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=str)
+def test_max_pooling_gives_the_numpy_passes_results(pool, float_dtype):
+    from cnn_xp import Pooling
+
+    kh, kw, stride, pad, h, w = pool
+    x = _pool_data(h, w, float_dtype)
+
+    def run(x):
+        layer = Pooling(kh, kw, stride=stride, pad=pad)
+        y = layer.forward(x)
+        dy = np.arange(1, y.size + 1, dtype=float_dtype).reshape(y.shape) / 7
+        return y, layer.backward(dy), layer._winners is not None
+
+    (y, dx, compiled), (y_ref, dx_ref, numpy_path) = _both(run, x)
+    assert compiled and not numpy_path
+    _same_bits(y, y_ref)
+    np.testing.assert_array_equal(dx, dx_ref)
+    assert dx.dtype == dx_ref.dtype and dx.flags.c_contiguous
+
+
+def test_max_pooling_backward_takes_any_float_gradient():
+    from cnn_xp import Pooling
+
+    x = _pool_data(6, 6, np.float32)
+    for dtype in (np.float16, np.float64):
+
+        def run(x, dtype=dtype):
+            layer = Pooling(2, 2)
+            y = layer.forward(x)
+            return layer.backward(np.linspace(-1, 1, y.size).reshape(y.shape).astype(dtype))
+
+        dx, dx_ref = _both(run, x)
+        assert dx.dtype == dx_ref.dtype == dtype
+        np.testing.assert_array_equal(dx, dx_ref)
+
+
+def test_max_pooling_of_integers_and_large_windows_takes_the_numpy_passes():
+    from cnn_xp import Pooling
+
+    layer = Pooling(2, 2)
+    layer.forward(np.ones((1, 1, 4, 4), dtype=np.int32))
+    assert layer._winners is None and layer._img is not None
+    big = Pooling(16, 16, stride=16)  # 256 offsets: more than a byte holds
+    big.forward(np.ones((1, 1, 16, 16), dtype=np.float32))
+    assert big._winners is None and not native.pool_accepts(np.ones(1, np.float32), 16, 16)

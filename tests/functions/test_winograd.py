@@ -11,7 +11,7 @@ from cnn_xp import Convolution, no_grad
 from cnn_xp.backend import combine_into
 from cnn_xp.functions import winograd
 from cnn_xp.functions.conv2d import conv2d_backward, conv2d_forward
-from cnn_xp.functions.fast_paths import direct_convolution, generic_paths, numpy_transforms, winograd_enabled
+from cnn_xp.functions.fast_paths import direct_convolution, generic_paths, numpy_kernels, winograd_enabled
 
 from ..helpers import GRAD_RTOL, native_skip_reason, numeric_grad, rel_error
 
@@ -21,7 +21,7 @@ def transforms(request):
     """Every test here runs with the compiled transforms (cnn_xp.functions.native) and with the
     NumPy passes they replace."""
     if request.param == "numpy":
-        with numpy_transforms():
+        with numpy_kernels():
             yield request.param
         return
     reason = native_skip_reason()
