@@ -1,5 +1,5 @@
-"""The one compiled part of cnn_xp: CPU kernels for the Winograd transforms and max pooling
-(cnn_xp/functions/native.py).  Everything else is in pyproject.toml.
+"""The one compiled part of cnn_xp: CPU kernels for the Winograd transforms, max pooling and
+ReLU (cnn_xp/functions/native.py).  Everything else is in pyproject.toml.
 
 The extension is optional: without a C compiler the install goes on, and the same computations
 run as NumPy passes (the same results; see cnn_xp/functions/native.py).
@@ -15,7 +15,7 @@ setup(
     ext_modules=[
         Extension(
             "cnn_xp.functions._kernels",
-            sources=["cnn_xp/functions/_winograd.c", "cnn_xp/functions/_pooling.c"],
+            sources=["cnn_xp/functions/_winograd.c", "cnn_xp/functions/_pooling.c", "cnn_xp/functions/_relu.c"],
             extra_compile_args=flags,
             optional=True,
         )

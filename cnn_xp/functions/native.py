@@ -7,7 +7,9 @@ C as well, and go over one image plane at a time while it sits in cache:
   additions in the same order, so bit for bit the NumPy passes' results;
 * max pooling of :class:`cnn_xp.layers.Pooling` (``_pooling.c``): the same maxima and the same
   winners (the first maximum in row-major order; NaN and padding as NumPy's passes treat them),
-  the forward keeping each output's winner (one byte) for the backward.
+  the forward keeping each output's winner (one byte) for the backward;
+* ReLU of :class:`cnn_xp.layers.Relu` (``_relu.c``): output and mask in one pass, the gradient
+  in one, bit for bit the NumPy passes'.
 
 ``tests/functions/test_native.py`` holds each kernel to its NumPy passes; docs/benchmarks.md has
 the timings.  The extension ``_kernels`` is built at install where there is a C compiler (an
@@ -40,6 +42,8 @@ _SIGNATURES = {  # argument types; every function returns nothing
     "max_pool": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),
     # dy, winners, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, dx
     "max_pool_grad": (_P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P),
+    "relu": (_P, _I, _P, _P),  # x, size, y, mask
+    "relu_grad": (_P, _P, _I, _P),  # dy, mask, size, dx
 }
 _NO_WINNER = 255  # in a max pooling's winners: no element equals the max (it is NaN)
 
@@ -157,4 +161,30 @@ def max_pool_grad(
     dx = numpy.empty((n, c, h, w), dtype=dy.dtype)
     oh, ow = winners.shape[2], winners.shape[3]
     _call("max_pool_grad", dy.dtype, dy, winners, n * c, h, w, kh, kw, *stride, *pad, oh, ow, dx)
+    return dx
+
+
+# --------------------------------------------------------------------------- ReLU
+
+
+def accepts_mask(mask: Any) -> bool:
+    """Whether :func:`relu_grad` takes ``mask``: a NumPy bool array (as :func:`relu` makes)."""
+    return isinstance(mask, numpy.ndarray) and mask.dtype == numpy.bool_
+
+
+def relu(x: numpy.ndarray) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """(numpy.maximum(x, 0), x <= 0) in one pass; x any shape."""
+    x = numpy.ascontiguousarray(x)
+    y = numpy.empty(x.shape, dtype=x.dtype)
+    mask = numpy.empty(x.shape, dtype=numpy.bool_)
+    _call("relu", x.dtype, x, x.size, y, mask)
+    return y, mask
+
+
+def relu_grad(dy: numpy.ndarray, mask: numpy.ndarray) -> numpy.ndarray:
+    """dy * (1 - mask) in one pass, in dy's dtype."""
+    dy = numpy.ascontiguousarray(dy)
+    mask = numpy.ascontiguousarray(mask)
+    dx = numpy.empty(dy.shape, dtype=dy.dtype)
+    _call("relu_grad", dy.dtype, dy, mask, dy.size, dx)
     return dx

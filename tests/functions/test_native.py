@@ -242,3 +242,38 @@ def test_max_pooling_of_integers_and_large_windows_takes_the_numpy_passes():
     big = Pooling(16, 16, stride=16)  # 256 offsets: more than a byte holds
     big.forward(np.ones((1, 1, 16, 16), dtype=np.float32))
     assert big._winners is None and not native.pool_accepts(np.ones(1, np.float32), 16, 16)
+
+
+# --------------------------------------------------------------------------- ReLU
+
+
+def test_relu_gives_the_numpy_passes_bits(float_dtype):
+    from cnn_xp import Relu
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 5, 7)).astype(float_dtype)
+    x.flat[:6] = [0.0, -0.0, np.nan, np.inf, -np.inf, -1e-45]
+    dy = rng.standard_normal(x.shape).astype(float_dtype)
+    dy.flat[6:9] = [np.nan, -0.0, np.inf]
+
+    def run(x, dy):
+        layer = Relu()
+        return layer.forward(x), layer.mask, layer.backward(dy)
+
+    (y, mask, dx), (y_ref, mask_ref, dx_ref) = _both(run, x, dy)
+    _same_bits(y, y_ref)
+    _same_bits(dx, dx_ref)  # -0.0 where dy * 0 gives it, NaN where dy is NaN
+    assert mask.dtype == np.bool_ and np.array_equal(mask, mask_ref)
+
+
+def test_relu_leaves_integers_and_other_gradients_to_numpy():
+    from cnn_xp import Relu
+
+    layer = Relu()
+    y = layer.forward(np.array([[-2, 0, 3]], dtype=np.int32))
+    assert y.dtype == np.int32 and y.tolist() == [[0, 0, 3]]
+    dx = layer.backward(np.array([[1, 2, 3]], dtype=np.float16))
+    assert dx.dtype == np.float16 and dx.tolist() == [[0, 0, 3]]
+    with numpy_kernels():  # a mask made by the NumPy passes serves the compiled backward too
+        layer.forward(np.array([[-1.0, 2.0]], dtype=np.float32))
+    assert layer.backward(np.array([[5.0, 7.0]], dtype=np.float32)).tolist() == [[0.0, 7.0]]
