@@ -9,7 +9,9 @@ C as well, and go over one image plane at a time while it sits in cache:
   winners (the first maximum in row-major order; NaN and padding as NumPy's passes treat them),
   the forward keeping each output's winner (one byte) for the backward;
 * ReLU of :class:`cnn_xp.layers.Relu` (``_relu.c``): output and mask in one pass, the gradient
-  in one, bit for bit the NumPy passes'.
+  in one, bit for bit the NumPy passes';
+* Adam's update of :class:`cnn_xp.optim.Adam` (``_adam.c``): parameter and moments in one pass
+  instead of a dozen, bit for bit the NumPy passes'.
 
 ``tests/functions/test_native.py`` holds each kernel to its NumPy passes; docs/benchmarks.md has
 the timings.  The extension ``_kernels`` is built at install where there is a C compiler (an
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import warnings
 from functools import cache
 from typing import Any
 
@@ -32,7 +35,7 @@ from .fast_paths import native_enabled
 
 _EXTENSION = "cnn_xp.functions._kernels"
 _SUFFIX = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
-_P, _I = ctypes.c_void_p, ctypes.c_ssize_t
+_P, _I, _D = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_double
 _SIGNATURES = {  # argument types; every function returns nothing
     "winograd_input": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # x, n, c, h, w, ph, pw, th, t1, v, scratch
     "winograd_input_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dv, ... the same ..., dx, scratch
@@ -44,22 +47,33 @@ _SIGNATURES = {  # argument types; every function returns nothing
     "max_pool_grad": (_P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P),
     "relu": (_P, _I, _P, _P),  # x, size, y, mask
     "relu_grad": (_P, _P, _I, _P),  # dy, mask, size, dx
+    "adam": (_P, _P, _P, _P, _I, _D, _D, _D, _D),  # p, g, m, v, size, 1 - beta1, 1 - beta2, lr, eps
 }
 _NO_WINNER = 255  # in a max pooling's winners: no element equals the max (it is NaN)
 
 
 @cache
 def _library() -> ctypes.CDLL | None:
-    """The built extension, its functions typed; None where it was not built."""
+    """The built extension, its functions typed; None where it was not built, or was built from
+    older sources (an editable install not rebuilt since), with a warning saying so."""
     spec = importlib.util.find_spec(_EXTENSION)
     if spec is None or spec.origin is None:
         return None
     lib = ctypes.CDLL(spec.origin)
-    lib.winograd_scratch.restype, lib.winograd_scratch.argtypes = _I, (_I, _I)
-    for name, argtypes in _SIGNATURES.items():
-        for suffix in _SUFFIX.values():
-            fn = getattr(lib, f"{name}_{suffix}")
-            fn.restype, fn.argtypes = None, argtypes
+    try:
+        lib.winograd_scratch.restype, lib.winograd_scratch.argtypes = _I, (_I, _I)
+        for name, argtypes in _SIGNATURES.items():
+            for suffix in _SUFFIX.values():
+                fn = getattr(lib, f"{name}_{suffix}")
+                fn.restype, fn.argtypes = None, argtypes
+    except AttributeError as exc:
+        warnings.warn(
+            f"cnn_xp's compiled kernels ({spec.origin}) are older than its sources ({exc}); "
+            "running the NumPy passes instead. Rebuild them: pip install -e . (or reinstall cnn_xp)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
     return lib
 
 
@@ -188,3 +202,24 @@ def relu_grad(dy: numpy.ndarray, mask: numpy.ndarray) -> numpy.ndarray:
     dx = numpy.empty(dy.shape, dtype=dy.dtype)
     _call("relu_grad", dy.dtype, dy, mask, dy.size, dx)
     return dx
+
+
+# --------------------------------------------------------------------------- Adam
+
+
+def adam_accepts(p: Any, g: Any, m: Any, v: Any) -> bool:
+    """Whether :func:`adam` takes these: NumPy arrays of one float dtype and shape, C-contiguous
+    (it updates p, m and v in place)."""
+    arrays = (p, g, m, v)
+    return (
+        accepts(p)
+        and all(isinstance(a, numpy.ndarray) and a.dtype == p.dtype and a.shape == p.shape for a in arrays)
+        and all(a.flags.c_contiguous for a in arrays)
+    )
+
+
+def adam(
+    p: numpy.ndarray, g: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, a1: float, a2: float, lr: float, eps: float
+) -> None:
+    """Adam's update of p with gradient g and moments m, v, all in place (see ``_adam.c``)."""
+    _call("adam", p.dtype, p, g, m, v, p.size, a1, a2, lr, eps)

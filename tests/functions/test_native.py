@@ -277,3 +277,65 @@ def test_relu_leaves_integers_and_other_gradients_to_numpy():
     with numpy_kernels():  # a mask made by the NumPy passes serves the compiled backward too
         layer.forward(np.array([[-1.0, 2.0]], dtype=np.float32))
     assert layer.backward(np.array([[5.0, 7.0]], dtype=np.float32)).tolist() == [[0.0, 7.0]]
+
+
+# --------------------------------------------------------------------------- Adam
+
+
+def test_adam_gives_the_numpy_passes_bits_step_after_step(float_dtype):
+    from cnn_xp import Adam
+
+    rng = np.random.default_rng(6)
+    params = {"W": rng.standard_normal((30, 40)).astype(float_dtype), "b": np.zeros(7, float_dtype)}
+    grads = [{k: rng.standard_normal(p.shape).astype(float_dtype) for k, p in params.items()} for _ in range(5)]
+    grads[2]["b"][:] = 0.0  # a zero gradient, and a tiny one
+    grads[3]["W"][0, :3] = [1e-30, -0.0, 3e4]
+
+    def run(params):
+        opt = Adam(lr=0.01)
+        for g in grads:
+            opt.update(params, {k: a.copy() for k, a in g.items()})
+        return params, opt
+
+    (p, opt), (p_ref, opt_ref) = _both(lambda *a: run(dict(zip(params, a, strict=True))), *params.values())
+    for key in params:
+        _same_bits(p[key], p_ref[key])
+        for slot in ("m", "v"):
+            _same_bits(opt.state_dict()["state"][slot][key], opt_ref.state_dict()["state"][slot][key])
+
+
+def test_adam_leaves_what_it_cannot_update_in_place_to_numpy():
+    from cnn_xp import Adam
+
+    W = np.ones((4, 6), np.float32)
+    view = W[:, ::2]  # not contiguous: the kernel would write past its elements
+    assert not native.adam_accepts(
+        view, np.ones((4, 3), np.float32), np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32)
+    )
+    params = {"W": view}
+    Adam(lr=0.5).update(params, {"W": np.ones((4, 3), np.float32)})
+    assert np.all(W[:, 1::2] == 1.0) and np.all(W[:, ::2] < 1.0)
+    mixed = (np.ones(3, np.float32), np.ones(3, np.float64), np.zeros(3, np.float32), np.zeros(3, np.float32))
+    assert not native.adam_accepts(*mixed)
+
+
+def test_kernels_older_than_their_sources_warn_and_step_aside(monkeypatch):
+    """An editable install whose extension was built before a kernel was added: the NumPy passes
+    run, with a warning that says how to rebuild, instead of a crash."""
+
+    real = ctypes.CDLL
+
+    class Stale:  # a library with only its first function
+        def __init__(self, path):
+            self.winograd_scratch = real(path).winograd_scratch
+
+    monkeypatch.setattr(native.ctypes, "CDLL", Stale)
+    native._library.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="older than its sources.*pip install -e"):
+            assert not native.available()
+        assert not native.accepts(np.zeros(3, np.float32))
+    finally:
+        monkeypatch.undo()
+        native._library.cache_clear()
+    assert native.available()
