@@ -4,6 +4,8 @@ and where the convolution takes it (CPU training) and where not (inference, a GP
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -196,3 +198,40 @@ def test_combine_into_writes_in_place_and_accumulates(backend):
     view = out[1:]
     combine_into(view, 0, b[1:], -1)  # a view of out: written through
     backend.assert_matches(out, np.array([1.0, -0.25, -4.0]), "float64")
+
+
+def test_blocks_of_images_give_the_whole_batchs_results(monkeypatch, torch):
+    """A shard worked through in blocks of images (conv2d._winograd_blocks) equals the batch done
+    at once up to the rounding of dW's sum over blocks, and PyTorch's result in float64."""
+    import cnn_xp.functions.conv2d as conv2d
+
+    x, W, b, dy, pad = _data((5, 3, 4, 9, 7, (1, 1)))
+    whole = _run(x, W, b, dy, pad)
+    monkeypatch.setattr(conv2d, "winograd_block_tiles", 1)
+    monkeypatch.setattr(conv2d, "winograd_block_bytes", 1)  # one image per block
+    assert len(conv2d._winograd_blocks(winograd.tiling(x.shape, pad), 8)) == 5
+    blocked = _run(x, W, b, dy, pad)
+    assert blocked[-1] == "winograd"
+    for got, want in zip(blocked[:4], whole[:4], strict=True):
+        assert got.flags.c_contiguous
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    xt, Wt = torch.tensor(x, requires_grad=True), torch.tensor(W, requires_grad=True)
+    torch.nn.functional.conv2d(xt, Wt, torch.tensor(b), padding=pad).backward(torch.tensor(dy))
+    np.testing.assert_allclose(blocked[1], xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(blocked[2], Wt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("layer", "images"),
+    [((16, 28), 4), ((16, 14), 18), ((32, 14), 9), ((32, 7), 25), ((64, 7), 25)],
+    ids=str,
+)
+def test_deepconvnets_shards_are_blocked_as_measured(layer, images):
+    """The block sizes the rule gives DeepConvNet's layers (C, H) on a shard of 50 float32 images:
+    the sizes docs/benchmarks.md measured (about 1 MiB of patches, at least 500 tiles)."""
+    from cnn_xp.functions.conv2d import _winograd_blocks
+
+    c, h = layer
+    blocks = _winograd_blocks(winograd.tiling((50, c, h, h), (1, 1)), 4)
+    assert blocks[0] == (0, images) and blocks[-1][1] == 50
+    assert all(b[0] == a[1] for a, b in itertools.pairwise(blocks))
