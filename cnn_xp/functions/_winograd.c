@@ -11,9 +11,12 @@
    a tile's 4x4 patch is the same index in all four quarters plus the next one (i * t1 + j + 1
    for the columns, + t1 for the rows).
 
-   Layouts (T = n * th * t1 tiles, ordered image, tile row, tile column):
+   Layouts (T = n * th * tw tiles, ordered image, tile row, tile column):
      x, dx   (n, c, h, w)        v, dv   (16, c, T)
      y, dy   (n, fn, oh, ow)     m, dm   (16, fn, T)
+   tw is the tiles per tile row in v, m, dv, dm: t1 (the NumPy passes' layout, junk tiles
+   included) or t1 - 1 (compact: no junk tiles, so the matrix products between the transforms
+   do no work on them).
    (ph, pw) is the zero padding on the top and left.  scratch holds winograd_scratch(th, t1)
    elements of the array's type. */
 
@@ -58,9 +61,9 @@ static void unquarter_##S_(const T_ *restrict q, idx h, idx w, idx ph, idx pw, i
 }                                                                                                  \
                                                                                                    \
 void winograd_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw,        \
-                         idx th, idx t1, T_ *restrict v, T_ *restrict scratch)                     \
+                         idx th, idx t1, idx tw, T_ *restrict v, T_ *restrict scratch)             \
 {                                                                                                  \
-    idx plane = th * t1, size = (th + 1) * t1, ct = c * n * plane;                                 \
+    idx plane = th * t1, size = (th + 1) * t1, ct = c * n * th * tw;                               \
     T_ *restrict q = scratch;               /* (2, 2, th + 1, t1): the padded plane */             \
     T_ *restrict r = scratch + 4 * size;    /* (4, 2, plane + 1): B^T d down the columns */        \
     memset(q, 0, sizeof(T_) * (size_t)(4 * size));                                                 \
@@ -83,39 +86,47 @@ void winograd_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx p
             for (idx a = 0; a < 4; a++) {  /* . B along the rows */                                \
                 const T_ *e0 = r + 2 * a * (plane + 1), *e1 = e0 + plane + 1, *e2 = e0 + 1,        \
                          *e3 = e1 + 1;                                                             \
-                T_ *o0 = v + 4 * a * ct + (ci * n + img) * plane, *o1 = o0 + ct, *o2 = o1 + ct,    \
+                T_ *o0 = v + 4 * a * ct + (ci * n + img) * th * tw, *o1 = o0 + ct, *o2 = o1 + ct,  \
                    *o3 = o2 + ct;                                                                  \
-                for (idx m = 0; m < plane; m++) {                                                  \
-                    o0[m] = e0[m] - e2[m];                                                         \
-                    o1[m] = e1[m] + e2[m];                                                         \
-                    o2[m] = e2[m] - e1[m];                                                         \
-                    o3[m] = e1[m] - e3[m];                                                         \
-                }                                                                                  \
+                for (idx i = 0; i < th; i++)                                                       \
+                    for (idx j = 0; j < tw; j++) {                                                 \
+                        idx m = i * t1 + j, o = i * tw + j;                                        \
+                        o0[o] = e0[m] - e2[m];                                                     \
+                        o1[o] = e1[m] + e2[m];                                                     \
+                        o2[o] = e2[m] - e1[m];                                                     \
+                        o3[o] = e1[m] - e3[m];                                                     \
+                    }                                                                              \
             }                                                                                      \
         }                                                                                          \
 }                                                                                                  \
                                                                                                    \
 void winograd_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw,  \
-                              idx th, idx t1, T_ *restrict dx, T_ *restrict scratch)               \
+                              idx th, idx t1, idx tw, T_ *restrict dx, T_ *restrict scratch)       \
 {                                                                                                  \
-    idx plane = th * t1, size = (th + 1) * t1, ct = c * n * plane;                                 \
+    idx plane = th * t1, size = (th + 1) * t1, ct = c * n * th * tw;                               \
     T_ *restrict q = scratch;               /* (2, 2, th + 1, t1): the padded plane's gradient */  \
     T_ *restrict r = scratch + 4 * size;    /* (4, 2, plane): gradients of B^T d */               \
     for (idx ci = 0; ci < c; ci++)                                                                 \
         for (idx img = 0; img < n; img++) {                                                        \
-            /* B's adjoint along the rows: tile m's d0, d1 go to its own columns, its d2, d3 */    \
-            /* to tile m + 1's (the flat order carries them over a tile row's junk tile)     */    \
-            for (idx a = 0; a < 4; a++) {                                                          \
-                const T_ *g0 = dv + 4 * a * ct + (ci * n + img) * plane, *g1 = g0 + ct,            \
-                         *g2 = g1 + ct, *g3 = g2 + ct;                                             \
-                T_ *ev = r + 2 * a * plane, *od = ev + plane;                                      \
-                ev[0] = g0[0];                                                                     \
-                od[0] = (g1[0] - g2[0]) + g3[0];                                                   \
-                for (idx m = 1; m < plane; m++) {                                                  \
-                    ev[m] = g0[m] + ((g1[m - 1] + g2[m - 1]) - g0[m - 1]);                         \
-                    od[m] = ((g1[m] - g2[m]) + g3[m]) - g3[m - 1];                                 \
+            /* B's adjoint along the rows: tile j's d0, d1 go to its own columns, its d2, d3  */   \
+            /* to tile j + 1's (the last real tile's to the junk tile's place, which a junk   */   \
+            /* tile's own zero gradient leaves as it is)                                      */   \
+            for (idx a = 0; a < 4; a++)                                                            \
+                for (idx i = 0; i < th; i++) {                                                     \
+                    const T_ *g0 = dv + 4 * a * ct + (ci * n + img) * th * tw + i * tw,            \
+                             *g1 = g0 + ct, *g2 = g1 + ct, *g3 = g2 + ct;                          \
+                    T_ *ev = r + 2 * a * plane + i * t1, *od = ev + plane;                         \
+                    ev[0] = g0[0];                                                                 \
+                    od[0] = (g1[0] - g2[0]) + g3[0];                                               \
+                    for (idx j = 1; j < tw; j++) {                                                 \
+                        ev[j] = g0[j] + ((g1[j - 1] + g2[j - 1]) - g0[j - 1]);                     \
+                        od[j] = ((g1[j] - g2[j]) + g3[j]) - g3[j - 1];                             \
+                    }                                                                              \
+                    if (tw < t1) {                                                                 \
+                        ev[tw] = 0 + ((g1[tw - 1] + g2[tw - 1]) - g0[tw - 1]);                     \
+                        od[tw] = 0 - g3[tw - 1];                                                   \
+                    }                                                                              \
                 }                                                                                  \
-            }                                                                                      \
             /* ... and down the columns, into the even and odd rows */                             \
             for (idx cp = 0; cp < 2; cp++) {                                                       \
                 const T_ *g0 = r + cp * plane, *g1 = g0 + 2 * plane, *g2 = g1 + 2 * plane,         \
@@ -139,28 +150,25 @@ void winograd_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w,
 }                                                                                                  \
                                                                                                    \
 void winograd_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,      \
-                          idx ow, idx th, idx t1, T_ *restrict y, T_ *restrict scratch)            \
+                          idx ow, idx th, idx t1, idx tw, T_ *restrict y, T_ *restrict scratch)    \
 {                                                                                                  \
-    idx plane = th * t1, size = (th + 1) * t1, ft = fn * n * plane;                                \
+    idx plane = th * t1, size = (th + 1) * t1, ft = fn * n * th * tw;                              \
     T_ *restrict q = scratch;               /* (2, 2, th + 1, t1): the output plane, quarters */   \
     T_ *restrict r = scratch + 4 * size;    /* (2, 4, plane): A^T m down the columns */           \
+    memset(r, 0, sizeof(T_) * (size_t)(8 * plane)); /* junk places, never written if tw < t1 */   \
     for (idx f = 0; f < fn; f++)                                                                   \
         for (idx img = 0; img < n; img++) {                                                        \
-            const T_ *mt = m + (f * n + img) * plane;                                              \
+            const T_ *mt = m + (f * n + img) * th * tw;                                            \
             T_ bias = b[f];  /* into m[1][1], which enters every output pixel once */              \
             for (idx k = 0; k < 4; k++) {                                                          \
                 const T_ *m0 = mt + k * ft, *m1 = m0 + 4 * ft, *m2 = m1 + 4 * ft, *m3 = m2 + 4 * ft; \
                 T_ *r0 = r + k * plane, *r1 = r0 + 4 * plane;                                      \
-                if (k == 1)                                                                        \
-                    for (idx j = 0; j < plane; j++) {                                              \
-                        T_ g1 = m1[j] + bias;                                                      \
-                        r0[j] = (m0[j] + g1) + m2[j];                                              \
-                        r1[j] = (g1 - m2[j]) - m3[j];                                              \
-                    }                                                                              \
-                else                                                                               \
-                    for (idx j = 0; j < plane; j++) {                                              \
-                        r0[j] = (m0[j] + m1[j]) + m2[j];                                           \
-                        r1[j] = (m1[j] - m2[j]) - m3[j];                                           \
+                for (idx i = 0; i < th; i++)                                                       \
+                    for (idx j = 0; j < tw; j++) {                                                 \
+                        idx s = i * tw + j, d = i * t1 + j;                                        \
+                        T_ g1 = k == 1 ? m1[s] + bias : m1[s];                                     \
+                        r0[d] = (m0[s] + g1) + m2[s];                                              \
+                        r1[d] = (g1 - m2[s]) - m3[s];                                              \
                     }                                                                              \
             }                                                                                      \
             for (idx a = 0; a < 2; a++) {  /* . A along the rows */                                \
@@ -177,9 +185,9 @@ void winograd_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx
 }                                                                                                  \
                                                                                                    \
 void winograd_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th,      \
-                               idx t1, T_ *restrict dm, T_ *restrict scratch)                      \
+                               idx t1, idx tw, T_ *restrict dm, T_ *restrict scratch)              \
 {                                                                                                  \
-    idx plane = th * t1, size = (th + 1) * t1, ft = fn * n * plane;                                \
+    idx plane = th * t1, size = (th + 1) * t1, ft = fn * n * th * tw;                              \
     T_ *restrict q = scratch;               /* (2, 2, th + 1, t1): dy's plane, quarters */        \
     T_ *restrict r = scratch + 4 * size;    /* (2, 4, plane): A's adjoint along the rows */       \
     memset(q, 0, sizeof(T_) * (size_t)(4 * size)); /* junk tiles and a short last row or column */ \
@@ -196,16 +204,18 @@ void winograd_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx
                     r3[j] = 0 - g1[j];                                                             \
                 }                                                                                  \
             }                                                                                      \
-            T_ *mt = dm + (f * n + img) * plane;                                                   \
+            T_ *mt = dm + (f * n + img) * th * tw;                                                 \
             for (idx k = 0; k < 4; k++) {  /* ... the same down the columns */                     \
                 const T_ *g0 = r + k * plane, *g1 = g0 + 4 * plane;                                \
                 T_ *m0 = mt + k * ft, *m1 = m0 + 4 * ft, *m2 = m1 + 4 * ft, *m3 = m2 + 4 * ft;      \
-                for (idx j = 0; j < plane; j++) {                                                  \
-                    m0[j] = g0[j];                                                                 \
-                    m1[j] = g0[j] + g1[j];                                                         \
-                    m2[j] = g0[j] - g1[j];                                                         \
-                    m3[j] = 0 - g1[j];                                                             \
-                }                                                                                  \
+                for (idx i = 0; i < th; i++)                                                       \
+                    for (idx j = 0; j < tw; j++) {                                                 \
+                        idx s = i * t1 + j, o = i * tw + j;                                        \
+                        m0[o] = g0[s];                                                             \
+                        m1[o] = g0[s] + g1[s];                                                     \
+                        m2[o] = g0[s] - g1[s];                                                     \
+                        m3[o] = 0 - g1[s];                                                         \
+                    }                                                                              \
             }                                                                                      \
         }                                                                                          \
 }

@@ -42,7 +42,7 @@ from ..backend import (
     is_host_array,
     strided_view,
 )
-from . import winograd
+from . import native, winograd
 from .conv_utils import window_output_shape
 from .fast_paths import fast_paths_enabled, winograd_enabled
 from .im2col import fold, unfold
@@ -71,6 +71,7 @@ class ConvState:
     path: str  # which path built the columns: "generic", "flat_rows" or "winograd"
     cols: Array | None  # columns of the last chunk, while still valid
     workspace: Workspace | None  # where the fast paths build their columns
+    compact: bool = False  # Winograd: the compiled transforms' layout, no junk tiles (fixed at forward)
 
 
 # --------------------------------------------------------------------------- generic path
@@ -266,7 +267,7 @@ once, one shard of 50 images each, forward + backward: 19-28% faster than one bl
 def _winograd_blocks(t: winograd.Tiling, itemsize: int) -> list[tuple[int, int]]:
     """(first, stop) images of each block: at least :data:`winograd_block_tiles` tiles, and at
     most :data:`winograd_block_bytes` of transformed patches unless that is fewer tiles."""
-    per_image = t.th * t.t1
+    per_image = t.th * t.row_tiles
     size = max(1, -(-winograd_block_tiles // per_image), winograd_block_bytes // (16 * t.c * per_image * itemsize))
     return [(s, min(s + size, t.n)) for s in range(0, t.n, size)]
 
@@ -282,22 +283,22 @@ class _Winograd:
     @staticmethod
     def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
         """V (16, C, T): the transformed 4x4 input patches of x (n, C, H, W)."""
-        t = winograd.tiling(tuple(x.shape), st.pad)
+        t = winograd.tiling(tuple(x.shape), st.pad, st.compact)
         return winograd.transform_input(x, t, ws.take((16 * t.c * t.tiles,), like=x))
 
     @staticmethod
     def product(cols: Array, W: Array, b: Array, x_shape: tuple[int, ...], st: ConvState) -> Array:
         """y (n, FN, OH, OW), block by block of images (see :func:`_winograd_blocks`)."""
         xp = get_array_module(cols, W)
-        t = winograd.tiling(x_shape, st.pad)
+        t = winograd.tiling(x_shape, st.pad, st.compact)
         U = winograd.transform_filters(W)
         blocks = _winograd_blocks(t, xp.finfo(cols.dtype).bits // 8)
         if len(blocks) == 1:
             return winograd.transform_output(xp.matmul(U, cols), b, t)
         y = xp.empty((t.n, W.shape[0], t.oh, t.ow), dtype=cols.dtype, device=array_device(cols))
-        plane = t.th * t.t1
+        plane = t.th * t.row_tiles
         for s, e in blocks:
-            block = winograd.tiling((e - s, *x_shape[1:]), st.pad)
+            block = winograd.tiling((e - s, *x_shape[1:]), st.pad, st.compact)
             y[s:e, ...] = winograd.transform_output(xp.matmul(U, cols[:, :, s * plane : e * plane]), b, block)
         return y
 
@@ -307,14 +308,14 @@ class _Winograd:
     ) -> tuple[Array | None, Array]:
         xp = get_array_module(dy, W)
         fn, c = W.shape[0], W.shape[1]
-        t = winograd.tiling(x_shape, st.pad)
+        t = winograd.tiling(x_shape, st.pad, st.compact)
         Ut = winograd.transform_filters(W).mT if need_dx else None
         blocks = _winograd_blocks(t, xp.finfo(cols.dtype).bits // 8)
-        plane = t.th * t.t1
+        plane = t.th * t.row_tiles
         dx = xp.empty(x_shape, dtype=dy.dtype, device=array_device(dy)) if need_dx and len(blocks) > 1 else None
         dU = None
         for s, e in blocks:
-            block = winograd.tiling((e - s, *x_shape[1:]), st.pad)
+            block = winograd.tiling((e - s, *x_shape[1:]), st.pad, st.compact)
             V = cols if len(blocks) == 1 else cols[:, :, s * plane : e * plane]
             dM = winograd.output_gradient(dy if len(blocks) == 1 else dy[s:e, ...], block)  # (16, FN, T)
             dUb = xp.matmul(dM, V.mT)
@@ -392,7 +393,10 @@ def conv2d_forward(
         # workspace, so concurrent no_grad() forwards through one layer share no scratch memory.
         budget, ws = (chunk_bytes if gpu_bytes is None else gpu_bytes) // itemsize, Workspace()
     chunk = max(1, min(n, budget // per_image))
-    state = ConvState(x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, name, None, ws if ws is workspace else None)
+    compact = name == "winograd" and native.accepts(x)  # products without junk tiles
+    state = ConvState(
+        x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, name, None, ws if ws is workspace else None, compact
+    )
     if chunk >= n:  # one chunk: the product is the output (no copy into y)
         cols = path.cols(x, kh, kw, state, ws)
         state.cols = cols if keep else None

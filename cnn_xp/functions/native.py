@@ -37,10 +37,10 @@ _EXTENSION = "cnn_xp.functions._kernels"
 _SUFFIX = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
 _P, _I, _D = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_double
 _SIGNATURES = {  # argument types; every function returns nothing
-    "winograd_input": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # x, n, c, h, w, ph, pw, th, t1, v, scratch
-    "winograd_input_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dv, ... the same ..., dx, scratch
-    "winograd_output": (_P, _P, _I, _I, _I, _I, _I, _I, _P, _P),  # m, b, n, fn, oh, ow, th, t1, y, scratch
-    "winograd_output_grad": (_P, _I, _I, _I, _I, _I, _I, _P, _P),  # dy, n, fn, oh, ow, th, t1, dm, scratch
+    "winograd_input": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # x, n, c, h, w, ph, pw, th, t1, tw, v, scratch
+    "winograd_input_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dv, ... the same ..., dx, scratch
+    "winograd_output": (_P, _P, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # m, b, n, fn, oh, ow, th, t1, tw, y, scratch
+    "winograd_output_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dy, n, fn, oh, ow, th, t1, tw, dm, scratch
     # x, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, y, winners
     "max_pool": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),
     # dy, winners, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, dx
@@ -110,7 +110,7 @@ def transform_input(x: numpy.ndarray, t: Any, out: numpy.ndarray) -> numpy.ndarr
     :func:`cnn_xp.functions.winograd.transform_input` (the junk tiles' values aside)."""
     x = numpy.ascontiguousarray(x)
     v = numpy.reshape(out, (16, t.c, t.tiles))  # out is a workspace's contiguous buffer: a view
-    _winograd("input", t, x, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, v)
+    _winograd("input", t, x, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, t.row_tiles, v)
     return v
 
 
@@ -118,7 +118,7 @@ def input_gradient(dV: numpy.ndarray, t: Any) -> numpy.ndarray:
     """dx (n, C, H, W) from dV (16, C, T): as :func:`cnn_xp.functions.winograd.input_gradient`."""
     dV = numpy.ascontiguousarray(dV)
     dx = numpy.empty((t.n, t.c, t.h, t.w), dtype=dV.dtype)
-    _winograd("input_grad", t, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, dx)
+    _winograd("input_grad", t, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, t.row_tiles, dx)
     return dx
 
 
@@ -129,7 +129,7 @@ def transform_output(M: numpy.ndarray, b: numpy.ndarray, t: Any) -> numpy.ndarra
     b = numpy.ascontiguousarray(b, dtype=M.dtype)
     fn = M.shape[1]
     y = numpy.empty((t.n, fn, t.oh, t.ow), dtype=M.dtype)
-    _winograd("output", t, M, b, t.n, fn, t.oh, t.ow, t.th, t.t1, y)
+    _winograd("output", t, M, b, t.n, fn, t.oh, t.ow, t.th, t.t1, t.row_tiles, y)
     return y
 
 
@@ -138,7 +138,7 @@ def output_gradient(dy: numpy.ndarray, t: Any) -> numpy.ndarray:
     dy = numpy.ascontiguousarray(dy)
     fn = dy.shape[1]
     dm = numpy.empty((16, fn, t.tiles), dtype=dy.dtype)
-    _winograd("output_grad", t, dy, t.n, fn, t.oh, t.ow, t.th, t.t1, dm)
+    _winograd("output_grad", t, dy, t.n, fn, t.oh, t.ow, t.th, t.t1, t.row_tiles, dm)
     return dm
 
 

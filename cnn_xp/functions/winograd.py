@@ -53,7 +53,11 @@ _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
 
 @dataclass(frozen=True)
 class Tiling:
-    """The tile geometry of a 3x3 stride-1 convolution of x (n, C, H, W) padded by (ph, pw)."""
+    """The tile geometry of a 3x3 stride-1 convolution of x (n, C, H, W) padded by (ph, pw).
+
+    ``compact``: V and M hold no junk tiles (``row_tiles = t1 - 1`` per tile row), a layout only
+    the compiled transforms (:mod:`cnn_xp.functions.native`) read and write; the NumPy passes
+    need the junk tiles."""
 
     n: int
     c: int
@@ -61,6 +65,7 @@ class Tiling:
     w: int
     ph: int
     pw: int
+    compact: bool = False
 
     @property
     def oh(self) -> int:
@@ -86,14 +91,19 @@ class Tiling:
         return 2 * self.t1
 
     @property
+    def row_tiles(self) -> int:
+        """Tiles per tile row in V and M: t1, or t1 - 1 when compact."""
+        return self.t1 - 1 if self.compact else self.t1
+
+    @property
     def tiles(self) -> int:
-        """Tiles per channel, over all images (junk ones included)."""
-        return self.n * self.th * self.t1
+        """Tiles per channel in V and M, over all images."""
+        return self.n * self.th * self.row_tiles
 
 
-def tiling(x_shape: tuple[int, ...], pad: tuple[int, int]) -> Tiling:
+def tiling(x_shape: tuple[int, ...], pad: tuple[int, int], compact: bool = False) -> Tiling:
     n, c, h, w = x_shape
-    return Tiling(n, c, h, w, pad[0], pad[1])
+    return Tiling(n, c, h, w, pad[0], pad[1], compact)
 
 
 def tile_elems(x_shape: tuple[int, ...], pad: tuple[int, int]) -> int:
@@ -174,7 +184,7 @@ def transform_input(x: Array, t: Tiling, out: Array) -> Array:
     """V (16, C, T) = B^T d B of every 4x4 input patch d, written into ``out`` (16 * C * T,).
 
     x (n, C, H, W).  Rows first (B^T d), then columns (. B), each a handful of passes."""
-    if native.accepts(x):
+    if t.compact or native.accepts(x):  # compact: the compiled kernels' own layout
         return native.transform_input(x, t, out)
     xp = get_array_module(x)
     dev = array_device(x)
@@ -199,7 +209,7 @@ def transform_input(x: Array, t: Tiling, out: Array) -> Array:
 
 def input_gradient(dV: Array, t: Tiling) -> Array:
     """dx (n, C, H, W) from dV (16, C, T): the adjoint of :func:`transform_input`."""
-    if native.accepts(dV):
+    if t.compact or native.accepts(dV):  # compact: the compiled kernels' own layout
         return native.input_gradient(dV, t)
     xp = get_array_module(dV)
     dev = array_device(dV)
@@ -243,7 +253,7 @@ def _at_adjoint(g0: Array, g1: Array, out: Array) -> None:
 def transform_output(M: Array, b: Array, t: Tiling) -> Array:
     """y (n, FN, OH, OW) = A^T m A of every tile's 4x4 product m, plus b (FN,).  M (16, FN, T)
     may be overwritten (the NumPy passes add the bias into it)."""
-    if native.accepts(M):
+    if t.compact or native.accepts(M):  # compact: the compiled kernels' own layout
         return native.transform_output(M, b, t)
     xp = get_array_module(M)
     dev = array_device(M)
@@ -265,7 +275,7 @@ def transform_output(M: Array, b: Array, t: Tiling) -> Array:
 def output_gradient(dy: Array, t: Tiling) -> Array:
     """dM (16, FN, T) from dy (n, FN, OH, OW): the adjoint of :func:`transform_output` (junk
     tiles get zeros, so they add nothing to the gradients)."""
-    if native.accepts(dy):
+    if t.compact or native.accepts(dy):  # compact: the compiled kernels' own layout
         return native.output_gradient(dy, t)
     xp = get_array_module(dy)
     dev = array_device(dy)
