@@ -25,6 +25,13 @@
 
 typedef ptrdiff_t idx;
 
+/* The version of every kernel's arguments, for all of _kernels: cnn_xp/functions/native.py
+   uses a build only if this matches its own (an editable install may hold an older build). */
+int cnn_xp_kernels_abi(void)
+{
+    return 2;
+}
+
 idx winograd_scratch(idx th, idx t1)
 {
     return 16 * (th + 1) * t1 + 16;

@@ -1,7 +1,7 @@
 """The CPU's compiled kernels: finding them, and calling them on NumPy arrays.
 
-Two computations that NumPy can only do as many whole-array passes over memory are written in
-C as well, and go over one image plane at a time while it sits in cache:
+Computations that NumPy can only do as many whole-array passes over memory are written in C as
+well, and go over one image plane (or one array) at a time while it sits in cache:
 
 * the four Winograd transforms of :mod:`cnn_xp.functions.winograd` (``_winograd.c``): the same
   additions in the same order, so bit for bit the NumPy passes' results;
@@ -34,6 +34,7 @@ import numpy  # host arrays only: these kernels run on NumPy's memory
 from .fast_paths import native_enabled
 
 _EXTENSION = "cnn_xp.functions._kernels"
+_ABI = 2  # cnn_xp_kernels_abi() of a build whose functions take the arguments below
 _SUFFIX = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
 _P, _I, _D = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_double
 _SIGNATURES = {  # argument types; every function returns nothing
@@ -61,6 +62,9 @@ def _library() -> ctypes.CDLL | None:
         return None
     lib = ctypes.CDLL(spec.origin)
     try:
+        lib.cnn_xp_kernels_abi.restype, lib.cnn_xp_kernels_abi.argtypes = ctypes.c_int, ()
+        if lib.cnn_xp_kernels_abi() != _ABI:
+            raise AttributeError(f"their arguments are version {lib.cnn_xp_kernels_abi()}, not {_ABI}")
         lib.winograd_scratch.restype, lib.winograd_scratch.argtypes = _I, (_I, _I)
         for name, argtypes in _SIGNATURES.items():
             for suffix in _SUFFIX.values():

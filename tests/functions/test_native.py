@@ -355,15 +355,24 @@ def test_adam_leaves_what_it_cannot_update_in_place_to_numpy():
     assert not native.adam_accepts(*mixed)
 
 
-def test_kernels_older_than_their_sources_warn_and_step_aside(monkeypatch):
-    """An editable install whose extension was built before a kernel was added: the NumPy passes
-    run, with a warning that says how to rebuild, instead of a crash."""
-
+@pytest.mark.parametrize("stale", ["a kernel missing", "other arguments"])
+def test_kernels_older_than_their_sources_warn_and_step_aside(monkeypatch, stale):
+    """An editable install whose extension was built from older sources (a kernel added since,
+    or a kernel's arguments changed): the NumPy passes run, with a warning that says how to
+    rebuild, instead of a crash or a call with the wrong arguments."""
     real = ctypes.CDLL
 
-    class Stale:  # a library with only its first function
+    class OlderVersion:  # what cnn_xp_kernels_abi() of an older build answers
+        restype = argtypes = None
+
+        def __call__(self):
+            return native._ABI - 1
+
+    class Stale:  # the real library's first two functions only, or an older version number
         def __init__(self, path):
-            self.winograd_scratch = real(path).winograd_scratch
+            lib = real(path)
+            self.cnn_xp_kernels_abi = OlderVersion() if stale == "other arguments" else lib.cnn_xp_kernels_abi
+            self.winograd_scratch = lib.winograd_scratch
 
     monkeypatch.setattr(native.ctypes, "CDLL", Stale)
     native._library.cache_clear()
