@@ -39,31 +39,40 @@ idx winograd_scratch(idx th, idx t1)
 
 #define DEFINE_TRANSFORMS(T_, S_)                                                                  \
                                                                                                    \
-/* x's plane (h, w) -> the four quarters q (2, 2, th + 1, t1), zero-padded by (ph, pw). */         \
-static void quarters_##S_(const T_ *restrict x, idx h, idx w, idx ph, idx pw, idx th, idx t1,      \
-                          T_ *restrict q)                                                          \
+/* B^T (d0, d1, d2, d3) = (d0 - d2, d1 + d2, d2 - d1, d1 - d3), one element of four rows. */      \
+static inline void bt_##S_(T_ d0, T_ d1, T_ d2, T_ d3, T_ *o0, T_ *o1, T_ *o2, T_ *o3)             \
+{                                                                                                  \
+    *o0 = d0 - d2;                                                                                 \
+    *o1 = d1 + d2;                                                                                 \
+    *o2 = d2 - d1;                                                                                 \
+    *o3 = d1 - d3;                                                                                 \
+}                                                                                                  \
+                                                                                                   \
+/* A^T's adjoint: (g0, g1) -> (g0, g0 + g1, g0 - g1, 0 - g1), one element. */                    \
+static inline void at_adjoint_##S_(T_ g0, T_ g1, T_ *o0, T_ *o1, T_ *o2, T_ *o3)                   \
+{                                                                                                  \
+    *o0 = g0;                                                                                      \
+    *o1 = g0 + g1;                                                                                 \
+    *o2 = g0 - g1;                                                                                 \
+    *o3 = 0 - g1;                                                                                  \
+}                                                                                                  \
+                                                                                                   \
+/* Copies between x's plane (h, w) and the four quarters q (2, 2, th + 1, t1) of that plane     */ \
+/* zero-padded by (ph, pw): into the quarters if to_q, else back (padding dropped).             */ \
+static void quarters_##S_(T_ *restrict x, idx h, idx w, idx ph, idx pw, idx th, idx t1,            \
+                          T_ *restrict q, int to_q)                                                \
 {                                                                                                  \
     idx size = (th + 1) * t1;                                                                      \
     for (idx y = 0; y < h; y++)                                                                    \
         for (idx cp = 0; cp < 2; cp++) {                                                           \
             idx x0 = (pw + cp) & 1; /* first column of x that lands in this column parity */       \
-            const T_ *s = x + y * w + x0;                                                          \
-            T_ *d = q + (((ph + y) & 1) * 2 + cp) * size + ((ph + y) >> 1) * t1 + ((pw + x0) >> 1); \
-            for (idx k = 0; k < (w - x0 + 1) / 2; k++) d[k] = s[2 * k];                            \
-        }                                                                                          \
-}                                                                                                  \
-                                                                                                   \
-/* the inverse: the quarters q -> x's plane (h, w), padding dropped. */                            \
-static void unquarter_##S_(const T_ *restrict q, idx h, idx w, idx ph, idx pw, idx th, idx t1,     \
-                           T_ *restrict x)                                                         \
-{                                                                                                  \
-    idx size = (th + 1) * t1;                                                                      \
-    for (idx y = 0; y < h; y++)                                                                    \
-        for (idx cp = 0; cp < 2; cp++) {                                                           \
-            idx x0 = (pw + cp) & 1;                                                                \
-            T_ *d = x + y * w + x0;                                                                \
-            const T_ *s = q + (((ph + y) & 1) * 2 + cp) * size + ((ph + y) >> 1) * t1 + ((pw + x0) >> 1); \
-            for (idx k = 0; k < (w - x0 + 1) / 2; k++) d[2 * k] = s[k];                            \
+            T_ *row = x + y * w + x0;                                                              \
+            T_ *quarter = q + (((ph + y) & 1) * 2 + cp) * size + ((ph + y) >> 1) * t1 + ((pw + x0) >> 1); \
+            idx count = (w - x0 + 1) / 2;                                                          \
+            if (to_q)                                                                              \
+                for (idx k = 0; k < count; k++) quarter[k] = row[2 * k];                           \
+            else                                                                                   \
+                for (idx k = 0; k < count; k++) row[2 * k] = quarter[k];                           \
         }                                                                                          \
 }                                                                                                  \
                                                                                                    \
@@ -77,18 +86,14 @@ void winograd_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx p
     for (idx k = 0; k < 8; k++) r[k * (plane + 1) + plane] = 0; /* read by the last junk tile */   \
     for (idx ci = 0; ci < c; ci++)                                                                 \
         for (idx img = 0; img < n; img++) {                                                        \
-            quarters_##S_(x + (img * c + ci) * h * w, h, w, ph, pw, th, t1, q);                    \
+            quarters_##S_((T_ *)x + (img * c + ci) * h * w, h, w, ph, pw, th, t1, q, 1);           \
             for (idx cp = 0; cp < 2; cp++) {                                                       \
                 const T_ *d0 = q + cp * size, *d1 = q + (2 + cp) * size, *d2 = d0 + t1,            \
                          *d3 = d1 + t1;                                                            \
                 T_ *r0 = r + cp * (plane + 1), *r1 = r0 + 2 * (plane + 1), *r2 = r1 + 2 * (plane + 1), \
                    *r3 = r2 + 2 * (plane + 1);                                                     \
-                for (idx m = 0; m < plane; m++) {                                                  \
-                    r0[m] = d0[m] - d2[m];                                                         \
-                    r1[m] = d1[m] + d2[m];                                                         \
-                    r2[m] = d2[m] - d1[m];                                                         \
-                    r3[m] = d1[m] - d3[m];                                                         \
-                }                                                                                  \
+                for (idx m = 0; m < plane; m++)                                                    \
+                    bt_##S_(d0[m], d1[m], d2[m], d3[m], r0 + m, r1 + m, r2 + m, r3 + m);           \
             }                                                                                      \
             for (idx a = 0; a < 4; a++) {  /* . B along the rows */                                \
                 const T_ *e0 = r + 2 * a * (plane + 1), *e1 = e0 + plane + 1, *e2 = e0 + 1,        \
@@ -98,10 +103,7 @@ void winograd_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx p
                 for (idx i = 0; i < th; i++)                                                       \
                     for (idx j = 0; j < tw; j++) {                                                 \
                         idx m = i * t1 + j, o = i * tw + j;                                        \
-                        o0[o] = e0[m] - e2[m];                                                     \
-                        o1[o] = e1[m] + e2[m];                                                     \
-                        o2[o] = e2[m] - e1[m];                                                     \
-                        o3[o] = e1[m] - e3[m];                                                     \
+                        bt_##S_(e0[m], e1[m], e2[m], e3[m], o0 + o, o1 + o, o2 + o, o3 + o);       \
                     }                                                                              \
             }                                                                                      \
         }                                                                                          \
@@ -152,7 +154,7 @@ void winograd_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w,
                     od[m] = 0 - g3[m - t1];                                                        \
                 }                                                                                  \
             }                                                                                      \
-            unquarter_##S_(q, h, w, ph, pw, th, t1, dx + (img * c + ci) * h * w);                  \
+            quarters_##S_(dx + (img * c + ci) * h * w, h, w, ph, pw, th, t1, q, 0);                \
         }                                                                                          \
 }                                                                                                  \
                                                                                                    \
@@ -187,7 +189,7 @@ void winograd_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx
                     od[j] = (g1[j] - g2[j]) - g3[j];                                               \
                 }                                                                                  \
             }                                                                                      \
-            unquarter_##S_(q, oh, ow, 0, 0, th, t1, y + (img * fn + f) * oh * ow);                 \
+            quarters_##S_(y + (img * fn + f) * oh * ow, oh, ow, 0, 0, th, t1, q, 0);               \
         }                                                                                          \
 }                                                                                                  \
                                                                                                    \
@@ -200,16 +202,12 @@ void winograd_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx
     memset(q, 0, sizeof(T_) * (size_t)(4 * size)); /* junk tiles and a short last row or column */ \
     for (idx f = 0; f < fn; f++)                                                                   \
         for (idx img = 0; img < n; img++) {                                                        \
-            quarters_##S_(dy + (img * fn + f) * oh * ow, oh, ow, 0, 0, th, t1, q);                 \
+            quarters_##S_((T_ *)dy + (img * fn + f) * oh * ow, oh, ow, 0, 0, th, t1, q, 1);        \
             for (idx a = 0; a < 2; a++) {  /* (g0, g1) -> (g0, g0 + g1, g0 - g1, 0 - g1) */        \
                 const T_ *g0 = q + 2 * a * size, *g1 = g0 + size;                                  \
                 T_ *r0 = r + 4 * a * plane, *r1 = r0 + plane, *r2 = r1 + plane, *r3 = r2 + plane;  \
-                for (idx j = 0; j < plane; j++) {                                                  \
-                    r0[j] = g0[j];                                                                 \
-                    r1[j] = g0[j] + g1[j];                                                         \
-                    r2[j] = g0[j] - g1[j];                                                         \
-                    r3[j] = 0 - g1[j];                                                             \
-                }                                                                                  \
+                for (idx j = 0; j < plane; j++)                                                    \
+                    at_adjoint_##S_(g0[j], g1[j], r0 + j, r1 + j, r2 + j, r3 + j);                 \
             }                                                                                      \
             T_ *mt = dm + (f * n + img) * th * tw;                                                 \
             for (idx k = 0; k < 4; k++) {  /* ... the same down the columns */                     \
@@ -218,10 +216,7 @@ void winograd_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx
                 for (idx i = 0; i < th; i++)                                                       \
                     for (idx j = 0; j < tw; j++) {                                                 \
                         idx s = i * t1 + j, o = i * tw + j;                                        \
-                        m0[o] = g0[s];                                                             \
-                        m1[o] = g0[s] + g1[s];                                                     \
-                        m2[o] = g0[s] - g1[s];                                                     \
-                        m3[o] = 0 - g1[s];                                                         \
+                        at_adjoint_##S_(g0[s], g1[s], m0 + o, m1 + o, m2 + o, m3 + o);             \
                     }                                                                              \
             }                                                                                      \
         }                                                                                          \
