@@ -127,3 +127,21 @@ def test_a_closed_pipe_stops_the_program_quietly():
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 141, err
     assert b"Traceback" not in err and b"BrokenPipeError" not in err
+
+
+def test_a_workers_peak_memory_is_its_own_not_its_parents():
+    """A worker started by a parent that once held 400 MiB (as the benchmark's parent holds
+    PyTorch's libraries with --compare torch) reports its own peak: ru_maxrss alone would report
+    the parent's (it keeps the larger of the peaks before and after exec), which made every
+    cnn_xp row read 221 MiB."""
+    code = (
+        "import subprocess, sys\n"
+        "big = bytearray(400 * 2**20)\n"  # touched: 400 MiB resident in the parent
+        "big[:: 4096] = b'x' * len(big[:: 4096])\n"
+        "out = subprocess.run([sys.executable, '-c', 'from cnn_xp.cli.bench import _peak_rss_mib; "
+        "print(_peak_rss_mib())'], capture_output=True, text=True, check=True)\n"
+        "print(out.stdout.strip())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    peak = float(result.stdout.strip())
+    assert 10 < peak < 200, f"the worker reported {peak:.0f} MiB"

@@ -38,7 +38,21 @@ MODES = ("train", "infer")
 
 
 def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    """This process's peak resident memory since it started its program, in MiB.
+
+    Linux's ``VmHWM`` (the high-water mark of the memory the program runs in) when there is one:
+    ``getrusage``'s ``ru_maxrss`` also counts the memory of the parent the worker was started
+    from (it keeps the larger of the peaks before and after ``exec``), so every cnn_xp worker
+    of ``--compare torch`` read the parent's 221 MiB, PyTorch imported, instead of its own
+    130-160 MiB (measured 2026-11-24)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB; macOS: bytes
 
 
 def _cnn_xp_worker(model: str, mode: str, device: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
