@@ -82,7 +82,7 @@ def versions() -> list[tuple[str, str]]:
 
 
 def _native_state() -> str:
-    """Whether the CPU's Winograd transforms run compiled (cnn_xp.functions.native)."""
+    """Whether the CPU's compiled kernels run (cnn_xp.functions.native)."""
     from ..functions import native
     from ..functions.fast_paths import native_enabled
 

@@ -31,7 +31,7 @@ free memory, since there every chunk costs kernel launches rather than cache mis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..backend import (
@@ -272,6 +272,16 @@ def _winograd_blocks(t: winograd.Tiling, itemsize: int) -> list[tuple[int, int]]
     return [(s, min(s + size, t.n)) for s in range(0, t.n, size)]
 
 
+def _winograd_views(t: winograd.Tiling, xp: Any, dtype: Any) -> list[tuple[slice, slice, winograd.Tiling]]:
+    """Per block of :func:`_winograd_blocks`: its images (a slice of the batch axis), its tiles
+    (a slice of V's and M's last axis) and its own tiling."""
+    per_image = t.th * t.row_tiles
+    return [
+        (slice(s, e), slice(s * per_image, e * per_image), replace(t, n=e - s))
+        for s, e in _winograd_blocks(t, xp.finfo(dtype).bits // 8)
+    ]
+
+
 class _Winograd:
     dx_is_new = True  # grads' dx is a new C-contiguous (n, C, H, W) array
 
@@ -292,14 +302,12 @@ class _Winograd:
         xp = get_array_module(cols, W)
         t = winograd.tiling(x_shape, st.pad, st.compact)
         U = winograd.transform_filters(W)
-        blocks = _winograd_blocks(t, xp.finfo(cols.dtype).bits // 8)
+        blocks = _winograd_views(t, xp, cols.dtype)
         if len(blocks) == 1:
             return winograd.transform_output(xp.matmul(U, cols), b, t)
         y = xp.empty((t.n, W.shape[0], t.oh, t.ow), dtype=cols.dtype, device=array_device(cols))
-        plane = t.th * t.row_tiles
-        for s, e in blocks:
-            block = winograd.tiling((e - s, *x_shape[1:]), st.pad, st.compact)
-            y[s:e, ...] = winograd.transform_output(xp.matmul(U, cols[:, :, s * plane : e * plane]), b, block)
+        for images, tiles, block in blocks:
+            y[images, ...] = winograd.transform_output(xp.matmul(U, cols[:, :, tiles]), b, block)
         return y
 
     @staticmethod
@@ -310,22 +318,20 @@ class _Winograd:
         fn, c = W.shape[0], W.shape[1]
         t = winograd.tiling(x_shape, st.pad, st.compact)
         Ut = winograd.transform_filters(W).mT if need_dx else None
-        blocks = _winograd_blocks(t, xp.finfo(cols.dtype).bits // 8)
-        plane = t.th * t.row_tiles
+        blocks = _winograd_views(t, xp, cols.dtype)
         dx = xp.empty(x_shape, dtype=dy.dtype, device=array_device(dy)) if need_dx and len(blocks) > 1 else None
         dU = None
-        for s, e in blocks:
-            block = winograd.tiling((e - s, *x_shape[1:]), st.pad, st.compact)
-            V = cols if len(blocks) == 1 else cols[:, :, s * plane : e * plane]
-            dM = winograd.output_gradient(dy if len(blocks) == 1 else dy[s:e, ...], block)  # (16, FN, T)
+        for images, tiles, block in blocks:
+            V = cols[:, :, tiles]
+            dM = winograd.output_gradient(dy[images, ...], block)  # (16, FN, T)
             dUb = xp.matmul(dM, V.mT)
             dU = dUb if dU is None else dU + dUb
             if Ut is not None:
                 dxb = winograd.input_gradient(xp.matmul(Ut, dM), block)  # from dV (16, C, T)
-                if dx is None:
+                if dx is None:  # one block: its dx is the batch's, no copy
                     dx = dxb
                 else:
-                    dx[s:e, ...] = dxb
+                    dx[images, ...] = dxb
         assert dU is not None  # one block at least (the batch is not empty here)
         return dx, winograd.filter_gradient(dU, fn, c)
 

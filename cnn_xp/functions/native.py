@@ -113,7 +113,9 @@ def transform_input(x: numpy.ndarray, t: Any, out: numpy.ndarray) -> numpy.ndarr
     """V (16, C, T) of x (n, C, H, W), written into ``out`` (16 * C * T,): as
     :func:`cnn_xp.functions.winograd.transform_input` (the junk tiles' values aside)."""
     x = numpy.ascontiguousarray(x)
-    v = numpy.reshape(out, (16, t.c, t.tiles))  # out is a workspace's contiguous buffer: a view
+    if not (out.flags.c_contiguous and out.size == 16 * t.c * t.tiles):
+        raise ValueError(f"out: expected a contiguous buffer of {16 * t.c * t.tiles} elements, got shape {out.shape}")
+    v = numpy.reshape(out, (16, t.c, t.tiles))  # a view: the kernel writes into out
     _winograd("input", t, x, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, t.row_tiles, v)
     return v
 

@@ -400,3 +400,14 @@ def test_a_backward_keeps_the_layout_its_forward_chose():
     assert not state_ref.compact
     for got, want in ((y, y_ref), (dx, dx_ref), (dW, dW_ref), (db, db_ref)):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_transform_input_refuses_an_out_it_cannot_write_into():
+    """A buffer the kernel cannot fill in place (strided, or of another size) is refused before
+    any work, rather than filled through a copy the caller never sees."""
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    t = winograd.tiling(x.shape, (1, 1))
+    size = 16 * t.c * t.tiles
+    for out in (np.empty(2 * size, np.float32)[::2], np.empty(size + 1, np.float32)):
+        with pytest.raises(ValueError, match=f"out: expected a contiguous buffer of {size} elements"):
+            native.transform_input(x, t, out)
