@@ -131,6 +131,21 @@ def test_the_backward_transforms_are_the_adjoints_of_the_forward_ones():
     )
 
 
+def test_filter_transform_is_g_g_gt_exactly():
+    """U = G g G^T per filter, against G of Lavin & Gray written out here; integer filters make
+    every product and sum exact, so the one matrix product must match to the bit."""
+    g = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    W = np.random.default_rng(5).integers(-8, 9, size=(3, 2, 3, 3)).astype(np.float32)
+    want = np.einsum("ik,fckl,jl->ijfc", g, W.astype(np.float64), g).reshape(16, 3, 2)
+    u = winograd.transform_filters(W)
+    assert u.dtype == np.float32 and u.shape == (16, 3, 2)
+    np.testing.assert_array_equal(u, want)
+    dU = np.random.default_rng(6).integers(-8, 9, size=(16, 3, 2)).astype(np.float32)
+    dW = winograd.filter_gradient(dU, 3, 2)
+    assert dW.dtype == np.float32 and dW.shape == (3, 2, 3, 3) and dW.flags.c_contiguous
+    np.testing.assert_array_equal(dW, np.einsum("ik,ijfc,jl->fckl", g, dU.reshape(4, 4, 3, 2).astype(np.float64), g))
+
+
 def test_junk_tiles_get_zero_gradient():
     """The last tile of each tile row straddles two rows: its output is dropped, so its gradient
     must be exactly zero (else it would leak into the neighbouring row's input gradient)."""
