@@ -19,6 +19,7 @@ setup(
             "cnn_xp.functions._kernels",
             sources=[
                 "cnn_xp/functions/_winograd.c",
+                "cnn_xp/functions/_winograd4.c",
                 "cnn_xp/functions/_pooling.c",
                 "cnn_xp/functions/_relu.c",
                 "cnn_xp/functions/_adam.c",

@@ -15,7 +15,9 @@ Three paths compute the same function (the tests hold them to each other):
   gradient with the flipped kernel -- another flat-rows im2col and one matrix product -- when
   C >= FN, else ``W.T @ dy`` folded back along the same flat rows (whichever moves less data).
 * **Winograd** F(2x2, 3x3) (3x3 kernels, stride 1, more than one input channel, on the CPU only):
-  :mod:`cnn_xp.functions.winograd`, 16 matrix products of 2.25x fewer multiplications in all.
+  :mod:`cnn_xp.functions.winograd`, 16 matrix products of 2.25x fewer multiplications in all;
+  with the compiled transforms F(4x4, 3x3) where its tiles need fewer products (36 matrix
+  products, 4x fewer multiplications).
   Its "columns" are the transformed input patches.  On a GPU its dozen element-wise transforms
   would be a dozen kernel launches where the flat rows need one copy, so a GPU keeps the flat
   rows.  ``CNN_XP_WINOGRAD=0`` or :func:`~cnn_xp.functions.fast_paths.direct_convolution`
@@ -44,7 +46,7 @@ from ..backend import (
 )
 from . import native, winograd
 from .conv_utils import window_output_shape
-from .fast_paths import fast_paths_enabled, winograd_enabled
+from .fast_paths import fast_paths_enabled, winograd_enabled, winograd_max_tile
 from .im2col import fold, unfold
 from .workspace import Workspace
 
@@ -72,6 +74,7 @@ class ConvState:
     cols: Array | None  # columns of the last chunk, while still valid
     workspace: Workspace | None  # where the fast paths build their columns
     compact: bool = False  # Winograd: the compiled transforms' layout, no junk tiles (fixed at forward)
+    tile: int = 2  # Winograd: output tiles of tile x tile pixels, F(2x2, 3x3) or F(4x4, 3x3) (fixed at forward)
 
 
 # --------------------------------------------------------------------------- generic path
@@ -264,21 +267,28 @@ other thread's shard is using too.  On DeepConvNet's 28x28 and 14x14 layers, two
 once, one shard of 50 images each, forward + backward: 19-28% faster than one block of 50."""
 
 
-def _winograd_blocks(t: winograd.Tiling, itemsize: int) -> list[tuple[int, int]]:
-    """(first, stop) images of each block: at least :data:`winograd_block_tiles` tiles, and at
-    most :data:`winograd_block_bytes` of transformed patches unless that is fewer tiles."""
+def _winograd_block_size(t: winograd.Tiling, itemsize: int) -> int:
+    """Images per block: at least :data:`winograd_block_tiles` tiles, and at most
+    :data:`winograd_block_bytes` of transformed patches unless that is fewer tiles."""
     per_image = t.th * t.row_tiles
-    size = max(1, -(-winograd_block_tiles // per_image), winograd_block_bytes // (16 * t.c * per_image * itemsize))
-    return [(s, min(s + size, t.n)) for s in range(0, t.n, size)]
+    return max(1, -(-winograd_block_tiles // per_image), winograd_block_bytes // (t.k * t.c * per_image * itemsize))
+
+
+def _winograd_tiling(x_shape: tuple[int, ...], st: ConvState, xp: Any, dtype: Any) -> winograd.Tiling:
+    """The tiling of a convolution of x (n, C, H, W); for F(4x4, 3x3) its groups of images are
+    the blocks (the compiled transforms order the tiles of each group image-innermost)."""
+    t = winograd.tiling(x_shape, st.pad, st.compact, st.tile)
+    return replace(t, group=_winograd_block_size(t, xp.finfo(dtype).bits // 8)) if t.m == 4 else t
 
 
 def _winograd_views(t: winograd.Tiling, xp: Any, dtype: Any) -> list[tuple[slice, slice, winograd.Tiling]]:
-    """Per block of :func:`_winograd_blocks`: its images (a slice of the batch axis), its tiles
-    (a slice of V's and M's last axis) and its own tiling."""
+    """Per block of images: its images (a slice of the batch axis), its tiles (a slice of V's and
+    M's last axis) and its own tiling."""
     per_image = t.th * t.row_tiles
+    size = _winograd_block_size(t, xp.finfo(dtype).bits // 8)
     return [
         (slice(s, e), slice(s * per_image, e * per_image), replace(t, n=e - s))
-        for s, e in _winograd_blocks(t, xp.finfo(dtype).bits // 8)
+        for s, e in ((s, min(s + size, t.n)) for s in range(0, t.n, size))
     ]
 
 
@@ -293,15 +303,15 @@ class _Winograd:
     @staticmethod
     def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
         """V (16, C, T): the transformed 4x4 input patches of x (n, C, H, W)."""
-        t = winograd.tiling(tuple(x.shape), st.pad, st.compact)
-        return winograd.transform_input(x, t, ws.take((16 * t.c * t.tiles,), like=x))
+        t = _winograd_tiling(tuple(x.shape), st, get_array_module(x), x.dtype)
+        return winograd.transform_input(x, t, ws.take((t.k * t.c * t.tiles,), like=x))
 
     @staticmethod
     def product(cols: Array, W: Array, b: Array, x_shape: tuple[int, ...], st: ConvState) -> Array:
-        """y (n, FN, OH, OW), block by block of images (see :func:`_winograd_blocks`)."""
+        """y (n, FN, OH, OW), block by block of images (see :func:`_winograd_block_size`)."""
         xp = get_array_module(cols, W)
-        t = winograd.tiling(x_shape, st.pad, st.compact)
-        U = winograd.transform_filters(W)
+        t = _winograd_tiling(x_shape, st, xp, cols.dtype)
+        U = winograd.transform_filters(W, t.m)
         blocks = _winograd_views(t, xp, cols.dtype)
         if len(blocks) == 1:
             return winograd.transform_output(xp.matmul(U, cols), b, t)
@@ -316,8 +326,8 @@ class _Winograd:
     ) -> tuple[Array | None, Array]:
         xp = get_array_module(dy, W)
         fn, c = W.shape[0], W.shape[1]
-        t = winograd.tiling(x_shape, st.pad, st.compact)
-        Ut = winograd.transform_filters(W).mT if need_dx else None
+        t = _winograd_tiling(x_shape, st, xp, cols.dtype)
+        Ut = winograd.transform_filters(W, t.m).mT if need_dx else None
         blocks = _winograd_views(t, xp, cols.dtype)
         dx = xp.empty(x_shape, dtype=dy.dtype, device=array_device(dy)) if need_dx and len(blocks) > 1 else None
         dU = None
@@ -334,6 +344,16 @@ class _Winograd:
                     dx[images, ...] = dxb
         assert dU is not None  # one block at least (the batch is not empty here)
         return dx, winograd.filter_gradient(dU, fn, c)
+
+
+def _winograd_tile(x_shape: tuple[int, ...], pad: tuple[int, int]) -> int:
+    """The output tile of a Winograd convolution run by the compiled transforms: 4 (F(4x4, 3x3))
+    where it takes fewer products than F(2x2, 3x3) -- every one of DeepConvNet's 3x3 layers; on
+    8x8 outputs 144 against 256 per channel pair -- unless :func:`winograd_max_tile` says 2."""
+    if winograd_max_tile() < 4:
+        return 2
+    small, large = (winograd.tiling(x_shape, pad, True, m) for m in (2, 4))
+    return 4 if large.k * large.tiles < small.k * small.tiles else 2
 
 
 _PATHS: dict[str, Any] = {"generic": _Generic, "flat_rows": _FlatRows, "winograd": _Winograd}
@@ -400,8 +420,9 @@ def conv2d_forward(
         budget, ws = (chunk_bytes if gpu_bytes is None else gpu_bytes) // itemsize, Workspace()
     chunk = max(1, min(n, budget // per_image))
     compact = name == "winograd" and native.accepts(x)  # products without junk tiles
+    tile = _winograd_tile(tuple(x.shape), (pad[0], pad[1])) if compact else 2
     state = ConvState(
-        x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, name, None, ws if ws is workspace else None, compact
+        x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, name, None, ws if ws is workspace else None, compact, tile
     )
     if chunk >= n:  # one chunk: the product is the output (no copy into y)
         cols = path.cols(x, kh, kw, state, ws)

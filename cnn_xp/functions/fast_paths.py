@@ -4,10 +4,12 @@ Every fast path computes exactly what the generic path computes (the tests compa
 switches exist so that the comparison, and a benchmark of the difference, can be made.  Fast
 paths are on unless the environment sets ``CNN_XP_FAST_PATHS=0``.
 
-One fast path has its own switch: Winograd F(2x2, 3x3) for the CPU's 3x3 stride-1 convolutions
+One fast path has its own switch: Winograd for the CPU's 3x3 stride-1 convolutions
 (:mod:`cnn_xp.functions.winograd`) computes the same function with different float rounding, so
 it can be turned off alone -- ``CNN_XP_WINOGRAD=0`` or :func:`direct_convolution` -- leaving the
-direct (flat-rows im2col) path.
+direct (flat-rows im2col) path.  Its larger tiles, F(4x4, 3x3), round more (float32 errors of
+about 1e-5 of the output's magnitude against 5e-7); ``CNN_XP_WINOGRAD=2`` or
+:func:`small_winograd_tiles` keeps to F(2x2, 3x3).
 
 The Winograd transforms and max pooling run as compiled C on NumPy arrays where the extension
 was built (:mod:`cnn_xp.functions.native`), with the results of the NumPy passes;
@@ -22,6 +24,7 @@ from contextlib import contextmanager
 
 _enabled = os.environ.get("CNN_XP_FAST_PATHS", "1").strip() != "0"
 _winograd = os.environ.get("CNN_XP_WINOGRAD", "1").strip() != "0"
+_winograd_tile = 2 if os.environ.get("CNN_XP_WINOGRAD", "1").strip() == "2" else 4
 _native = os.environ.get("CNN_XP_NATIVE", "1").strip() != "0"
 
 
@@ -57,6 +60,24 @@ def direct_convolution() -> Iterator[None]:
         yield
     finally:
         _winograd = saved
+
+
+def winograd_max_tile() -> int:
+    """The largest Winograd output tile: 4 (F(4x4, 3x3) where it pays), or 2 (F(2x2, 3x3) only:
+    ``CNN_XP_WINOGRAD=2`` or :func:`small_winograd_tiles`)."""
+    return _winograd_tile
+
+
+@contextmanager
+def small_winograd_tiles() -> Iterator[None]:
+    """``with small_winograd_tiles(): ...``: Winograd convolutions inside the block use F(2x2, 3x3)
+    only, whose float32 results are closer to the direct path's than F(4x4, 3x3)'s."""
+    global _winograd_tile
+    saved, _winograd_tile = _winograd_tile, 2
+    try:
+        yield
+    finally:
+        _winograd_tile = saved
 
 
 def native_enabled() -> bool:

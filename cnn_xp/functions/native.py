@@ -5,6 +5,8 @@ well, and go over one image plane (or one array) at a time while it sits in cach
 
 * the four Winograd transforms of :mod:`cnn_xp.functions.winograd` (``_winograd.c``): the same
   additions in the same order, so bit for bit the NumPy passes' results;
+* the four transforms of F(4x4, 3x3) (``_winograd4.c``), which have no NumPy twin: the tests
+  hold them to PyTorch's convolution and to the adjoint identities;
 * max pooling of :class:`cnn_xp.layers.Pooling` (``_pooling.c``): the same maxima and the same
   winners (the first maximum in row-major order; NaN and padding as NumPy's passes treat them),
   the forward keeping each output's winner (one byte) for the backward;
@@ -34,7 +36,7 @@ import numpy  # host arrays only: these kernels run on NumPy's memory
 from .fast_paths import native_enabled
 
 _EXTENSION = "cnn_xp.functions._kernels"
-_ABI = 2  # cnn_xp_kernels_abi() of a build whose functions take the arguments below
+_ABI = 3  # cnn_xp_kernels_abi() of a build whose functions take the arguments below
 _SUFFIX = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
 _P, _I, _D = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_double
 _SIGNATURES = {  # argument types; every function returns nothing
@@ -42,6 +44,11 @@ _SIGNATURES = {  # argument types; every function returns nothing
     "winograd_input_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dv, ... the same ..., dx, scratch
     "winograd_output": (_P, _P, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # m, b, n, fn, oh, ow, th, t1, tw, y, scratch
     "winograd_output_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dy, n, fn, oh, ow, th, t1, tw, dm, scratch
+    # x, n, c, h, w, ph, pw, th, tw, nb, v, scratch
+    "winograd4_input": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),
+    "winograd4_input_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dv, ... the same ..., dx, scratch
+    "winograd4_output": (_P, _P, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # m, b, n, fn, oh, ow, th, tw, nb, y, scratch
+    "winograd4_output_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dy, n, fn, oh, ow, th, tw, nb, dm, scratch
     # x, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, y, winners
     "max_pool": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),
     # dy, winners, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, dx
@@ -66,6 +73,7 @@ def _library() -> ctypes.CDLL | None:
         if lib.cnn_xp_kernels_abi() != _ABI:
             raise AttributeError(f"their arguments are version {lib.cnn_xp_kernels_abi()}, not {_ABI}")
         lib.winograd_scratch.restype, lib.winograd_scratch.argtypes = _I, (_I, _I)
+        lib.winograd4_scratch.restype, lib.winograd4_scratch.argtypes = _I, (_I, _I, _I)
         for name, argtypes in _SIGNATURES.items():
             for suffix in _SUFFIX.values():
                 fn = getattr(lib, f"{name}_{suffix}")
@@ -102,49 +110,57 @@ def _call(name: str, dtype: Any, *args: Any) -> None:
 
 
 def _winograd(name: str, t: Any, first: numpy.ndarray, *args: Any) -> None:
-    """A Winograd transform: ``winograd_<name>(first, *args, scratch)``, scratch one plane's."""
+    """A Winograd transform of tiling ``t``: ``winograd_<name>`` (F(2x2, 3x3)) or
+    ``winograd4_<name>`` (F(4x4, 3x3)) with ``(first, *args, <tile grid>, <out>, scratch)``,
+    the last of ``args`` being the output."""
     lib = _library()
     assert lib is not None
-    scratch = numpy.empty(lib.winograd_scratch(t.th, t.t1), dtype=first.dtype)
-    _call(f"winograd_{name}", first.dtype, first, *args, scratch)
+    if t.m == 2:  # scratch: one plane's
+        prefix, grid, size = "winograd", (t.th, t.t1, t.row_tiles), lib.winograd_scratch(t.th, t.t1)
+    else:  # no junk tiles, images in groups of t.nb; scratch: one group's plane
+        prefix, grid = "winograd4", (t.th, t.row_tiles, t.nb)
+        size = lib.winograd4_scratch(*grid)
+    scratch = numpy.empty(size, dtype=first.dtype)
+    _call(f"{prefix}_{name}", first.dtype, first, *args[:-1], *grid, args[-1], scratch)
 
 
 def transform_input(x: numpy.ndarray, t: Any, out: numpy.ndarray) -> numpy.ndarray:
-    """V (16, C, T) of x (n, C, H, W), written into ``out`` (16 * C * T,): as
+    """V (K, C, T) of x (n, C, H, W), written into ``out`` (K * C * T,), K = t.k: as
     :func:`cnn_xp.functions.winograd.transform_input` (the junk tiles' values aside)."""
     x = numpy.ascontiguousarray(x)
-    if not (out.flags.c_contiguous and out.size == 16 * t.c * t.tiles):
-        raise ValueError(f"out: expected a contiguous buffer of {16 * t.c * t.tiles} elements, got shape {out.shape}")
-    v = numpy.reshape(out, (16, t.c, t.tiles))  # a view: the kernel writes into out
-    _winograd("input", t, x, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, t.row_tiles, v)
+    size = t.k * t.c * t.tiles
+    if not (out.flags.c_contiguous and out.size == size):
+        raise ValueError(f"out: expected a contiguous buffer of {size} elements, got shape {out.shape}")
+    v = numpy.reshape(out, (t.k, t.c, t.tiles))  # a view: the kernel writes into out
+    _winograd("input", t, x, t.n, t.c, t.h, t.w, t.ph, t.pw, v)
     return v
 
 
 def input_gradient(dV: numpy.ndarray, t: Any) -> numpy.ndarray:
-    """dx (n, C, H, W) from dV (16, C, T): as :func:`cnn_xp.functions.winograd.input_gradient`."""
+    """dx (n, C, H, W) from dV (K, C, T): as :func:`cnn_xp.functions.winograd.input_gradient`."""
     dV = numpy.ascontiguousarray(dV)
     dx = numpy.empty((t.n, t.c, t.h, t.w), dtype=dV.dtype)
-    _winograd("input_grad", t, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, t.th, t.t1, t.row_tiles, dx)
+    _winograd("input_grad", t, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, dx)
     return dx
 
 
 def transform_output(M: numpy.ndarray, b: numpy.ndarray, t: Any) -> numpy.ndarray:
-    """y (n, FN, OH, OW) from M (16, FN, T) and b (FN,): as
+    """y (n, FN, OH, OW) from M (K, FN, T) and b (FN,): as
     :func:`cnn_xp.functions.winograd.transform_output` (M is left as it is)."""
     M = numpy.ascontiguousarray(M)
     b = numpy.ascontiguousarray(b, dtype=M.dtype)
     fn = M.shape[1]
     y = numpy.empty((t.n, fn, t.oh, t.ow), dtype=M.dtype)
-    _winograd("output", t, M, b, t.n, fn, t.oh, t.ow, t.th, t.t1, t.row_tiles, y)
+    _winograd("output", t, M, b, t.n, fn, t.oh, t.ow, y)
     return y
 
 
 def output_gradient(dy: numpy.ndarray, t: Any) -> numpy.ndarray:
-    """dM (16, FN, T) from dy (n, FN, OH, OW): as :func:`cnn_xp.functions.winograd.output_gradient`."""
+    """dM (K, FN, T) from dy (n, FN, OH, OW): as :func:`cnn_xp.functions.winograd.output_gradient`."""
     dy = numpy.ascontiguousarray(dy)
     fn = dy.shape[1]
-    dm = numpy.empty((16, fn, t.tiles), dtype=dy.dtype)
-    _winograd("output_grad", t, dy, t.n, fn, t.oh, t.ow, t.th, t.t1, t.row_tiles, dm)
+    dm = numpy.empty((t.k, fn, t.tiles), dtype=dy.dtype)
+    _winograd("output_grad", t, dy, t.n, fn, t.oh, t.ow, dm)
     return dm
 
 

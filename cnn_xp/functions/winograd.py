@@ -1,4 +1,5 @@
-"""Winograd F(2x2, 3x3): a 3x3, stride-1 convolution with 2.25x fewer multiplications.
+"""Winograd F(2x2, 3x3) and F(4x4, 3x3): a 3x3, stride-1 convolution with 2.25x or 4x fewer
+multiplications.
 
 Each 2x2 block of output pixels (a *tile*) is computed from the 4x4 input patch under it as
 ``A^T [(G g G^T) * (B^T d B)] A`` (Lavin & Gray, "Fast Algorithms for Convolutional Neural
@@ -34,6 +35,17 @@ flat-rows path needs one copy (see :mod:`cnn_xp.functions.conv2d`).  On NumPy ar
 transforms hand over to their compiled twins in :mod:`cnn_xp.functions.native` where those were
 built: the same operations in the same order, one image plane at a time, bit for bit the same
 results as the passes below (which stay the reference, and the path everywhere else).
+
+**F(4x4, 3x3).**  The same scheme with 4x4 output tiles from 6x6 input patches: 36 products per
+tile and channel pair instead of 144, so 36 matrix products with a quarter of the tiles
+(``Tiling(m=4)``, ``K = 36``).  Its transforms exist only compiled (``_winograd4.c``, a group of
+images at a time, tiles ordered (group, tile row, tile column, image); no junk tiles), so the
+convolution takes it only where those run, and only where it needs fewer products than
+F(2x2, 3x3) (:func:`cnn_xp.functions.conv2d._winograd_tile`).  Its transforms hold +-4, +-5,
++-8 and 1/24: float32 results round more.  On the shapes above (three seeds) the error of y,
+dx and dW was 1.5e-6 to 7.7e-6 of the largest magnitude, about ten times F(2x2, 3x3)'s;
+``tests/functions/test_winograd4.py`` holds it to 2e-5.  ``CNN_XP_WINOGRAD=2`` or
+:func:`~cnn_xp.functions.fast_paths.small_winograd_tiles` keeps to F(2x2, 3x3).
 """
 
 from __future__ import annotations
@@ -49,19 +61,37 @@ Array = Any
 # F(2x2, 3x3) (Lavin & Gray 2015): y = A^T [(G g G^T) * (B^T d B)] A.  B^T and A^T are spelled
 # out as additions in the code below.
 _G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
-# G g G^T of a filter g as one (16, 9) matrix, kron(G, G): u[4i + j] = sum_kl G[i][k] G[j][l] g[3k + l].
-# All filters of a layer are then one matrix product (a batch of 4x3 by 3x3 products was 10x slower:
-# 417 against 39 us for a 64x64-channel layer, one thread, AVX-512 EPYC).
-_GG = tuple(tuple(_G[i][k] * _G[j][m] for k in range(3) for m in range(3)) for i in range(4) for j in range(4))
+# F(4x4, 3x3)'s G (points 0, 1, -1, 2, -2, infinity); its B^T and A^T are in _winograd4.c.
+_G4 = (
+    (1 / 4, 0.0, 0.0),
+    (-1 / 6, -1 / 6, -1 / 6),
+    (-1 / 6, 1 / 6, -1 / 6),
+    (1 / 24, 1 / 12, 1 / 6),
+    (1 / 24, -1 / 12, 1 / 6),
+    (0.0, 0.0, 1.0),
+)
+
+
+def _kron(g: tuple[tuple[float, ...], ...]) -> tuple[tuple[float, ...], ...]:
+    """G g G^T of a filter g as one (K, 9) matrix, kron(G, G): u[r * i + j] = sum_km G[i][k] G[j][m] g[3k + m].
+
+    All filters of a layer are then one matrix product (a batch of 4x3 by 3x3 products was 10x
+    slower: 417 against 39 us for a 64x64-channel layer, one thread, AVX-512 EPYC)."""
+    r = range(len(g))
+    return tuple(tuple(g[i][k] * g[j][m] for k in range(3) for m in range(3)) for i in r for j in r)
+
+
+_GG = {2: _kron(_G), 4: _kron(_G4)}
 
 
 @dataclass(frozen=True)
 class Tiling:
-    """The tile geometry of a 3x3 stride-1 convolution of x (n, C, H, W) padded by (ph, pw).
+    """The tile geometry of a 3x3 stride-1 convolution of x (n, C, H, W) padded by (ph, pw),
+    in output tiles of m x m pixels: F(2x2, 3x3) (m = 2) or F(4x4, 3x3) (m = 4).
 
     ``compact``: V and M hold no junk tiles (``row_tiles = t1 - 1`` per tile row), a layout only
     the compiled transforms (:mod:`cnn_xp.functions.native`) read and write; the NumPy passes
-    need the junk tiles."""
+    need the junk tiles.  F(4x4, 3x3) has compiled transforms only, always compact."""
 
     n: int
     c: int
@@ -70,6 +100,23 @@ class Tiling:
     ph: int
     pw: int
     compact: bool = False
+    m: int = 2
+    group: int = 0
+
+    def __post_init__(self) -> None:
+        if self.m not in (2, 4) or (self.m == 4 and not self.compact):
+            raise ValueError(f"m: expected 2, or 4 with compact=True, got m={self.m!r}, compact={self.compact!r}")
+
+    @property
+    def nb(self) -> int:
+        """F(4x4, 3x3): images per group (``group``, or all n if 0); V and M order their tiles
+        (group, tile row, tile column, image in the group)."""
+        return max(1, self.group or self.n)
+
+    @property
+    def k(self) -> int:
+        """Transformed elements per tile and channel: the (m + 2) x (m + 2) input patch."""
+        return (self.m + 2) ** 2
 
     @property
     def oh(self) -> int:
@@ -81,17 +128,17 @@ class Tiling:
 
     @property
     def th(self) -> int:
-        """Tile rows: ceil(OH / 2)."""
-        return (self.oh + 1) // 2
+        """Tile rows: ceil(OH / m)."""
+        return (self.oh + self.m - 1) // self.m
 
     @property
     def t1(self) -> int:
-        """Tiles per tile row, the junk one included: ceil(OW / 2) + 1."""
-        return (self.ow + 1) // 2 + 1
+        """Tiles per tile row, the junk one included: ceil(OW / m) + 1."""
+        return (self.ow + self.m - 1) // self.m + 1
 
     @property
     def wp(self) -> int:
-        """Width of the padded rows, 2 * t1 >= W + 2 * pw."""
+        """Width of the padded rows, 2 * t1 >= W + 2 * pw (F(2x2, 3x3))."""
         return 2 * self.t1
 
     @property
@@ -105,13 +152,14 @@ class Tiling:
         return self.n * self.th * self.row_tiles
 
 
-def tiling(x_shape: tuple[int, ...], pad: tuple[int, int], compact: bool = False) -> Tiling:
+def tiling(x_shape: tuple[int, ...], pad: tuple[int, int], compact: bool = False, m: int = 2) -> Tiling:
     n, c, h, w = x_shape
-    return Tiling(n, c, h, w, pad[0], pad[1], compact)
+    return Tiling(n, c, h, w, pad[0], pad[1], compact, m)
 
 
 def tile_elems(x_shape: tuple[int, ...], pad: tuple[int, int]) -> int:
-    """Elements of the transformed input V per image: 16 * C * TH * T1."""
+    """Elements of F(2x2, 3x3)'s transformed input V per image, junk tiles included: 16 * C * TH * T1
+    (at least F(4x4, 3x3)'s wherever that is used)."""
     t = tiling((1, *x_shape[1:]), pad)
     return 16 * t.c * t.tiles
 
@@ -126,19 +174,20 @@ def _row_spans(pad: int, size: int, parity: int) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------- filters
 
 
-def transform_filters(W: Array) -> Array:
-    """U (16, FN, C) = G g G^T of each filter g of W (FN, C, 3, 3)."""
+def transform_filters(W: Array, m: int = 2) -> Array:
+    """U (K, FN, C) = G g G^T of each filter g of W (FN, C, 3, 3); K = 16 (m = 2) or 36 (m = 4)."""
     xp = get_array_module(W)
     fn, c = W.shape[0], W.shape[1]
-    gg = xp.asarray(_GG, dtype=W.dtype, device=array_device(W))
-    return xp.reshape(xp.matmul(gg, xp.reshape(W, (fn * c, 9)).mT), (16, fn, c))
+    gg = xp.asarray(_GG[m], dtype=W.dtype, device=array_device(W))
+    return xp.reshape(xp.matmul(gg, xp.reshape(W, (fn * c, 9)).mT), (gg.shape[0], fn, c))
 
 
 def filter_gradient(dU: Array, fn: int, c: int) -> Array:
-    """dW (FN, C, 3, 3) = G^T dU G: the adjoint of :func:`transform_filters`."""
+    """dW (FN, C, 3, 3) = G^T dU G: the adjoint of :func:`transform_filters`, dU (K, FN, C)."""
     xp = get_array_module(dU)
-    gg = xp.asarray(_GG, dtype=dU.dtype, device=array_device(dU))
-    return xp.reshape(xp.matmul(xp.reshape(dU, (16, fn * c)).mT, gg), (fn, c, 3, 3))
+    k = dU.shape[0]
+    gg = xp.asarray(_GG[2 if k == 16 else 4], dtype=dU.dtype, device=array_device(dU))
+    return xp.reshape(xp.matmul(xp.reshape(dU, (k, fn * c)).mT, gg), (fn, c, 3, 3))
 
 
 # --------------------------------------------------------------------------- input

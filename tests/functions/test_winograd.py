@@ -1,6 +1,8 @@
-"""Winograd F(2x2, 3x3) (cnn_xp.functions.winograd): against PyTorch and finite differences in
-float64, its float32 error against the direct path's, the adjoint identities its backward rests on,
-and where the convolution takes it (CPU training) and where not (inference, a GPU, the switch)."""
+"""Winograd convolutions (cnn_xp.functions.winograd): against PyTorch and finite differences in
+float64 (with the compiled transforms the convolutions whose output tiles need fewer products run
+F(4x4, 3x3), the others F(2x2, 3x3)), F(2x2, 3x3)'s float32 error against the direct path's, the
+adjoint identities its backward rests on, and where the convolution takes it (CPU training) and
+where not (inference, a GPU, the switch).  F(4x4, 3x3) alone: test_winograd4.py."""
 
 from __future__ import annotations
 
@@ -13,7 +15,13 @@ from cnn_xp import Convolution, no_grad
 from cnn_xp.backend import combine_into
 from cnn_xp.functions import winograd
 from cnn_xp.functions.conv2d import conv2d_backward, conv2d_forward
-from cnn_xp.functions.fast_paths import direct_convolution, generic_paths, numpy_kernels, winograd_enabled
+from cnn_xp.functions.fast_paths import (
+    direct_convolution,
+    generic_paths,
+    numpy_kernels,
+    small_winograd_tiles,
+    winograd_enabled,
+)
 
 from ..helpers import GRAD_RTOL, native_skip_reason, numeric_grad, rel_error
 
@@ -95,14 +103,16 @@ DEEP_LAYERS = [(16, 16, 28, 1), (16, 32, 14, 1), (32, 32, 14, 2), (32, 64, 8, 1)
 
 @pytest.mark.parametrize("layer", DEEP_LAYERS, ids=str)
 def test_float32_error_is_the_direct_paths_order(layer):
-    """The bound documented in cnn_xp.functions.winograd: both paths within 2e-6 of the largest
-    magnitude of a float64 reference (measured 1.6e-7 to 5.7e-7 on these shapes)."""
+    """The bound documented in cnn_xp.functions.winograd: F(2x2, 3x3) and the direct path within
+    2e-6 of the largest magnitude of a float64 reference (measured 1.6e-7 to 5.7e-7 on these
+    shapes).  (F(4x4, 3x3), which these layers take by default: test_winograd4.py.)"""
     c, fn, h, p = layer
     x, W, b, dy, pad = _data((8, c, fn, h, h, (p, p)), seed=1)
     with generic_paths():
         ref = _run(x, W, b, dy, pad)
     low = [a.astype(np.float32) for a in (x, W, b, dy)]
-    wino = _run(*low, pad)
+    with small_winograd_tiles():
+        wino = _run(*low, pad)
     with direct_convolution():
         direct = _run(*low, pad)
     assert wino[-1] == "winograd" and direct[-1] == "flat_rows"
@@ -216,15 +226,16 @@ def test_combine_into_writes_in_place_and_accumulates(backend):
 
 
 def test_blocks_of_images_give_the_whole_batchs_results(monkeypatch, torch):
-    """A shard worked through in blocks of images (conv2d._winograd_blocks) equals the batch done
-    at once up to the rounding of dW's sum over blocks, and PyTorch's result in float64."""
+    """A shard worked through in blocks of images (conv2d._winograd_views) equals the batch done
+    at once up to the rounding of dW's sum over blocks, and PyTorch's result in float64 (with
+    the compiled transforms F(4x4, 3x3): groups of one image against one group of five)."""
     import cnn_xp.functions.conv2d as conv2d
 
     x, W, b, dy, pad = _data((5, 3, 4, 9, 7, (1, 1)))
     whole = _run(x, W, b, dy, pad)
     monkeypatch.setattr(conv2d, "winograd_block_tiles", 1)
     monkeypatch.setattr(conv2d, "winograd_block_bytes", 1)  # one image per block
-    assert len(conv2d._winograd_blocks(winograd.tiling(x.shape, pad), 8)) == 5
+    assert len(conv2d._winograd_views(winograd.tiling(x.shape, pad), np, np.float64)) == 5
     blocked = _run(x, W, b, dy, pad)
     assert blocked[-1] == "winograd"
     for got, want in zip(blocked[:4], whole[:4], strict=True):
@@ -237,16 +248,31 @@ def test_blocks_of_images_give_the_whole_batchs_results(monkeypatch, torch):
 
 
 @pytest.mark.parametrize(
-    ("layer", "images"),
-    [((16, 28), 4), ((16, 14), 18), ((32, 14), 9), ((32, 7), 25), ((64, 7), 25)],
+    ("layer", "m", "images"),
+    [
+        ((16, 28), 2, 4),
+        ((16, 14), 2, 18),
+        ((32, 14), 2, 9),
+        ((32, 8), 2, 25),
+        ((64, 8), 2, 25),
+        ((16, 28), 4, 11),
+        ((16, 14), 4, 32),
+        ((32, 14), 4, 32),
+        ((32, 8), 4, 50),
+        ((64, 8), 4, 50),
+    ],
     ids=str,
 )
-def test_deepconvnets_shards_are_blocked_as_measured(layer, images):
+def test_deepconvnets_shards_are_blocked_as_the_rule_says(layer, m, images):
     """The block sizes the rule gives DeepConvNet's layers (C, H) on a shard of 50 float32 images:
-    the sizes docs/benchmarks.md measured (about 1 MiB of patches, at least 500 tiles)."""
-    from cnn_xp.functions.conv2d import _winograd_blocks
+    about 1 MiB of patches, at least 500 tiles (F(2x2, 3x3)'s sizes measured in docs/benchmarks.md;
+    F(4x4, 3x3)'s the same rule, counted by hand: 49, 16 and 4 compact tiles per image)."""
+    import cnn_xp.functions.conv2d as conv2d
 
     c, h = layer
-    blocks = _winograd_blocks(winograd.tiling((50, c, h, h), (1, 1)), 4)
-    assert blocks[0] == (0, images) and blocks[-1][1] == 50
-    assert all(b[0] == a[1] for a, b in itertools.pairwise(blocks))
+    t = winograd.tiling((50, c, h, h), (1, 1), compact=m == 4, m=m)
+    views = conv2d._winograd_views(t, np, np.float32)
+    assert views[0][0] == slice(0, images) and views[-1][0].stop == 50
+    assert all(b[0].start == a[0].stop for a, b in itertools.pairwise(views))
+    per_image = t.th * t.row_tiles
+    assert all(v[1] == slice(v[0].start * per_image, v[0].stop * per_image) for v in views)
