@@ -341,7 +341,17 @@ def get_array_module(*arrays: Any) -> ModuleType:
     NumPy arrays give ``array_api_compat.numpy``, CuPy arrays ``array_api_compat.cupy``,
     array-API libraries their own namespace.  Arrays of different libraries raise TypeError.
     """
-    return array_api_compat.array_namespace(*(a for a in arrays if a is not None))
+    given = [a for a in arrays if a is not None]
+    if given and all(type(a) is numpy.ndarray for a in given):
+        # the common case, answered without array_namespace's checks: a training step asks
+        # about 160 times per shard (0.5 instead of 4 us each, most of it holding the GIL)
+        return _numpy_namespace()
+    return array_api_compat.array_namespace(*given)
+
+
+@functools.cache
+def _numpy_namespace() -> ModuleType:
+    return array_api_compat.array_namespace(numpy.empty(0))
 
 
 def array_device(x: Any) -> Any:

@@ -58,12 +58,17 @@ def test_get_array_module_takes_namespace_from_arrays():
     x = np.zeros(3)
     assert backend.get_array_module(x) is compat_np
     assert backend.get_array_module(x, None, np.ones(2)) is compat_np
+    assert backend.get_array_module(np.float32(1), x) is compat_np  # a NumPy scalar: not the fast case
+    with pytest.raises(TypeError):
+        backend.get_array_module(None)  # no array at all, as array_namespace says
 
 
 def test_get_array_module_refuses_mixed_libraries():
     xps = pytest.importorskip("array_api_strict")
     with pytest.raises(TypeError):
         backend.get_array_module(np.zeros(2), xps.asarray([1.0]))
+    with pytest.raises(TypeError):
+        backend.get_array_module(xps.asarray([1.0]), np.zeros(2))
 
 
 def test_to_numpy_and_to_cpu_do_not_copy_host_arrays():
