@@ -246,10 +246,12 @@ def _layer_times(net: Any, opt: Any, x: Any, t: Any, steps: int, warmup: int) ->
     med = {k: (statistics.median(fwd[k]), statistics.median(bwd[k]) if bwd[k] else 0.0) for k in names}
     total = sum(f + b for f, b in med.values())
     lines = [f"  layer by layer: {total:.1f} ms (medians of {steps} steps)"]
-    lines += [f"  {'layer':16s} {'path':9s} {'forward ms':>10s} {'backward ms':>11s} {'share':>6s}"]
+    lines += [f"  {'layer':16s} {'path':12s} {'forward ms':>10s} {'backward ms':>11s} {'share':>6s}"]
     for k, (f, b) in med.items():  # path: which code path a convolution took (Convolution.algorithm)
-        path = getattr(net.layers.get(k), "algorithm", None) or ""
-        lines.append(f"  {k:16s} {path:9s} {f:10.2f} {b:11.2f} {100 * (f + b) / total:5.1f}%")
+        layer = net.layers.get(k)
+        path, tile = getattr(layer, "algorithm", None) or "", getattr(layer, "winograd_tile", None)
+        path += f" {tile}x{tile}" if tile else ""
+        lines.append(f"  {k:16s} {path:12s} {f:10.2f} {b:11.2f} {100 * (f + b) / total:5.1f}%")
     return "\n".join(lines)
 
 

@@ -91,6 +91,13 @@ class Convolution(Layer):
         ``"generic"`` (see :mod:`cnn_xp.functions.conv2d`) -- or None before one."""
         return None if self._state is None else self._state.path
 
+    @property
+    def winograd_tile(self) -> int | None:
+        """The output tile of the last forward with gradients when it took Winograd: 2
+        (F(2x2, 3x3)) or 4 (F(4x4, 3x3)); None otherwise."""
+        state = self._state
+        return state.tile if state is not None and state.path == "winograd" else None
+
     def backward(self, dout: Array, need_dx: bool = True) -> Array | None:
         """dx (N, C, H, W); fills dW and db.  ``need_dx=False`` returns None and skips dx's work."""
         state = self._state

@@ -174,9 +174,9 @@ def test_training_takes_it_inference_and_other_kernels_do_not():
     layer = Convolution(W, b, pad=pad)
     with no_grad():
         layer.forward(x)
-    assert layer._state is None and layer.algorithm is None
+    assert layer._state is None and layer.algorithm is None and layer.winograd_tile is None
     layer.forward(x)
-    assert layer.algorithm == "winograd"
+    assert layer.algorithm == "winograd" and layer.winograd_tile == 2  # a 6x6 output: F(2x2, 3x3)
     with no_grad():
         layer.forward(x)  # (the flat rows, keeping nothing)
     assert layer.algorithm == "winograd"  # the last forward with gradients, which backward uses

@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from cnn_xp import Convolution
 from cnn_xp.functions import conv2d, winograd
 from cnn_xp.functions.fast_paths import (
     direct_convolution,
@@ -181,6 +182,15 @@ def test_the_switches_keep_to_f2x2():
         assert conv2d.conv2d_forward(x, W, b, (1, 1), (1, 1))[1].tile == 2
     with direct_convolution():
         assert conv2d.conv2d_forward(x, W, b, (1, 1), (1, 1))[1].path == "flat_rows"
+    layer = Convolution(W, b, pad=1)
+    layer.forward(x)
+    assert (layer.algorithm, layer.winograd_tile) == ("winograd", 4)
+    with small_winograd_tiles():
+        layer.forward(x)
+    assert (layer.algorithm, layer.winograd_tile) == ("winograd", 2)
+    with direct_convolution():
+        layer.forward(x)
+    assert (layer.algorithm, layer.winograd_tile) == ("flat_rows", None)
     code = "from cnn_xp.functions.fast_paths import winograd_max_tile, winograd_enabled; print(winograd_max_tile(), winograd_enabled())"
     for value, want in (("2", "2 True"), ("1", "4 True"), ("0", "4 False")):
         env = {**os.environ, "CNN_XP_WINOGRAD": value}
