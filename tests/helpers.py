@@ -137,3 +137,27 @@ def native_skip_reason() -> str | None:
     if os.environ.get("CNN_XP_REQUIRE_NATIVE") == "1":
         pytest.fail("CNN_XP_REQUIRE_NATIVE=1 but the extension cnn_xp.functions._kernels was not built")
     return "the extension cnn_xp.functions._kernels was not built (no C compiler at install?)"
+
+
+# 3x3 convolutions for the Winograd tests, (N, C, FN, H, W, pad): odd and even outputs (a
+# part-empty last tile row or column), pads 0-2, asymmetric pads, C < FN and C > FN, one image, a
+# one-pixel output, a non-square image
+CONV3X3_CASES = [
+    (2, 3, 4, 6, 6, (1, 1)),
+    (3, 2, 5, 7, 5, (1, 1)),
+    (1, 4, 2, 5, 8, (0, 2)),
+    (2, 5, 3, 3, 3, (0, 0)),
+    (2, 2, 2, 9, 4, (2, 0)),
+    (4, 6, 6, 10, 7, (2, 1)),
+]
+
+
+def conv3x3_data(case: tuple[Any, ...], dtype: Any = np.float64, seed: int = 0) -> tuple[Any, ...]:
+    """x, W (He-scaled), b, dy and pad of a case of :data:`CONV3X3_CASES`, N(0, 1) otherwise."""
+    n, c, fn, h, w, pad = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    W = (rng.standard_normal((fn, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(dtype)
+    b = rng.standard_normal(fn).astype(dtype)
+    dy = rng.standard_normal((n, fn, h + 2 * pad[0] - 2, w + 2 * pad[1] - 2)).astype(dtype)
+    return x, W, b, dy, pad

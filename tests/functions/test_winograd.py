@@ -23,7 +23,7 @@ from cnn_xp.functions.fast_paths import (
     winograd_enabled,
 )
 
-from ..helpers import GRAD_RTOL, native_skip_reason, numeric_grad, rel_error
+from ..helpers import CONV3X3_CASES, GRAD_RTOL, conv3x3_data, native_skip_reason, numeric_grad, rel_error
 
 
 @pytest.fixture(autouse=True, params=["compiled", "numpy"])
@@ -40,26 +40,8 @@ def transforms(request):
     yield request.param
 
 
-# (N, C, FN, H, W, pad): odd and even outputs (a half-empty last tile row or column), pads 0-2,
-# asymmetric pads, C < FN and C > FN, one image, a one-pixel output, a non-square image
-CASES = [
-    (2, 3, 4, 6, 6, (1, 1)),
-    (3, 2, 5, 7, 5, (1, 1)),
-    (1, 4, 2, 5, 8, (0, 2)),
-    (2, 5, 3, 3, 3, (0, 0)),
-    (2, 2, 2, 9, 4, (2, 0)),
-    (4, 6, 6, 10, 7, (2, 1)),
-]
-
-
-def _data(case, dtype=np.float64, seed=0):
-    n, c, fn, h, w, pad = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    W = (rng.standard_normal((fn, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(dtype)
-    b = rng.standard_normal(fn).astype(dtype)
-    dy = rng.standard_normal((n, fn, h + 2 * pad[0] - 2, w + 2 * pad[1] - 2)).astype(dtype)
-    return x, W, b, dy, pad
+CASES = CONV3X3_CASES
+_data = conv3x3_data
 
 
 def _run(x, W, b, dy, pad):

@@ -24,19 +24,12 @@ from cnn_xp.functions.fast_paths import (
     winograd_max_tile,
 )
 
-from ..helpers import native_skip_reason
+from ..helpers import CONV3X3_CASES, conv3x3_data, native_skip_reason
 
-# (N, C, FN, H, W, pad): outputs not a multiple of 4 (a part-empty last tile row or column),
-# pads 0-2, asymmetric pads, C < FN and C > FN, one image, a one-pixel output, a non-square image
-CASES = [
-    (2, 3, 4, 6, 6, (1, 1)),
-    (3, 2, 5, 7, 5, (1, 1)),
-    (1, 4, 2, 5, 8, (0, 2)),
-    (2, 5, 3, 3, 3, (0, 0)),
-    (2, 2, 2, 9, 4, (2, 0)),
-    (5, 6, 6, 10, 7, (2, 1)),
-    (3, 16, 8, 28, 28, (1, 1)),
-]
+# outputs that are not a multiple of 4 (a part-empty last tile row or column), pads 0-2, one
+# image, a one-pixel output, a non-square image; and DeepConvNet's conv2 on 3 images
+CASES = [*CONV3X3_CASES, (3, 16, 8, 28, 28, (1, 1))]
+_data = conv3x3_data
 
 
 @pytest.fixture(autouse=True)
@@ -44,16 +37,6 @@ def _built():
     reason = native_skip_reason()
     if reason is not None:
         pytest.skip(reason)
-
-
-def _data(case, dtype=np.float64, seed=0):
-    n, c, fn, h, w, pad = case
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    W = (rng.standard_normal((fn, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(dtype)
-    b = rng.standard_normal(fn).astype(dtype)
-    dy = rng.standard_normal((n, fn, h + 2 * pad[0] - 2, w + 2 * pad[1] - 2)).astype(dtype)
-    return x, W, b, dy, pad
 
 
 def _tiling(x, pad, group=0):
