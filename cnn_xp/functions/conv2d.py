@@ -297,12 +297,12 @@ class _Winograd:
 
     @staticmethod
     def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
-        """Transformed-input elements per image: 16 * C * tiles."""
+        """Transformed-input elements per image: F(2x2, 3x3)'s 16 * C * tiles, at least F(4x4, 3x3)'s."""
         return winograd.tile_elems(x_shape, pad)
 
     @staticmethod
     def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
-        """V (16, C, T): the transformed 4x4 input patches of x (n, C, H, W)."""
+        """V (K, C, T): the transformed input patches (4x4, or 6x6 for F(4x4, 3x3)) of x (n, C, H, W)."""
         t = _winograd_tiling(tuple(x.shape), st, get_array_module(x), x.dtype)
         return winograd.transform_input(x, t, ws.take((t.k * t.c * t.tiles,), like=x))
 
