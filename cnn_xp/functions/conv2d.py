@@ -17,7 +17,7 @@ Three paths compute the same function (the tests hold them to each other):
 * **Winograd** F(2x2, 3x3) (3x3 kernels, stride 1, more than one input channel, on the CPU only):
   :mod:`cnn_xp.functions.winograd`, 16 matrix products of 2.25x fewer multiplications in all;
   with the compiled transforms F(4x4, 3x3) where its tiles need fewer products (36 matrix
-  products, 4x fewer multiplications).
+  products, 4x fewer multiplications).  Inference (no columns kept) takes only F(4x4, 3x3).
   Its "columns" are the transformed input patches.  On a GPU its dozen element-wise transforms
   would be a dozen kernel launches where the flat rows need one copy, so a GPU keeps the flat
   rows.  ``CNN_XP_WINOGRAD=0`` or :func:`~cnn_xp.functions.fast_paths.direct_convolution`
@@ -365,11 +365,13 @@ def _choose_path(x: Array, W: Array, stride: Any, pad: Any, gpu_bytes: int | Non
     if not fast_paths_enabled() or tuple(stride) != (1, 1):
         return "generic"
     host, c = gpu_bytes is None, W.shape[1]
-    # Winograd in training only: in inference, worked through in chunks of transformed patches,
-    # it was slower than the flat rows (DeepConvNet, batch 1000, 2-core AVX-512 EPYC: 3730-3780
-    # against 4420-4510 img/s), while a training step gained 7% (1230-1246 -> 1314-1336 img/s).
+    # Winograd in training, where the batch's transformed patches are kept for backward.  In
+    # inference (nothing kept: worked through in chunks) only F(4x4, 3x3): F(2x2, 3x3) there was
+    # slower than the flat rows (DeepConvNet, batch 1000, 2-core AVX-512 EPYC: 3730-3780 against
+    # 4420-4510 img/s), F(4x4, 3x3) faster (7683-8448 against 4646-5027 img/s, alternated).
     tiles_fit = x.shape[0] * _Winograd.col_elems(tuple(x.shape), W.shape, stride, pad) <= keep_elems
-    if host and c > 1 and tuple(W.shape[2:]) == (3, 3) and winograd_enabled() and tiles_fit:
+    large_tiles = keep_elems == 0 and native.accepts(x) and _winograd_tile(tuple(x.shape), tuple(pad)) == 4
+    if host and c > 1 and tuple(W.shape[2:]) == (3, 3) and winograd_enabled() and (tiles_fit or large_tiles):
         return "winograd"
     # The flat rows -- on the CPU except for one input channel (a network's data layer): its
     # columns have only KH*KW rows, and one product per image ran forward + backward about 2x

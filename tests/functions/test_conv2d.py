@@ -147,11 +147,18 @@ def test_workspace_follows_dtype_and_keeps_its_buffer_while_it_fits():
     assert ws.capacity(np.zeros(1, np.float64)) == 0
 
 
-def test_inference_without_grad_keeps_nothing_and_bounds_the_columns(monkeypatch):
+@pytest.fixture
+def flat_rows():
+    """The direct path for every 3x3 convolution (with the compiled kernels inference may take
+    Winograd F(4x4, 3x3): tests/functions/test_winograd4.py)."""
+    with direct_convolution():
+        yield
+
+
+def test_inference_without_grad_keeps_nothing_and_bounds_the_columns(monkeypatch, flat_rows):
     x, W, b, dy, pad = _data(CASES[0], np.float32)
     layer = Convolution(W, b, pad=pad)
-    with direct_convolution():  # the path inference takes (Winograd only trains: see _choose_path)
-        expected = layer.forward(x)
+    expected = layer.forward(x)
     fresh = Convolution(W, b, pad=pad)
     per_image = conv2d._FlatRows.col_elems(x.shape, W.shape, (1, 1), pad) * 4
     monkeypatch.setattr(conv2d, "chunk_bytes", 2 * per_image)
@@ -160,7 +167,7 @@ def test_inference_without_grad_keeps_nothing_and_bounds_the_columns(monkeypatch
     np.testing.assert_array_equal(y, expected)
     assert fresh._state is None and fresh._workspace.capacity(x) == 0  # nothing kept, nothing grown
     _, state = conv2d_forward(x, W, b, (1, 1), pad, keep_cols=False)
-    assert state.chunk == 2 and state.cols is None
+    assert state.path == "flat_rows" and state.chunk == 2 and state.cols is None
     with pytest.raises(
         RuntimeError, match=r"Convolution.backward\(\) called before forward\(\) \(or after a forward under no_grad"
     ):

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cnn_xp import Convolution
+from cnn_xp import Convolution, no_grad
 from cnn_xp.functions import conv2d, winograd
 from cnn_xp.functions.fast_paths import (
     direct_convolution,
@@ -179,6 +179,31 @@ def test_the_switches_keep_to_f2x2():
         env = {**os.environ, "CNN_XP_WINOGRAD": value}
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
         assert out.stdout.strip() == want
+
+
+def test_inference_takes_it_chunk_by_chunk_and_keeps_nothing(torch, monkeypatch):
+    """Without columns to keep (inference) a convolution whose tiles favour F(4x4, 3x3) takes it,
+    in chunks of conv2d.chunk_bytes (here one image each), and a backward from that state
+    recomputes each chunk's patches: PyTorch's results in float64.  The convolutions F(4x4, 3x3)
+    does not pay for, the NumPy passes and F(2x2, 3x3) keep the flat rows there."""
+    x, W, b, dy, pad = _data(CASES[-1])  # 28x28, 3 images
+    xt, Wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, W, b))
+    yt = torch.nn.functional.conv2d(xt, Wt, bt, padding=pad)
+    yt.backward(torch.tensor(dy))
+    monkeypatch.setattr(conv2d, "chunk_bytes", conv2d._Winograd.col_elems(x.shape, W.shape, (1, 1), pad) * 8)
+    y, state = conv2d.conv2d_forward(x, W, b, (1, 1), pad, keep_cols=False)
+    assert (state.path, state.tile, state.chunk, state.cols, state.workspace) == ("winograd", 4, 1, None, None)
+    for got, want in zip((y, *conv2d.conv2d_backward(dy, W, state)), (yt, xt.grad, Wt.grad, bt.grad), strict=True):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-12, atol=1e-12)
+    layer = Convolution(W, b, pad=pad)
+    with no_grad():
+        np.testing.assert_allclose(layer.forward(x), yt.detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert layer._state is None and layer._workspace.capacity(x) == 0
+    x0, W0, b0, _, pad0 = _data(CASES[0])  # a 6x6 output: F(2x2, 3x3) by the rule
+    assert conv2d.conv2d_forward(x0, W0, b0, (1, 1), pad0, keep_cols=False)[1].path == "flat_rows"
+    for switch in (numpy_kernels, small_winograd_tiles):
+        with switch():
+            assert conv2d.conv2d_forward(x, W, b, (1, 1), pad, keep_cols=False)[1].path == "flat_rows"
 
 
 def test_a_tiling_of_4x4_tiles_is_compact():

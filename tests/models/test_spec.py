@@ -25,6 +25,7 @@ from cnn_xp import (
     SimpleConvNet,
     SoftmaxWithLoss,
 )
+from cnn_xp.functions.fast_paths import direct_convolution
 from cnn_xp.layers.registry import LAYER_TYPES, UnregisteredLayerError, layer_class
 from cnn_xp.models import build_model
 from cnn_xp.models.spec import check_spec
@@ -231,15 +232,19 @@ def test_files_of_the_previous_format_still_load():
     deep = load_checkpoint(FIXTURES / "format1_deep_params.safetensors").build_model()
     expected = np.load(FIXTURES / "format1_deep_expected.npz")
     assert type(deep) is DeepConvNet
-    with cnn_xp.no_grad():  # inference's path, unchanged since the file was written: bit-identical
+    with cnn_xp.no_grad(), direct_convolution():  # the path inference took when the file was written
         np.testing.assert_array_equal(deep.predict(expected["x"], train_flg=False), expected["scores"])
-    # with grad its 3x3 convolutions take Winograd, equal up to float32 rounding
+    # with and without grad its 3x3 convolutions now take Winograd: equal up to float32 rounding
+    with cnn_xp.no_grad():
+        np.testing.assert_allclose(
+            deep.predict(expected["x"], train_flg=False), expected["scores"], rtol=1e-4, atol=1e-6
+        )
     np.testing.assert_allclose(deep.predict(expected["x"], train_flg=False), expected["scores"], rtol=1e-4, atol=1e-6)
     same = DeepConvNet(
         input_dim=(1, 8, 8), **{f"conv_param_{i}": {"filter_num": 2} for i in range(1, 7)}, hidden_size=5, output_size=3
     )
     same.load_params(FIXTURES / "format1_deep_params.safetensors")
-    with cnn_xp.no_grad():
+    with cnn_xp.no_grad(), direct_convolution():
         np.testing.assert_array_equal(same.predict(expected["x"], train_flg=False), expected["scores"])
 
 
