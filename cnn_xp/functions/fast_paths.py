@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 _enabled = os.environ.get("CNN_XP_FAST_PATHS", "1").strip() != "0"
 _winograd = os.environ.get("CNN_XP_WINOGRAD", "1").strip() != "0"
-_winograd_tile = 2 if os.environ.get("CNN_XP_WINOGRAD", "1").strip() == "2" else 4
+_max_tile = 2 if os.environ.get("CNN_XP_WINOGRAD", "1").strip() == "2" else 4
 _native = os.environ.get("CNN_XP_NATIVE", "1").strip() != "0"
 
 
@@ -65,19 +65,19 @@ def direct_convolution() -> Iterator[None]:
 def winograd_max_tile() -> int:
     """The largest Winograd output tile: 4 (F(4x4, 3x3) where it pays), or 2 (F(2x2, 3x3) only:
     ``CNN_XP_WINOGRAD=2`` or :func:`small_winograd_tiles`)."""
-    return _winograd_tile
+    return _max_tile
 
 
 @contextmanager
 def small_winograd_tiles() -> Iterator[None]:
     """``with small_winograd_tiles(): ...``: Winograd convolutions inside the block use F(2x2, 3x3)
     only, whose float32 results are closer to the direct path's than F(4x4, 3x3)'s."""
-    global _winograd_tile
-    saved, _winograd_tile = _winograd_tile, 2
+    global _max_tile
+    saved, _max_tile = _max_tile, 2
     try:
         yield
     finally:
-        _winograd_tile = saved
+        _max_tile = saved
 
 
 def native_enabled() -> bool:
