@@ -34,6 +34,14 @@ def _blas() -> Any:
     return _controller
 
 
+def _set(lib: Any, n: int) -> None:
+    """Set one BLAS library's thread count from whichever thread calls.  threadpoolctl (3.8 on)
+    lets only the first thread that set OpenBLAS's process-wide count change it again, and
+    silently ignores the others -- a shard's pool thread, or a user's thread calling ``predict``;
+    cnn_xp coordinates its own changes (:func:`single_blas_thread`), so it sets the count itself."""
+    getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
+
+
 def get_num_threads() -> int:
     """Threads cnn_xp's CPU work may use: the BLAS library's thread count (1 if none is found)."""
     return max((int(lib.num_threads) for lib in _blas().lib_controllers), default=1)
@@ -44,22 +52,38 @@ def set_num_threads(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected an int >= 1, got {n!r}")
     for lib in _blas().lib_controllers:
-        lib.set_num_threads(n)
+        _set(lib, n)
+
+
+_single_users = 0  # callers inside single_blas_thread() now, in any thread
+_single_saved: list[int] = []
 
 
 @contextmanager
 def single_blas_thread() -> Iterator[None]:
     """BLAS runs in its caller's thread inside the block: the shards are the parallelism, and two
-    threads calling a multi-threaded OpenBLAS at once would queue for its one thread pool."""
+    threads calling a multi-threaded OpenBLAS at once would queue for its one thread pool.
+
+    The thread count is the library's, shared by every thread: the first caller in saves it and
+    the last one out restores it, so blocks entered from several threads at once (concurrent
+    ``predict`` calls on one network) never leave it at 1 -- results of a matrix product may
+    depend on it."""
+    global _single_users, _single_saved
     libs = _blas().lib_controllers
-    saved = [int(lib.num_threads) for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
+    with _lock:
+        if _single_users == 0:
+            _single_saved = [int(lib.num_threads) for lib in libs]
+            for lib in libs:
+                _set(lib, 1)
+        _single_users += 1
     try:
         yield
     finally:
-        for lib, n in zip(libs, saved, strict=True):
-            lib.set_num_threads(n)
+        with _lock:
+            _single_users -= 1
+            if _single_users == 0:
+                for lib, n in zip(libs, _single_saved, strict=True):
+                    _set(lib, n)
 
 
 def run_in_threads(fn: Callable[[int], Any], count: int, on_error: Callable[[], None]) -> list[Any]:
