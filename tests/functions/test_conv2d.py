@@ -186,7 +186,6 @@ def test_concurrent_no_grad_forwards_through_one_network_agree_with_sequential_o
     from concurrent.futures import ThreadPoolExecutor
 
     from cnn_xp import DeepConvNet
-
     from cnn_xp.threads import get_num_threads
 
     threads = get_num_threads()
