@@ -15,6 +15,7 @@ from .backend import (
     to_device,
     to_numpy,
 )
+from .datasets import register_dataset
 from .export import export_onnx
 from .functions import col2im, get_conv_outsize, im2col
 from .init import he_normal, xavier_normal
@@ -32,8 +33,8 @@ from .layers import (
     no_grad,
     register_layer,
 )
-from .models import DeepConvNet, Network, SimpleConvNet
-from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+from .models import DeepConvNet, Network, SimpleConvNet, register_model
+from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, register_optimizer
 
 __all__ = [
     "SGD",
@@ -68,7 +69,10 @@ __all__ = [
     "im2col",
     "no_grad",
     "parse_device",
+    "register_dataset",
     "register_layer",
+    "register_model",
+    "register_optimizer",
     "to_device",
     "to_numpy",
     "xavier_normal",

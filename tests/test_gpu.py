@@ -44,7 +44,9 @@ TRAINED = 1e-6  # float64 after 16 Adam steps: round-off of another BLAS, compou
 
 def _trainer(device, out=None, **kw):
     train, test = loaders(mnist_subset(), dtype="float64", device=device)
-    return Trainer(small_net("float64"), Adam(lr=0.01), train, test, quiet=True, out_dir=out, **kw)
+    return Trainer(
+        small_net("float64").to_device(train.device), Adam(lr=0.01), train, test, quiet=True, out_dir=out, **kw
+    )
 
 
 def _assert_same_weights(a, b, rtol=TRAINED):

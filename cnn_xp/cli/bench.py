@@ -26,6 +26,7 @@ import numpy
 
 from ..backend import GPUUnavailableError, parse_device
 from ..models import MODELS as NETWORKS
+from ..models import build_named_model
 from ..serialization import write_atomically
 from .common import OneLineParser, UsageError, check_writable, flag_error, run_command
 
@@ -62,7 +63,7 @@ def _cnn_xp_worker(model: str, mode: str, device: str, batch: int, steps: int, w
 
     keep_freed_memory()  # as cnn_xp's programs do (the worker runs outside run_command)
 
-    net = NETWORKS[model](weight_init_std="he", seed=0, device=device)
+    net = build_named_model(model, (1, 28, 28), 10, seed=0, device=device)
     rng = numpy.random.default_rng(0)
     x = to_device(rng.random((batch, 1, 28, 28), dtype=numpy.float32), device)
     t = to_device(rng.integers(0, 10, batch), device)
@@ -191,7 +192,7 @@ def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> st
     from cnn_xp.threads import single_blas_thread
 
     keep_freed_memory()
-    net = NETWORKS[model](weight_init_std="he", seed=0, device=device)
+    net = build_named_model(model, (1, 28, 28), 10, seed=0, device=device)
     rng = numpy.random.default_rng(0)
     x = to_device(rng.random((batch, 1, 28, 28), dtype=numpy.float32), device)
     t = to_device(rng.integers(0, 10, batch), device)

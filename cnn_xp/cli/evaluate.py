@@ -9,8 +9,7 @@ import numpy
 
 from ..backend import to_device, to_numpy
 from ..checks import float_dtype_name
-from ..classes import class_names
-from ..datasets import NAMES, load_test_split
+from ..datasets import NAMES, class_names, load_test_split
 from .common import OneLineParser, UsageError, checkpoint_arg, device_arg, flag_error, run_command
 
 PROG = "python -m cnn_xp.evaluate"

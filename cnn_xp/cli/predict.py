@@ -9,7 +9,7 @@ import numpy
 
 from ..backend import to_device, to_numpy
 from ..checks import float_dtype_name
-from ..classes import class_names
+from ..datasets import class_names
 from ..functions import softmax
 from ..layers import no_grad
 from .common import OneLineParser, UsageError, checkpoint_arg, device_arg, run_command

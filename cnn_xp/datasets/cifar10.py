@@ -15,6 +15,11 @@ from .transforms import check_labels, finish
 
 Split = tuple[numpy.ndarray, numpy.ndarray]
 RECORD = 1 + 3 * 32 * 32
+CIFAR10_HINT = (
+    "CIFAR-10 is read from its binary version (the 'CIFAR-10 binary version' archive, not the Python "
+    "pickles), which cnn_xp cannot download: unpack it and pass its directory, e.g. "
+    "--dataset path/to/cifar-10-batches-bin (holding data_batch_1.bin ... data_batch_5.bin and test_batch.bin)"
+)
 CLASSES = (
     "airplane",
     "automobile",
@@ -26,7 +31,7 @@ CLASSES = (
     "horse",
     "ship",
     "truck",
-)  # the one list of these names (cnn_xp.classes uses it)
+)
 
 
 def read_cifar10_batch(path: str | os.PathLike[str]) -> tuple[numpy.ndarray, numpy.ndarray]:

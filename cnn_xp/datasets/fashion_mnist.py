@@ -14,6 +14,18 @@ from .idx import is_idx_directory, load_idx_directory, load_idx_split
 Split = tuple[numpy.ndarray, numpy.ndarray]
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 ENV = "CNN_XP_FASHION_MNIST"
+CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 INSTALL_HINT = (
     "install it with `sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or set "
     f"{ENV} (or pass --dataset PATH) to a directory holding the four *-ubyte[.gz] IDX files"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from ..registry import Registry, UnknownNameError
 from .activation import Relu, Sigmoid
 from .affine import Affine
 from .base import Layer, type_name
@@ -27,10 +28,16 @@ from .softmax_with_loss import SoftmaxWithLoss
 
 L = TypeVar("L", bound=type[Layer])
 
-LAYER_TYPES: dict[str, type[Layer]] = {}
+
+def _check_layer_class(cls: object) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer: expected a subclass of cnn_xp.layers.Layer, got {cls!r}")
 
 
-class UnregisteredLayerError(ValueError):
+LAYER_TYPES: Registry[type[Layer]] = Registry("layer type", check=_check_layer_class)
+
+
+class UnregisteredLayerError(UnknownNameError):
     """A description names a layer type that no registered class provides."""
 
 
@@ -40,17 +47,11 @@ def register_layer(cls: L | None = None, *, name: str | None = None):  # type: i
     ``@register_layer(name="...")`` or ``register_layer(MyLayer)``; returns the class."""
 
     def add(layer_cls: L) -> L:
-        if not (isinstance(layer_cls, type) and issubclass(layer_cls, Layer)):
-            raise TypeError(f"register_layer: expected a subclass of cnn_xp.layers.Layer, got {layer_cls!r}")
+        _check_layer_class(layer_cls)
         key = name or layer_cls.__name__
         if not isinstance(key, str) or not key.isidentifier():
             raise ValueError(f"register_layer: name must be an identifier, got {key!r}")
-        known = LAYER_TYPES.get(key)
-        if known is not None and known is not layer_cls:
-            raise ValueError(
-                f"register_layer: {key!r} is already registered for {known.__module__}.{known.__qualname__}"
-            )
-        LAYER_TYPES[key] = layer_cls
+        LAYER_TYPES.add(key, layer_cls)
         if key != layer_cls.__name__:
             layer_cls._registered_name = key  # type: ignore[attr-defined]  # what config() reports
         return layer_cls

@@ -1,14 +1,27 @@
-"""Networks: the generic :class:`Network` and the book's SimpleConvNet and DeepConvNet."""
+"""Networks: the generic :class:`Network`, the book's SimpleConvNet and DeepConvNet, and the
+registry of named models (:data:`MODELS`, extended with :func:`register_model`)."""
+
+from __future__ import annotations
 
 from typing import Any
 
 from .deep_convnet import DeepConvNet
 from .network import Network
 from .simple_convnet import SimpleConvNet
+from .zoo import MODELS, ModelEntry, build_named_model, register_model
 
-# The one registry of named networks: the command line's short names -> classes. A file
-# names a network by its class name; cnn_xp.models.spec rebuilds any network from its layers.
-MODELS: dict[str, type[SimpleConvNet] | type[DeepConvNet]] = {"simple": SimpleConvNet, "deep": DeepConvNet}
+
+def _simple(input_dim: tuple[int, ...], output_size: int, **kw: Any) -> Network:
+    # He initialisation: the book's 0.01 trains slowly
+    return SimpleConvNet(input_dim, output_size=output_size, weight_init_std="he", **kw)  # type: ignore[arg-type]
+
+
+def _deep(input_dim: tuple[int, ...], output_size: int, **kw: Any) -> Network:
+    return DeepConvNet(input_dim, output_size=output_size, **kw)  # type: ignore[arg-type]
+
+
+register_model("simple", _simple, summary="SimpleConvNet (book ch. 7)", network_class=SimpleConvNet)
+register_model("deep", _deep, summary="DeepConvNet (book ch. 8)", network_class=DeepConvNet)
 
 
 def build_model(spec: dict[str, Any]) -> Network:
@@ -19,4 +32,13 @@ def build_model(spec: dict[str, Any]) -> Network:
     return build_network(check_spec(spec)[0])
 
 
-__all__ = ["MODELS", "DeepConvNet", "Network", "SimpleConvNet", "build_model"]
+__all__ = [
+    "MODELS",
+    "DeepConvNet",
+    "ModelEntry",
+    "Network",
+    "SimpleConvNet",
+    "build_model",
+    "build_named_model",
+    "register_model",
+]

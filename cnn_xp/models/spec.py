@@ -28,19 +28,12 @@ from ..layers.base import Layer
 from ..layers.registry import layer_class
 from ..serialization import CHECKPOINT_FORMAT, FORMAT_VERSION, PARAMS_FORMAT, Header, read_header
 from .network import Network, slot_keys
+from .zoo import network_classes
 
 # every metadata entry a cnn_xp file may have (training checkpoints use all of them)
 KNOWN_METADATA = ("format", "format_version", "cnn_xp_version", "model", "trainer", "rng", "run", "optimizer")
 SPEC_KEYS = ("name", "kwargs", "input_dim", "dtype", "layers", "loss")
 DEFAULT_LOSS = {"type": "SoftmaxWithLoss"}
-
-
-def network_classes() -> dict[str, type[Network]]:
-    """Classes a spec's ``name`` may rebuild by their book constructor (the one registry:
-    :data:`cnn_xp.models.MODELS`)."""
-    from . import MODELS
-
-    return {cls.__name__: cls for cls in MODELS.values()}
 
 
 def param_keys(spec: dict[str, Any]) -> list[str]:

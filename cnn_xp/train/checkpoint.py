@@ -26,9 +26,10 @@ import numpy
 from ..backend import Device, to_device, to_numpy
 from ..models import Network
 from ..models.spec import build_network, param_keys, read_described_file
-from ..optim import OPTIMIZERS, Optimizer
+from ..optim import Optimizer, optimizer_class
 from ..serialization import CHECKPOINT_FORMAT, FLOAT_TENSOR_DTYPES, Header, load_arrays, save_arrays
 from . import checkpoint_schema as schema
+from .config import check_stored
 
 FORMAT = CHECKPOINT_FORMAT
 
@@ -75,15 +76,6 @@ class Checkpoint:
             }
         )
         return opt
-
-
-def optimizer_class(name: str) -> type[Optimizer]:
-    """An optimizer class by its class name (``Adam``) or its short name (``adam``)."""
-    classes = {cls.__name__: cls for cls in OPTIMIZERS.values()}
-    cls = OPTIMIZERS.get(name) or classes.get(name)
-    if cls is None:
-        raise ValueError(f"unknown optimizer {name!r}; expected one of {sorted(classes)}")
-    return cls
 
 
 def save_checkpoint(
@@ -174,7 +166,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         optimizer=optimizer,
         trainer=trainer,
         rng=rng,
-        run=_field(path, meta, "run", schema.RUN),
+        run=_field(path, meta, "run", check_stored),
         path=path,
     )
 

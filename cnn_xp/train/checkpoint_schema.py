@@ -11,10 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from ..checks import FLOAT_DTYPES
-from ..models import MODELS
-from ..optim import OPTIMIZERS
-from ..optim.schedules import SCHEDULES
+from ..optim import optimizer_class
 
 Check = Callable[[str, Any], Any]
 MAX_COUNT = 2**53  # steps, epochs, samples: beyond this a float loses count; no run gets near it
@@ -116,32 +113,17 @@ TRAINER = record(
     required=("epoch", "step"),
 )
 
-# The settings of a command-line run (python -m cnn_xp.train), which --resume continues.
-RUN = record(
-    {
-        "model": choice(*MODELS),  # absent for a network of the user's own
-        "dataset": string,
-        "batch_size": integer(1),
-        "optimizer": choice(*OPTIMIZERS),
-        "lr": optional(number(0.0, low_open=True)),
-        "lr_schedule": choice(*SCHEDULES),
-        "lr_decay": number(0.0, 1.0, low_open=True),
-        "shift": integer(0, 1 << 16),
-        "seed": integer(0, 2**64 - 1),
-        "dtype": choice(*FLOAT_DTYPES),
-        "train_size": optional(integer(1)),
-        "test_size": optional(integer(1)),
-        "epochs": integer(1, 1_000_000),
-        "num_classes": integer(1, 1 << 20),
-    }
-)
-
-OPTIMIZER = record(
-    {
-        "name": choice(*(cls.__name__ for cls in OPTIMIZERS.values())),
-        "hyper": record({k: number() for k in ("lr", "momentum", "decay_rate", "beta1", "beta2", "eps")}),
-        "iter": count,
-        "state_names": list_of(string, max_len=16),
-    },
+_OPTIMIZER_ENTRY = record(
+    {"name": string, "hyper": lambda name, value: value, "iter": count, "state_names": list_of(string, max_len=16)},
     required=("name", "hyper", "iter", "state_names"),
 )
+
+
+def OPTIMIZER(name: str, value: Any) -> dict[str, Any]:
+    """The optimizer entry: a registered optimizer's name, and its ``hyper_names`` as numbers --
+    taken from the class when a file is checked, so a user's optimizer, registered before the
+    file is read, round-trips with its own hyperparameters."""
+    entry = _OPTIMIZER_ENTRY(name, value)
+    cls = optimizer_class(entry["name"])
+    entry["hyper"] = record({k: number() for k in cls.hyper_names})(f"{name}.hyper", entry["hyper"])
+    return entry

@@ -22,7 +22,17 @@ from typing import Any, TextIO
 import numpy
 
 from .. import distributed as _distributed
-from ..backend import Device, array_device, get_array_module, on_device, parse_device, to_device, to_numpy
+from ..backend import (
+    Device,
+    array_device,
+    device_of,
+    get_array_module,
+    is_gpu_array,
+    on_device,
+    parse_device,
+    to_device,
+    to_numpy,
+)
 from ..checks import float_dtype_name
 from ..data import DataLoader
 from ..layers.grad_mode import no_grad
@@ -61,8 +71,9 @@ class TrainingInterrupted(Exception):  # noqa: N818 - like KeyboardInterrupt, no
 class Trainer:
     """Train ``model`` with ``optimizer`` on ``train_loader``; evaluate on ``test_loader``.
 
-    ``device`` (default: the train loader's) is where the model and optimizer state are moved
-    once, at construction; the loaders must deliver batches there.  With ``out_dir`` the
+    ``device`` (default: the train loader's) is where training runs: the loaders must deliver
+    batches there and the model and the optimizer's state must already be there (the trainer
+    checks; it moves nothing).  With ``out_dir`` the
     trainer writes ``last.safetensors`` (every ``save_every`` steps and every epoch),
     ``best.safetensors`` (best test accuracy) and ``metrics.csv``.  ``progress``: True for a
     tqdm bar, False for plain log lines, None to choose by whether ``stream`` is a terminal;
@@ -121,10 +132,15 @@ class Trainer:
                 _check_loader_labels(name, loader, model)  # before anything is moved or changed
         if out_dir is not None:
             model.spec()  # a network that files could not rebuild is refused now, not at the first checkpoint
-        self.model = model.to_device(self.device)
+        _check_on_device("model", model.state_dict().values(), self.device, "model.to_device(...)")
+        _check_on_device(
+            "optimizer", [a for slot in optimizer.state.values() for a in slot.values()], self.device,
+            "optimizer.to_device(...)",
+        )  # fmt: skip
+        self.model = model
         if model.input_dim is None:  # recorded in checkpoints: evaluate/predict/export need it
             model.input_dim = tuple(int(d) for d in train_loader.x.shape[1:])
-        self.optimizer = optimizer.to_device(self.device)
+        self.optimizer = optimizer
         if self.distributed:
             _distributed.broadcast_params(self.model, root=0)  # every rank starts from rank 0's weights
         self.train_loader, self.test_loader = train_loader, test_loader
@@ -498,6 +514,24 @@ def _check_loader_labels(name: str, loader: DataLoader, model: Network) -> None:
             f"{name}: labels must be integers in [0, {classes}) for this model's {classes} classes, "
             f"got {t.dtype} labels in [{t.min()}, {t.max()}]"
         )
+
+
+def _check_on_device(name: str, arrays: Any, device: Any, fix: str) -> None:
+    """Raise ValueError unless the arrays of ``arrays`` live on ``device`` (one array tells:
+    layers and optimizers keep theirs together)."""
+    for a in arrays:
+        if isinstance(device, Device):
+            ok = (is_gpu_array(a) or isinstance(a, numpy.ndarray)) and device_of(a) == device
+        else:  # another array library's device (torch.device, ...): its own arrays there
+            ok = not isinstance(a, numpy.ndarray) and not is_gpu_array(a) and array_device(a) == device
+        if not ok:
+            lib = type(a).__module__.split(".")[0]
+            where = device_of(a) if isinstance(a, numpy.ndarray) or is_gpu_array(a) else array_device(a)
+            raise ValueError(
+                f"{name}: holds {lib} arrays on {where} but the loaders deliver batches on {device if isinstance(device, Device) else repr(device)}; move it first "
+                f"with {fix}"
+            )
+        return
 
 
 def _clock_text(seconds: float) -> str:

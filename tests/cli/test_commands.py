@@ -124,7 +124,7 @@ BAD_ARGS = [
     (["--lr", "0"], "--lr"),
     (["--lr", "nan"], "--lr"),
     (["--save-every", "-1"], "--save-every"),
-    (["--lr-decay", "1.5"], "--lr-decay: expected a factor in (0, 1], got 1.5"),
+    (["--lr-decay", "1.5"], "--lr-decay: expected a number in (0, 1], got 1.5"),
     (["--lr-decay", "0"], "--lr-decay"),
     (["--lr-decay", "0.5"], "--lr-decay: only --lr-schedule exp uses a decay factor; this run's schedule is cosine"),
     (["--lr-schedule", "step"], "--lr-schedule"),

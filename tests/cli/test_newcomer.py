@@ -17,9 +17,9 @@ from cnn_xp import __version__
 from cnn_xp.cli import COMMANDS
 from cnn_xp.cli import main as cnn_xp_main
 from cnn_xp.cli import train as train_cli
-from cnn_xp.cli.train import auto_threads
 from cnn_xp.datasets import load_dataset
-from cnn_xp.train import Trainer, load_checkpoint
+from cnn_xp.train import Trainer, load_checkpoint, resources
+from cnn_xp.train.resources import auto_threads
 
 QUICK = ["--device", "cpu", "--train-size", "300", "--test-size", "100", "--batch-size", "50"]
 REPO = Path(__file__).resolve().parents[2]
@@ -224,8 +224,8 @@ def test_examples_write_only_into_their_output_folder(tmp_path):
 
 def test_default_threads_depend_on_the_machine_only(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
-    monkeypatch.setattr(train_cli, "busy_cores", lambda: pytest.fail("the default must not read the load"))
-    assert train_cli.default_threads() == 4 and train_cli.default_threads(2) == 2 and train_cli.default_threads(8) == 1
+    monkeypatch.setattr(resources, "busy_cores", lambda: pytest.fail("the default must not read the load"))
+    assert resources.default_threads() == 4 and resources.default_threads(2) == 2 and resources.default_threads(8) == 1
 
 
 def test_auto_threads_leaves_busy_cores_alone(monkeypatch):
@@ -237,13 +237,13 @@ def test_auto_threads_leaves_busy_cores_alone(monkeypatch):
 def test_busy_cores_counts_other_running_work():
     if not Path("/proc/loadavg").is_file():
         pytest.skip("no /proc/loadavg on this platform")
-    idle = train_cli.busy_cores()
+    idle = resources.busy_cores()
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         import time
 
         time.sleep(0.5)
-        busy = train_cli.busy_cores()
+        busy = resources.busy_cores()
     finally:
         for p in spinners:
             p.kill()
@@ -264,7 +264,7 @@ def test_threads_flag_sets_the_blas_threads_during_training(tmp_path, monkeypatc
     assert seen == [[1]]
     assert "threads: 1" in capsys.readouterr().err.splitlines()[0]
     assert train_cli.main(["--threads", "0"]) == 2
-    assert "--threads: expected a positive integer thread count or 'auto', got 0" in one_error_line(capsys)
+    assert "--threads: expected a thread count in [1, 4096] or 'auto', got 0" in one_error_line(capsys)
 
 
 @pytest.mark.slow

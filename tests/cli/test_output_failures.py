@@ -102,7 +102,7 @@ def test_memory_error_anywhere_in_training_says_what_to_lower(tmp_path, monkeypa
     err = capsys.readouterr().err.strip()
     assert err.splitlines() == [
         "python -m cnn_xp.train: error: out of memory with --batch-size 50 on cpu; try a smaller --batch-size "
-        "(or --model simple, or --dtype float32)"
+        "(or a smaller --model, or --dtype float32)"
     ]
 
 

@@ -92,7 +92,7 @@ def test_a_stalled_rank_ends_the_job_after_the_collective_timeout(tmp_path):
 def test_start_together_names_the_failing_rank_or_the_differing_settings(monkeypatch, capsys):
     """The decision every rank takes from the gathered statuses (here handed in, as MPI would)."""
     from cnn_xp import distributed
-    from cnn_xp.cli.train import JobStopped, start_together
+    from cnn_xp.train.startup import JobStopped, start_together
 
     run = {"model": "simple", "seed": 0}
     gathered = [{"ok": True, "run": run}, {"ok": False, "code": 2, "message": "--resume: no such checkpoint file: x"}]

@@ -45,7 +45,14 @@ def pipeline(out: Path, device: str = DEVICE) -> dict:
     # rounding would differ after a few hundred updates; float64 keeps the comparison tight.
     train, test = loaders(mnist_subset(), device=device, dtype="float64")
     trainer = Trainer(
-        small_net("float64"), Adam(lr=0.01), train, test, out_dir=out / "run", quiet=True, sync_every=4, save_every=5
+        small_net("float64").to_device(device),
+        Adam(lr=0.01),
+        train,
+        test,
+        out_dir=out / "run",
+        quiet=True,
+        sync_every=4,
+        save_every=5,
     )
     reads: list[int] = []
     step = trainer._local_step

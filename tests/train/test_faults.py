@@ -106,12 +106,12 @@ def test_sigint_saves_and_exits_130_every_time(tmp_path):
 
 def test_ctrl_c_while_loading_data_exits_130_in_one_line(tmp_path, monkeypatch, capsys):
     """Ctrl-C before the training loop (here: while the dataset loads) is one line and 130."""
-    from cnn_xp.cli import train as cli
+    from cnn_xp.train import run as run_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "load_dataset", interrupted)
+    monkeypatch.setattr(run_module, "load_split", interrupted)
     assert train_main([*RUN, "--out", str(tmp_path / "o")]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["python -m cnn_xp.train: interrupted"]

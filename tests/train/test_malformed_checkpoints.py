@@ -318,7 +318,7 @@ CASES = [
     case("run unknown schedule", edit_meta("run", lambda r: r.update(lr_schedule="warmup")), about_model=False),
     case("run negative train size", edit_meta("run", lambda r: r.update(train_size=-5)), about_model=False),
     case("run batch size zero", edit_meta("run", lambda r: r.update(batch_size=0)), about_model=False),
-    case("run unknown network", edit_meta("run", lambda r: r.update(model="resnet")), about_model=False),
+    case("run network not a name", edit_meta("run", lambda r: r.update(model=["simple"])), about_model=False),
     case("run dtype float16", edit_meta("run", lambda r: r.update(dtype="float16")), about_model=False),
     case("run negative learning rate", edit_meta("run", lambda r: r.update(lr=-1.0)), about_model=False),
     case("run epochs a float", edit_meta("run", lambda r: r.update(epochs=2.5)), about_model=False),

@@ -17,6 +17,7 @@ import pytest
 
 from cnn_xp.cli import train as train_cli
 from cnn_xp.train import TrainingInterrupted, load_checkpoint
+from cnn_xp.train import run as run_module
 
 from .test_faults import check_resumable
 
@@ -107,7 +108,7 @@ def test_sigterm_while_loading_data_is_one_line_and_143(tmp_path, monkeypatch, c
         time.sleep(1)  # the handler raises before this ends
         return np.zeros(1)
 
-    monkeypatch.setattr(train_cli, "load_dataset", load)
+    monkeypatch.setattr(run_module, "load_split", load)
     assert train_cli.main(["--device", "cpu", "--out", str(tmp_path / "run")]) == 143
     assert capsys.readouterr().err.strip().splitlines() == ["python -m cnn_xp.train: stopped by SIGTERM"]
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored

@@ -21,7 +21,9 @@ TOLERANCE = 1e-10  # float64: different summation orders only
 
 def _fit(data, device, out=None, epochs=2):
     train, test = loaders(data, dtype="float64", device=device)
-    trainer = Trainer(small_net("float64"), Adam(lr=0.01), train, test, quiet=True, out_dir=out, device=device)
+    trainer = Trainer(
+        small_net("float64").to_device(device), Adam(lr=0.01), train, test, quiet=True, out_dir=out, device=device
+    )
     trainer.fit(epochs)
     return trainer
 
@@ -53,3 +55,10 @@ def test_trainer_dataloader_and_checkpoints_on_torch_tensors_equal_numpy(mnist_s
         else:
             for k, v in reference.model.params.items():
                 np.testing.assert_allclose(to_numpy(resumed.model.params[k]), to_numpy(v), rtol=0, atol=TOLERANCE)
+
+
+def test_the_trainer_moves_nothing_and_refuses_a_model_elsewhere_than_its_loaders(mnist_small, torch):
+    train, test = loaders(mnist_small, dtype="float64", device=torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"model: holds numpy arrays on cpu but the loaders deliver batches on "
+                       r"device\(type='cpu'\); move it first with model.to_device"):  # fmt: skip
+        Trainer(small_net("float64"), Adam(lr=0.01), train, test, quiet=True)
