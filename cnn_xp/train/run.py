@@ -207,7 +207,6 @@ class Run:
                 shuffle=True,
                 seed=config.seed,
                 shift=config.shift,
-                **scale,
                 **common,
             )
         except ValueError as exc:
