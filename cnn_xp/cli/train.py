@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import distributed
 from ..backend import is_out_of_memory, release_gpu_memory
+from ..functions import native
 from ..train import config as settings_module
 from ..train.config import ConfigError, RunConfig
 from ..train.resources import busy_cores
@@ -145,6 +146,9 @@ def _train(run: Run, prog: str) -> int:
         if busy >= 1:
             say(f"note: other work keeps {busy:.0f} core(s) busy; --threads auto (or 1) trains several times "
                 "faster on a busy machine")  # fmt: skip
+    if not run.device.is_gpu and not native.available() and primary:  # said at install too, but pip hides it
+        say("note: cnn_xp's compiled CPU kernels are not built (no C compiler at install): training runs slower; "
+            "`cnn_xp doctor` says more")  # fmt: skip
     say(run.describe())
     if run.resumed_from is not None and primary:  # what a resumed run does, even with --quiet
         print(run.resume_line(), file=sys.stderr, flush=True)

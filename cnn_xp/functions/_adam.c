@@ -9,9 +9,8 @@
    fused multiply-adds: -std=c99). */
 
 #include <math.h>
-#include <stddef.h>
 
-typedef ptrdiff_t idx;
+#include "_kernels.h"
 
 #define DEFINE_ADAM(T_, S_, SQRT)                                                                  \
 void adam_##S_(T_ *restrict p, const T_ *restrict g, T_ *restrict m, T_ *restrict v, idx size,   \

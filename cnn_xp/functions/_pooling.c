@@ -14,12 +14,10 @@
    winner of output o, or 255 for none (kh * kw < 255). */
 
 #include <math.h>
-#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-typedef ptrdiff_t idx;
-typedef unsigned char u8;
+#include "_kernels.h"
 
 #define NONE 255
 #define ROW 4096 /* the 2x2 fast path's longest output row */

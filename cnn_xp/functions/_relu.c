@@ -6,10 +6,7 @@
    the same values, bit for bit, as cnn_xp/layers/activation.py's NumPy passes
    (tests/functions/test_native.py).  mask is one byte (numpy.bool_) per element. */
 
-#include <stddef.h>
-
-typedef ptrdiff_t idx;
-typedef unsigned char u8;
+#include "_kernels.h"
 
 #define DEFINE_RELU(T_, S_)                                                                        \
                                                                                                    \

@@ -20,17 +20,9 @@
    (ph, pw) is the zero padding on the top and left.  scratch holds winograd_scratch(th, t1)
    elements of the array's type. */
 
-#include <stddef.h>
 #include <string.h>
 
-typedef ptrdiff_t idx;
-
-/* The version of every kernel's arguments, for all of _kernels: cnn_xp/functions/native.py
-   uses a build only if this matches its own (an editable install may hold an older build). */
-int cnn_xp_kernels_abi(void)
-{
-    return 3;
-}
+#include "_kernels.h"
 
 idx winograd_scratch(idx th, idx t1)
 {

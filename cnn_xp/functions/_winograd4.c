@@ -20,10 +20,9 @@
    winograd4_scratch(th, tw, nb) elements of the array's type.  Each gradient function is the
    exact adjoint of its forward (the tests check <T v, w> = <v, T* w>). */
 
-#include <stddef.h>
 #include <string.h>
 
-typedef ptrdiff_t idx;
+#include "_kernels.h"
 
 idx winograd4_scratch(idx th, idx tw, idx nb)
 {

@@ -75,6 +75,7 @@ class ConvState:
     workspace: Workspace | None  # where the fast paths build their columns
     compact: bool = False  # Winograd: the compiled transforms' layout, no junk tiles (fixed at forward)
     tile: int = 2  # Winograd: output tiles of tile x tile pixels, F(2x2, 3x3) or F(4x4, 3x3) (fixed at forward)
+    w_shape: tuple[int, ...] = ()  # the filters' shape at forward: a backward with others is refused
 
 
 # --------------------------------------------------------------------------- generic path
@@ -426,8 +427,9 @@ def conv2d_forward(
     compact = name == "winograd" and native.accepts(x)  # products without junk tiles
     tile = _winograd_tile(tuple(x.shape), (pad[0], pad[1])) if compact else 2
     state = ConvState(
-        x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, name, None, ws if ws is workspace else None, compact, tile
-    )
+        x, (stride[0], stride[1]), (pad[0], pad[1]), chunk, name, None, ws if ws is workspace else None, compact, tile,
+        tuple(int(d) for d in W.shape),
+    )  # fmt: skip
     if chunk >= n:  # one chunk: the product is the output (no copy into y)
         cols = path.cols(x, kh, kw, state, ws)
         state.cols = cols if keep else None
@@ -447,7 +449,12 @@ def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True)
     input is data, needs only dW and db -- as PyTorch skips inputs that do not require grad."""
     xp = get_array_module(dy, W)
     x = state.x
+    if state.w_shape and tuple(W.shape) != state.w_shape:
+        raise ValueError(f"W: has shape {tuple(W.shape)} but the forward ran with {state.w_shape}")
     n, kh, kw = x.shape[0], W.shape[2], W.shape[3]
+    expected = (n, W.shape[0], *window_output_shape(tuple(x.shape), kh, kw, *state.stride, *state.pad))
+    if tuple(dy.shape) != expected:
+        raise ValueError(f"dy: expected shape {expected} (the forward's output), got {tuple(dy.shape)}")
     path = _PATHS[state.path]
     db = xp.sum(dy, axis=(0, 2, 3))
     if n == 0:

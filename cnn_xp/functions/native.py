@@ -1,34 +1,41 @@
-"""The CPU's compiled kernels: finding them, and calling them on NumPy arrays.
+"""The CPU's compiled kernels: finding them, and calling them safely on NumPy arrays.
 
 Computations that NumPy can only do as many whole-array passes over memory are written in C as
 well, and go over one image plane (or one array) at a time while it sits in cache:
 
-* the four Winograd transforms of :mod:`cnn_xp.functions.winograd` (``_winograd.c``): the same
-  additions in the same order, so bit for bit the NumPy passes' results;
-* the four transforms of F(4x4, 3x3) (``_winograd4.c``), which have no NumPy twin: the tests
-  hold them to PyTorch's convolution and to the adjoint identities;
-* max pooling of :class:`cnn_xp.layers.Pooling` (``_pooling.c``): the same maxima and the same
-  winners (the first maximum in row-major order; NaN and padding as NumPy's passes treat them),
-  the forward keeping each output's winner (one byte) for the backward;
-* ReLU of :class:`cnn_xp.layers.Relu` (``_relu.c``): output and mask in one pass, the gradient
-  in one, bit for bit the NumPy passes';
-* Adam's update of :class:`cnn_xp.optim.Adam` (``_adam.c``): parameter and moments in one pass
-  instead of a dozen, bit for bit the NumPy passes'.
+* the four Winograd F(2x2, 3x3) transforms of :mod:`cnn_xp.functions.winograd` (``_winograd.c``):
+  the same additions in the same order, so bit for bit the NumPy passes' results;
+* the four transforms of F(4x4, 3x3) (``_winograd4.c``), which have no NumPy twin: the tests hold
+  them to PyTorch's convolution and to the adjoint identities;
+* max pooling (``_pooling.c``), ReLU (``_relu.c``) and Adam's update (``_adam.c``): the same
+  values as their NumPy passes (:mod:`cnn_xp.functions.pooling`, :mod:`~cnn_xp.functions.activations`,
+  :mod:`~cnn_xp.functions.adam`), in one pass each way;
+* the per-thread switch that flushes subnormal floats (``_module.c``).
 
-``tests/functions/test_native.py`` holds each kernel to its NumPy passes; docs/benchmarks.md has
-the timings.  The extension ``_kernels`` is built at install where there is a C compiler (an
-install without one goes on without it).  The kernels are used for NumPy arrays of float32 or
-float64 only, where the extension was built and not turned off: ``CNN_XP_NATIVE=0`` or
-:func:`~cnn_xp.functions.fast_paths.numpy_kernels`.  The library is called through
-:mod:`ctypes`, which lets go of the GIL for the call, so the shards of a batch run them at once.
+**Safety.**  The kernels trust their caller: they read and write exactly the elements their
+size arguments say.  So every function here checks, before each call, every array it hands over
+-- a NumPy array of the kernel's dtype, C-contiguous, aligned, writeable where the kernel
+writes, of exactly the size the other arguments imply -- and that no array written overlaps
+another argument; a call that does not fit raises :class:`KernelArgumentError` (a ValueError)
+and the kernel is not run.  Callers that can take the NumPy passes instead ask :func:`fits`
+first.  The arguments' C types come from ``_kernels.h``, which each kernel file includes (so the
+compiler checks the definitions against it) and which this module reads to type every call.
+
+The extension ``_kernels`` is built at install where a C compiler works; it is used for NumPy
+arrays of float32 or float64 unless turned off (``CNN_XP_NATIVE=0``,
+:func:`~cnn_xp.functions.fast_paths.numpy_kernels`).  ctypes lets go of the GIL for each call,
+so the shards of a batch run them at once.
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
+import re
 import warnings
+from collections.abc import Mapping
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy  # host arrays only: these kernels run on NumPy's memory
@@ -36,52 +43,65 @@ import numpy  # host arrays only: these kernels run on NumPy's memory
 from .fast_paths import native_enabled
 
 _EXTENSION = "cnn_xp.functions._kernels"
-_ABI = 3  # cnn_xp_kernels_abi() of a build whose functions take the arguments below
+_HEADER = Path(__file__).with_name("_kernels.h")
 _SUFFIX = {numpy.dtype(numpy.float32): "f32", numpy.dtype(numpy.float64): "f64"}
-_P, _I, _D = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_double
-_SIGNATURES = {  # argument types; every function returns nothing
-    "winograd_input": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # x, n, c, h, w, ph, pw, th, t1, tw, v, scratch
-    "winograd_input_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dv, ... the same ..., dx, scratch
-    "winograd_output": (_P, _P, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # m, b, n, fn, oh, ow, th, t1, tw, y, scratch
-    "winograd_output_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dy, n, fn, oh, ow, th, t1, tw, dm, scratch
-    # x, n, c, h, w, ph, pw, th, tw, nb, v, scratch
-    "winograd4_input": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),
-    "winograd4_input_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dv, ... the same ..., dx, scratch
-    "winograd4_output": (_P, _P, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # m, b, n, fn, oh, ow, th, tw, nb, y, scratch
-    "winograd4_output_grad": (_P, _I, _I, _I, _I, _I, _I, _I, _P, _P),  # dy, n, fn, oh, ow, th, tw, nb, dm, scratch
-    # x, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, y, winners
-    "max_pool": (_P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _P),
-    # dy, winners, planes, h, w, kh, kw, sh, sw, ph, pw, oh, ow, dx
-    "max_pool_grad": (_P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P),
-    "relu": (_P, _I, _P, _P),  # x, size, y, mask
-    "relu_grad": (_P, _P, _I, _P),  # dy, mask, size, dx
-    "adam": (_P, _P, _P, _P, _I, _D, _D, _D, _D),  # p, g, m, v, size, 1 - beta1, 1 - beta2, lr, eps
-}
-_NO_WINNER = 255  # in a max pooling's winners: no element equals the max (it is NaN)
+NO_WINNER = 255  # in a max pooling's winners: no element equals the max (it is NaN)
+
+
+class KernelArgumentError(ValueError):
+    """An array handed to a compiled kernel does not fit what the kernel reads or writes."""
+
+
+# --------------------------------------------------------------------------- the header
+
+
+_C_TYPES = {"idx": ctypes.c_ssize_t, "double": ctypes.c_double, "int": ctypes.c_int, "void": None}
+
+
+def _argtype(text: str) -> Any:
+    text = text.strip()
+    if "*" in text:
+        return ctypes.c_void_p
+    return _C_TYPES[text.split()[0]]
+
+
+@cache
+def header() -> tuple[int, dict[str, tuple[Any, tuple[Any, ...]]]]:
+    """(the ABI version ``_kernels.h`` states, {function: (restype, argtypes)}) -- every kernel of
+    both dtypes under its suffixed name, read from the header the kernels are compiled against."""
+    text = _HEADER.read_text()
+    abi = int(re.search(r"#define CNN_XP_KERNELS_ABI (\d+)", text).group(1))  # type: ignore[union-attr]
+    table: dict[str, tuple[Any, tuple[Any, ...]]] = {}
+    for ret, name, args in re.findall(r"^(int|idx|void) (\w+)\(([^)]*)\);", text, re.M):
+        table[name] = (_C_TYPES[ret], () if args.strip() == "void" else tuple(_argtype(a) for a in args.split(",")))
+    body = text[text.index("#define CNN_XP_KERNELS(") :]
+    for name, args in re.findall(r"void (\w+)_##S_\(([^)]*)\);", body):
+        for suffix in _SUFFIX.values():
+            table[f"{name}_{suffix}"] = (None, tuple(_argtype(a) for a in args.split(",")))
+    return abi, table
 
 
 @cache
 def _library() -> ctypes.CDLL | None:
-    """The built extension, its functions typed; None where it was not built, or was built from
-    older sources (an editable install not rebuilt since), with a warning saying so."""
+    """The built extension, its functions typed from the header; None where it was not built,
+    or was built from other sources (an editable install not rebuilt since), with a warning."""
     spec = importlib.util.find_spec(_EXTENSION)
     if spec is None or spec.origin is None:
         return None
     lib = ctypes.CDLL(spec.origin)
+    abi, table = header()
     try:
         lib.cnn_xp_kernels_abi.restype, lib.cnn_xp_kernels_abi.argtypes = ctypes.c_int, ()
-        if lib.cnn_xp_kernels_abi() != _ABI:
-            raise AttributeError(f"their arguments are version {lib.cnn_xp_kernels_abi()}, not {_ABI}")
-        lib.winograd_scratch.restype, lib.winograd_scratch.argtypes = _I, (_I, _I)
-        lib.winograd4_scratch.restype, lib.winograd4_scratch.argtypes = _I, (_I, _I, _I)
-        for name, argtypes in _SIGNATURES.items():
-            for suffix in _SUFFIX.values():
-                fn = getattr(lib, f"{name}_{suffix}")
-                fn.restype, fn.argtypes = None, argtypes
+        built = lib.cnn_xp_kernels_abi()
+        if built != abi:
+            raise AttributeError(f"their arguments are version {built}, the sources' {abi}")
+        for name, (restype, argtypes) in table.items():
+            fn = getattr(lib, name)
+            fn.restype, fn.argtypes = restype, argtypes
     except AttributeError as exc:
         warnings.warn(
-            f"cnn_xp's compiled kernels ({spec.origin}) are older than its sources ({exc}); "
-            "running the NumPy passes instead. Rebuild them: pip install -e . (or reinstall cnn_xp)",
+            f"cnn_xp's compiled kernels ({spec.origin}) do not match its sources ({exc}); running the NumPy passes "
+            "instead. Rebuild them: pip install -e . (or reinstall cnn_xp)",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -95,81 +115,155 @@ def available() -> bool:
 
 
 def accepts(x: Any) -> bool:
-    """Whether the compiled transforms take ``x``: a NumPy float32 or float64 array, the
+    """Whether the compiled kernels are in use for ``x``: a NumPy float32 or float64 array, the
     extension built and not turned off."""
     return isinstance(x, numpy.ndarray) and x.dtype in _SUFFIX and native_enabled() and available()
 
 
+# --------------------------------------------------------------------------- checked calls
+
+
+def _require(name: str, a: Any, dtype: Any, size: int, writes: bool) -> None:
+    if not isinstance(a, numpy.ndarray):
+        raise KernelArgumentError(f"{name}: expected a NumPy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise KernelArgumentError(f"{name}: expected dtype {numpy.dtype(dtype)}, got {a.dtype}")
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        raise KernelArgumentError(f"{name}: expected a C-contiguous, aligned array")
+    if writes and not a.flags.writeable:
+        raise KernelArgumentError(f"{name}: the kernel writes it, but the array is read-only")
+    if a.size != size:
+        raise KernelArgumentError(f"{name}: expected {size} elements for these sizes, got {a.size} (shape {a.shape})")
+
+
+def check_call(reads: Mapping[str, tuple[Any, Any, int]], writes: Mapping[str, tuple[Any, Any, int]]) -> None:
+    """Check the arrays of one kernel call: ``{name: (array, dtype, elements)}`` read and written.
+    Raises KernelArgumentError for a wrong type, dtype, layout, size, a read-only output, or an
+    output that overlaps any other argument."""
+    for name, (a, dtype, size) in reads.items():
+        _require(name, a, dtype, size, False)
+    for name, (a, dtype, size) in writes.items():
+        _require(name, a, dtype, size, True)
+    for name, (a, _, _) in writes.items():
+        for other, (b, _, _) in {**reads, **writes}.items():
+            if other != name and a.size and b.size and numpy.may_share_memory(a, b):
+                raise KernelArgumentError(f"{name}: the kernel writes it, but it overlaps {other}")
+
+
+def fits(reads: Mapping[str, tuple[Any, Any, int]], writes: Mapping[str, tuple[Any, Any, int]]) -> bool:
+    """Whether :func:`check_call` would pass (callers with NumPy passes to fall back on)."""
+    try:
+        check_call(reads, writes)
+    except KernelArgumentError:
+        return False
+    return True
+
+
 def _call(name: str, dtype: Any, *args: Any) -> None:
-    """Call ``<name>`` for ``dtype`` with ``args``, arrays passed as pointers (the caller's
-    references keep them alive for the call)."""
+    """Call ``<name>`` for ``dtype``: arrays as pointers (the caller's references keep them
+    alive), everything else as its C type.  The caller has run :func:`check_call`."""
     lib = _library()
-    assert lib is not None  # accepts() was asked first
+    if lib is None or numpy.dtype(dtype) not in _SUFFIX:
+        raise KernelArgumentError(f"{name}: the compiled kernels are not available for {dtype}")
     pointers = [a.ctypes.data if isinstance(a, numpy.ndarray) else a for a in args]
     getattr(lib, f"{name}_{_SUFFIX[numpy.dtype(dtype)]}")(*pointers)
 
 
-def _winograd(name: str, t: Any, first: numpy.ndarray, *args: Any) -> None:
-    """A Winograd transform of tiling ``t``: ``winograd_<name>`` (F(2x2, 3x3)) or
-    ``winograd4_<name>`` (F(4x4, 3x3)) with ``(first, *args, <tile grid>, <out>, scratch)``,
-    the last of ``args`` being the output."""
+# --------------------------------------------------------------------------- denormals
+
+
+def set_flush_denormals(on: bool) -> int:
+    """Flush subnormal floats to zero in the calling thread (``on``) or restore IEEE behaviour;
+    returns the previous setting (1, 0), or -1 where the kernels or the switch are missing."""
+    lib = _library()
+    if lib is None:
+        return -1
+    return int(lib.cnn_xp_flush_denormals(1 if on else 0))
+
+
+# --------------------------------------------------------------------------- Winograd
+
+
+def _scratch(t: Any, dtype: Any) -> numpy.ndarray:
     lib = _library()
     assert lib is not None
-    if t.m == 2:  # scratch: one plane's
-        prefix, grid, size = "winograd", (t.th, t.t1, t.row_tiles), lib.winograd_scratch(t.th, t.t1)
-    else:  # no junk tiles, images in groups of t.nb; scratch: one group's plane
-        prefix, grid = "winograd4", (t.th, t.row_tiles, t.nb)
-        size = lib.winograd4_scratch(*grid)
-    scratch = numpy.empty(size, dtype=first.dtype)
-    _call(f"{prefix}_{name}", first.dtype, first, *args[:-1], *grid, args[-1], scratch)
+    size = lib.winograd_scratch(t.th, t.t1) if t.m == 2 else lib.winograd4_scratch(t.th, t.row_tiles, t.nb)
+    return numpy.empty(size, dtype=dtype)
+
+
+def _grid(t: Any) -> tuple[str, tuple[int, ...]]:
+    """The kernel family and tile-grid arguments of tiling ``t``."""
+    if t.m == 2:
+        return "winograd", (t.th, t.t1, t.row_tiles)
+    return "winograd4", (t.th, t.row_tiles, t.nb)
+
+
+def _check_tiling(t: Any) -> None:
+    """A tiling must describe a real convolution: sizes in range, tiles covering the output (an
+    empty batch, n = 0, is a real one: the kernels then touch nothing)."""
+    if t.n < 0 or min(t.c, t.h, t.w) < 1 or min(t.ph, t.pw) < 0 or t.oh < 1 or t.ow < 1:
+        raise KernelArgumentError(f"tiling: not a 3x3 convolution's ({t})")
+    if t.m == 4 and t.nb < 1:
+        raise KernelArgumentError(f"tiling: images per group {t.nb}, expected at least 1")
 
 
 def transform_input(x: numpy.ndarray, t: Any, out: numpy.ndarray) -> numpy.ndarray:
     """V (K, C, T) of x (n, C, H, W), written into ``out`` (K * C * T,), K = t.k: as
     :func:`cnn_xp.functions.winograd.transform_input` (the junk tiles' values aside)."""
+    _check_tiling(t)
     x = numpy.ascontiguousarray(x)
-    size = t.k * t.c * t.tiles
-    if not (out.flags.c_contiguous and out.size == size):
-        raise ValueError(f"out: expected a contiguous buffer of {size} elements, got shape {out.shape}")
-    v = numpy.reshape(out, (t.k, t.c, t.tiles))  # a view: the kernel writes into out
-    _winograd("input", t, x, t.n, t.c, t.h, t.w, t.ph, t.pw, v)
-    return v
+    check_call({"x": (x, x.dtype, t.n * t.c * t.h * t.w)}, {"out": (out, x.dtype, t.k * t.c * t.tiles)})
+    family, grid = _grid(t)
+    _call(f"{family}_input", x.dtype, x, t.n, t.c, t.h, t.w, t.ph, t.pw, *grid, out, _scratch(t, x.dtype))
+    return numpy.reshape(out, (t.k, t.c, t.tiles))  # a view: the kernel wrote into out
 
 
 def input_gradient(dV: numpy.ndarray, t: Any) -> numpy.ndarray:
     """dx (n, C, H, W) from dV (K, C, T): as :func:`cnn_xp.functions.winograd.input_gradient`."""
+    _check_tiling(t)
     dV = numpy.ascontiguousarray(dV)
     dx = numpy.empty((t.n, t.c, t.h, t.w), dtype=dV.dtype)
-    _winograd("input_grad", t, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, dx)
+    check_call({"dV": (dV, dV.dtype, t.k * t.c * t.tiles)}, {"dx": (dx, dV.dtype, dx.size)})
+    family, grid = _grid(t)
+    _call(f"{family}_input_grad", dV.dtype, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, *grid, dx, _scratch(t, dV.dtype))
     return dx
 
 
 def transform_output(M: numpy.ndarray, b: numpy.ndarray, t: Any) -> numpy.ndarray:
     """y (n, FN, OH, OW) from M (K, FN, T) and b (FN,): as
     :func:`cnn_xp.functions.winograd.transform_output` (M is left as it is)."""
+    _check_tiling(t)
     M = numpy.ascontiguousarray(M)
     b = numpy.ascontiguousarray(b, dtype=M.dtype)
-    fn = M.shape[1]
+    fn = int(M.shape[1]) if M.ndim == 3 else 0
     y = numpy.empty((t.n, fn, t.oh, t.ow), dtype=M.dtype)
-    _winograd("output", t, M, b, t.n, fn, t.oh, t.ow, y)
+    check_call({"M": (M, M.dtype, t.k * fn * t.tiles), "b": (b, M.dtype, fn)}, {"y": (y, M.dtype, y.size)})
+    family, grid = _grid(t)
+    _call(f"{family}_output", M.dtype, M, b, t.n, fn, t.oh, t.ow, *grid, y, _scratch(t, M.dtype))
     return y
 
 
 def output_gradient(dy: numpy.ndarray, t: Any) -> numpy.ndarray:
     """dM (K, FN, T) from dy (n, FN, OH, OW): as :func:`cnn_xp.functions.winograd.output_gradient`."""
+    _check_tiling(t)
     dy = numpy.ascontiguousarray(dy)
-    fn = dy.shape[1]
+    fn = int(dy.shape[1]) if dy.ndim == 4 else 0
     dm = numpy.empty((t.k, fn, t.tiles), dtype=dy.dtype)
-    _winograd("output_grad", t, dy, t.n, fn, t.oh, t.ow, dm)
+    check_call({"dy": (dy, dy.dtype, t.n * fn * t.oh * t.ow)}, {"dm": (dm, dy.dtype, dm.size)})
+    family, grid = _grid(t)
+    _call(f"{family}_output_grad", dy.dtype, dy, t.n, fn, t.oh, t.ow, *grid, dm, _scratch(t, dy.dtype))
     return dm
 
 
 # --------------------------------------------------------------------------- max pooling
 
 
-def pool_accepts(x: Any, kh: int, kw: int) -> bool:
-    """Whether :func:`max_pool` takes ``x`` with a kh x kw window (its winners fit in a byte)."""
-    return accepts(x) and kh * kw < _NO_WINNER
+def _check_window(h: int, w: int, kh: int, kw: int, stride: Any, pad: Any, oh: int, ow: int) -> None:
+    (sh, sw), (ph, pw) = stride, pad
+    if min(h, w, kh, kw, sh, sw) < 1 or min(ph, pw) < 0 or kh * kw >= NO_WINNER:
+        raise KernelArgumentError(f"max_pool: window ({kh}, {kw}), stride {stride}, pad {pad} over {h}x{w}")
+    if (oh, ow) != ((h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1) or min(oh, ow) < 1:
+        raise KernelArgumentError(f"max_pool: output {oh}x{ow} is not the window's over {h}x{w}")
 
 
 def max_pool(
@@ -181,8 +275,10 @@ def max_pool(
     x = numpy.ascontiguousarray(x)
     n, c, h, w = x.shape
     oh, ow = out_hw
+    _check_window(h, w, kh, kw, stride, pad, oh, ow)
     y = numpy.empty((n, c, oh, ow), dtype=x.dtype)
     winners = numpy.empty((n, c, oh, ow), dtype=numpy.uint8)
+    check_call({"x": (x, x.dtype, x.size)}, {"y": (y, x.dtype, y.size), "winners": (winners, numpy.uint8, y.size)})
     _call("max_pool", x.dtype, x, n * c, h, w, kh, kw, *stride, *pad, oh, ow, y, winners)
     return y, winners
 
@@ -194,8 +290,13 @@ def max_pool_grad(
     windows overlap (offset by offset, in row-major order)."""
     dy = numpy.ascontiguousarray(dy)
     n, c, h, w = x_shape
+    oh, ow = (int(winners.shape[2]), int(winners.shape[3])) if winners.ndim == 4 else (0, 0)
+    _check_window(h, w, kh, kw, stride, pad, oh, ow)
     dx = numpy.empty((n, c, h, w), dtype=dy.dtype)
-    oh, ow = winners.shape[2], winners.shape[3]
+    outputs = n * c * oh * ow
+    check_call(
+        {"dy": (dy, dy.dtype, outputs), "winners": (winners, numpy.uint8, outputs)}, {"dx": (dx, dy.dtype, dx.size)}
+    )
     _call("max_pool_grad", dy.dtype, dy, winners, n * c, h, w, kh, kw, *stride, *pad, oh, ow, dx)
     return dx
 
@@ -203,16 +304,12 @@ def max_pool_grad(
 # --------------------------------------------------------------------------- ReLU
 
 
-def accepts_mask(mask: Any) -> bool:
-    """Whether :func:`relu_grad` takes ``mask``: a NumPy bool array (as :func:`relu` makes)."""
-    return isinstance(mask, numpy.ndarray) and mask.dtype == numpy.bool_
-
-
 def relu(x: numpy.ndarray) -> tuple[numpy.ndarray, numpy.ndarray]:
     """(numpy.maximum(x, 0), x <= 0) in one pass; x any shape."""
     x = numpy.ascontiguousarray(x)
     y = numpy.empty(x.shape, dtype=x.dtype)
     mask = numpy.empty(x.shape, dtype=numpy.bool_)
+    check_call({"x": (x, x.dtype, x.size)}, {"y": (y, x.dtype, x.size), "mask": (mask, numpy.bool_, x.size)})
     _call("relu", x.dtype, x, x.size, y, mask)
     return y, mask
 
@@ -222,6 +319,7 @@ def relu_grad(dy: numpy.ndarray, mask: numpy.ndarray) -> numpy.ndarray:
     dy = numpy.ascontiguousarray(dy)
     mask = numpy.ascontiguousarray(mask)
     dx = numpy.empty(dy.shape, dtype=dy.dtype)
+    check_call({"dy": (dy, dy.dtype, dy.size), "mask": (mask, numpy.bool_, dy.size)}, {"dx": (dx, dy.dtype, dy.size)})
     _call("relu_grad", dy.dtype, dy, mask, dy.size, dx)
     return dx
 
@@ -229,19 +327,15 @@ def relu_grad(dy: numpy.ndarray, mask: numpy.ndarray) -> numpy.ndarray:
 # --------------------------------------------------------------------------- Adam
 
 
-def adam_accepts(p: Any, g: Any, m: Any, v: Any) -> bool:
-    """Whether :func:`adam` takes these: NumPy arrays of one float dtype and shape, C-contiguous
-    (it updates p, m and v in place)."""
-    arrays = (p, g, m, v)
-    return (
-        accepts(p)
-        and all(isinstance(a, numpy.ndarray) and a.dtype == p.dtype and a.shape == p.shape for a in arrays)
-        and all(a.flags.c_contiguous for a in arrays)
-    )
+def adam_arguments(p: Any, g: Any, m: Any, v: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (reads, writes) of Adam's kernel for these arrays, for :func:`fits`."""
+    dtype, size = getattr(p, "dtype", None), getattr(p, "size", -1)
+    return {"g": (g, dtype, size)}, {"p": (p, dtype, size), "m": (m, dtype, size), "v": (v, dtype, size)}
 
 
 def adam(
     p: numpy.ndarray, g: numpy.ndarray, m: numpy.ndarray, v: numpy.ndarray, a1: float, a2: float, lr: float, eps: float
 ) -> None:
     """Adam's update of p with gradient g and moments m, v, all in place (see ``_adam.c``)."""
+    check_call(*adam_arguments(p, g, m, v))
     _call("adam", p.dtype, p, g, m, v, p.size, a1, a2, lr, eps)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ..functions import native
+from ..functions.activations import relu, relu_grad
 from ..functions.dtypes import as_float
 from .base import Array, Layer, check_dout
 from .grad_mode import grad_enabled
@@ -19,24 +19,17 @@ class Relu(Layer):
         self.mask: Array | None = None  # True where the input was <= 0, as in the book
 
     def forward(self, x: Array) -> Array:
-        xp = get_array_module(x)
-        if grad_enabled():  # under no_grad() keep nothing (and leave an earlier forward's mask)
-            if native.accepts(x):  # the same two arrays in one pass
-                y, self.mask = native.relu(x)
-                return y
-            self.mask = x <= 0
-        return xp.maximum(x, 0)  # faster than where(mask, 0, x); NaN propagates either way
+        keep = grad_enabled()  # under no_grad() keep nothing (and leave an earlier forward's mask)
+        y, mask = relu(x, keep_mask=keep)
+        if keep:
+            self.mask = mask
+        return y
 
     def backward(self, dout: Array) -> Array:
         if self.mask is None:
             raise self._not_run()
         check_dout(dout, self.mask.shape)
-        xp = get_array_module(dout)
-        dout = as_float(dout)
-        if native.accepts(dout) and native.accepts_mask(self.mask):
-            return native.relu_grad(dout, self.mask)
-        # mask * dout is several times faster than where(mask, 0, dout) on NumPy
-        return dout * xp.astype(xp.logical_not(self.mask), dout.dtype)
+        return relu_grad(as_float(dout), self.mask)
 
 
 class Sigmoid(Layer):

@@ -70,6 +70,11 @@ class Convolution(Layer):
 
     def forward(self, x: Array) -> Array:
         W = self.W
+        check_rank("W", W, 4, "(FN, C, FH, FW)")  # W and b are public: checked again before every use
+        if tuple(self.b.shape) != (W.shape[0],):
+            raise ValueError(
+                f"b: expected shape (FN,)=({W.shape[0]},) to match W of shape {tuple(W.shape)}, got {tuple(self.b.shape)}"
+            )
         _, c, fh, fw = W.shape
         check_rank("x", x, 4, "(N, C, H, W)")
         if x.shape[1] != c:
@@ -103,6 +108,11 @@ class Convolution(Layer):
         state = self._state
         if state is None:
             raise self._not_run()
+        if tuple(self.W.shape) != state.w_shape:
+            raise ValueError(
+                f"W: has shape {tuple(self.W.shape)} but the forward ran with {state.w_shape}; run forward again "
+                "after replacing W"
+            )
         n, fn = state.x.shape[0], self.W.shape[0]
         fh, fw = self.W.shape[2], self.W.shape[3]
         oh, ow = window_output_shape(tuple(state.x.shape), fh, fw, *self.stride, *self.pad)

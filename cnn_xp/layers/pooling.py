@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import array_device, get_array_module
-from ..checks import IntPair, check_int, check_rank, is_floating, pair
-from ..functions import native
+from ..backend import get_array_module
+from ..checks import IntPair, check_int, check_rank, pair
 from ..functions.conv_utils import window_output_shape
 from ..functions.dtypes import as_float
-from ..functions.im2col import fold, pad2d, unfold, window_slices, window_views
+from ..functions.im2col import fold, unfold
+from ..functions.pooling import MaxPoolState, max_pool, max_pool_grad
 from .base import Array, Layer, check_dout, settings, type_name
 from .grad_mode import grad_enabled
 
@@ -80,86 +80,28 @@ class Pooling(_Pool2d):
     """Max pooling: x (N, C, H, W) -> (N, C, OH, OW).
 
     Padding never wins the max (it is -inf, as in PyTorch); ties go to the first element of
-    the window in row-major order, and the gradient flows to that element only.
-
-    Implemented over the pool_h*pool_w window offsets, each a strided (N, C, OH, OW) slice of
-    the padded input: forward is a chain of element-wise maxima and backward finds, offset by
-    offset, the first element equal to the max.  No (N, C, KH*KW, OH, OW) column array is
-    built and nothing is reduced along a strided axis.  On NumPy float arrays the compiled
-    kernel of :mod:`cnn_xp.functions.native` does the same in one pass each way, keeping each
-    output's winner (one byte) instead of the input and output.
+    the window in row-major order, and the gradient flows to that element only.  The work is
+    :func:`cnn_xp.functions.pooling.max_pool` (a compiled kernel on NumPy float arrays, else a
+    chain of element-wise maxima over the window offsets), which also says what the backward keeps.
     """
 
     def __init__(self, pool_h: int, pool_w: int, stride: IntPair = 2, pad: IntPair = 0) -> None:
         super().__init__(pool_h, pool_w, stride, pad)
-        self._img: Array | None = None
-        self._out: Array | None = None
-        self._winners: Array | None = None  # the compiled kernel's: each output's winning offset
+        self._state: MaxPoolState | None = None
 
     def forward(self, x: Array) -> Array:
-        xp = get_array_module(x)
         check_rank("x", x, 4, "(N, C, H, W)")
-        (sh, sw), (ph, pw) = self.stride, self.pad
-        oh, ow = window_output_shape(tuple(x.shape), self.pool_h, self.pool_w, sh, sw, ph, pw, name="x")
-        if native.pool_accepts(x, self.pool_h, self.pool_w):
-            y, winners = native.max_pool(x, self.pool_h, self.pool_w, self.stride, self.pad, (oh, ow))
-            if grad_enabled():
-                self._x_shape, self._out_shape = tuple(x.shape), tuple(y.shape)
-                self._img, self._out, self._winners = None, None, winners
-            return y
-        lowest = -float("inf") if is_floating(x) else int(xp.iinfo(x.dtype).min)
-        img = pad2d(x, ph, pw, lowest)
-        views = window_views(img, self.pool_h, self.pool_w, sh, sw, oh, ow)
-        out = xp.asarray(next(views), copy=True)
-        for view in views:
-            out = xp.maximum(out, view)
-        if grad_enabled():
-            self._x_shape, self._out_shape = tuple(x.shape), tuple(out.shape)
-            self._img, self._out, self._winners = img, out, None
-        return out
+        keep = grad_enabled()  # under no_grad() keep nothing (and leave an earlier forward's state)
+        y, state = max_pool(x, self.pool_h, self.pool_w, self.stride, self.pad, keep=keep)
+        if keep:
+            self._state = state
+            self._x_shape, self._out_shape = tuple(x.shape), tuple(y.shape)
+        return y
 
     def backward(self, dout: Array) -> Array:
         self._check_backward(dout)
-        xp = get_array_module(dout)
-        dout = as_float(dout)
-        if self._winners is not None:
-            return self._compiled_backward(dout)
-        h, w = self._x_shape[2], self._x_shape[3]
-        (sh, sw), (ph, pw) = self.stride, self.pad
-        assert self._img is not None and self._out is not None  # _check_backward ran
-        oh, ow = self._out.shape[2], self._out.shape[3]
-        kh, kw = self.pool_h, self.pool_w
-        hp, wp = self._img.shape[2], self._img.shape[3]
-        apart = sh >= kh and sw >= kw  # windows do not overlap: each pixel gets at most one write
-        tiled = sh == kh and sw == kw and oh * sh == hp and ow * sw == wp  # ... and every pixel one
-        make = xp.empty if tiled else xp.zeros
-        dimg = make(self._img.shape, dtype=dout.dtype, device=array_device(dout))
-        taken = None  # outputs whose gradient already went to an earlier (first) maximum
-        slices = window_slices(kh, kw, sh, sw, oh, ow)
-        for (rows, cols), view in zip(slices, window_views(self._img, kh, kw, sh, sw, oh, ow), strict=True):
-            hit = view == self._out
-            if taken is None:
-                taken = xp.asarray(hit, copy=True)
-            else:
-                hit &= ~taken  # in place: no new arrays per offset
-                taken |= hit
-            # mask * dout is several times faster than where(mask, dout, 0) on NumPy
-            share = xp.astype(hit, dout.dtype) * dout
-            if apart:
-                dimg[:, :, rows, cols] = share
-            else:
-                dimg[:, :, rows, cols] += share
-        if ph == 0 and pw == 0:
-            return dimg
-        return dimg[:, :, ph : ph + h, pw : pw + w]
-
-    def _compiled_backward(self, dout: Array) -> Array:
-        """The compiled kernel's backward, in dout's dtype (one it does not take, float16 say, is
-        computed in float64 and rounded back: each value is a sum of dout's values)."""
-        assert self._winners is not None
-        taken = dout if native.accepts(dout) else dout.astype("float64")
-        dx = native.max_pool_grad(taken, self._winners, self._x_shape, self.pool_h, self.pool_w, self.stride, self.pad)
-        return dx if taken is dout else dx.astype(dout.dtype)
+        assert self._state is not None  # _check_backward ran
+        return max_pool_grad(as_float(dout), self._state)
 
 
 class AvgPooling(_Pool2d):

@@ -29,6 +29,7 @@ from ..backend import (
     to_numpy,
 )
 from ..checks import float_dtype_name, resolve_float_dtype
+from ..functions.denormals import flushing
 from ..functions.numerical_gradient import numerical_gradient
 from ..layers.base import Layer
 from ..layers.grad_mode import grad_enabled, no_grad
@@ -69,11 +70,12 @@ class LayerDict(OrderedDict[str, Layer]):
 
 def _on_params_device(method: Callable[..., Any]) -> Callable[..., Any]:
     """Run a :class:`Network` method with its parameters' device current (see
-    :func:`cnn_xp.backend.on_device`): what it allocates and launches lands there."""
+    :func:`cnn_xp.backend.on_device`): what it allocates and launches lands there; and with
+    subnormal floats flushed on the CPU (:mod:`cnn_xp.functions.denormals`)."""
 
     @functools.wraps(method)
     def run(self: Network, *args: Any, **kwargs: Any) -> Any:
-        with on_device(next(iter(self.params.values()), None)):
+        with on_device(next(iter(self.params.values()), None)), flushing():
             return method(self, *args, **kwargs)
 
     return run

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy
 
+from ..functions.denormals import flushing
 from ..layers.base import Layer
 from ..layers.grad_mode import grad_enabled
 from ..threads import Turnstile, get_num_threads, run_in_threads
@@ -83,6 +84,12 @@ class _Copies:
     def abort(self) -> None:
         for ts in self.turnstiles:
             ts.abort()
+
+
+def _flushing(fn: Callable[[Network, Any], Any], net: Network, part: Any) -> Any:
+    """``fn(net, part)`` in a shard's thread, flushing subnormals as the calling thread does."""
+    with flushing():
+        return fn(net, part)
 
 
 class Shards:
@@ -141,7 +148,7 @@ class Shards:
 
     def _run(self, shards: list[slice], fn: Callable[[Network, slice], Any]) -> list[Any]:
         copies = self._ready(len(shards))
-        return run_in_threads(lambda s: fn(copies.nets[s], shards[s]), len(shards), copies.abort)
+        return run_in_threads(lambda s: _flushing(fn, copies.nets[s], shards[s]), len(shards), copies.abort)
 
     def scores(self, x: Array, train: bool, shards: list[slice]) -> Array:
         """The forward pass, split: (N, K) scores."""
@@ -167,7 +174,11 @@ class Shards:
         copies = self._copies[True]
         n = sum(self._sizes)
         sizes = self._sizes
-        grads = run_in_threads(lambda s: copies.nets[s].backward(dout * (sizes[s] / n)), len(copies.nets), copies.abort)
+        grads = run_in_threads(
+            lambda s: _flushing(lambda net, _: net.backward(dout * (sizes[s] / n)), copies.nets[s], None),
+            len(copies.nets),
+            copies.abort,
+        )
         for key, (layer, attr) in self.network._param_slots.items():
             total = grads[0][key]
             for part in grads[1:]:

@@ -7,7 +7,7 @@ from collections.abc import MutableMapping
 
 from ..backend import get_array_module
 from ..checks import check_number
-from ..functions import native
+from ..functions.adam import adam_update
 from .base import Array, Optimizer
 
 
@@ -69,12 +69,6 @@ class Adam(Optimizer):
         self._lr_t = self.lr * math.sqrt(1.0 - self.beta2**t) / (1.0 - self.beta1**t)
 
     def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
-        xp = get_array_module(grad)
         m = self._slot("m", key, params[key])
         v = self._slot("v", key, params[key])
-        if native.adam_accepts(params[key], grad, m, v):  # the lines below, in one pass
-            native.adam(params[key], grad, m, v, 1 - self.beta1, 1 - self.beta2, self._lr_t, self.eps)
-            return
-        m += (1 - self.beta1) * (grad - m)
-        v += (1 - self.beta2) * (grad * grad - v)
-        params[key] -= self._lr_t * m / (xp.sqrt(v) + self.eps)
+        adam_update(params[key], grad, m, v, 1 - self.beta1, 1 - self.beta2, self._lr_t, self.eps)

@@ -7,6 +7,7 @@ from typing import Any
 
 from ..backend import get_array_module, on_device
 from ..checks import check_number, check_same_place
+from ..functions.denormals import flushing
 
 Array = Any
 
@@ -32,7 +33,8 @@ class Optimizer:
         self._check(params, grads)
         self.iter += 1
         self._begin_step()
-        with on_device(next(iter(params.values()), None)):  # state and temporaries on the params' GPU
+        # state and temporaries on the params' GPU; subnormals flushed on the CPU (cnn_xp.functions.denormals)
+        with on_device(next(iter(params.values()), None)), flushing():
             for key in params:
                 self._update_one(key, params, grads[key])
 
@@ -62,6 +64,11 @@ class Optimizer:
                     f"grads[{key!r}]: expected shape {tuple(p.shape)} to match the parameter, got {tuple(g.shape)}"
                 )
             check_same_place(f"grads[{key!r}]", g, p)
+            if not getattr(getattr(p, "flags", None), "writeable", True):
+                raise ValueError(
+                    f"params[{key!r}]: a read-only array (loaded from bytes or a read-only memory map?) cannot be "
+                    "updated in place; give the network writeable copies (load_state_dict copies what it is given)"
+                )
 
     # ------------------------------------------------------------------ state I/O
 

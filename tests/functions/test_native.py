@@ -247,7 +247,7 @@ def test_max_pooling_gives_the_numpy_passes_results(pool, float_dtype):
         layer = Pooling(kh, kw, stride=stride, pad=pad)
         y = layer.forward(x)
         dy = np.arange(1, y.size + 1, dtype=float_dtype).reshape(y.shape) / 7
-        return y, layer.backward(dy), layer._winners is not None
+        return y, layer.backward(dy), layer._state.winners is not None
 
     (y, dx, compiled), (y_ref, dx_ref, numpy_path) = _both(run, x)
     assert compiled and not numpy_path
@@ -277,10 +277,10 @@ def test_max_pooling_of_integers_and_large_windows_takes_the_numpy_passes():
 
     layer = Pooling(2, 2)
     layer.forward(np.ones((1, 1, 4, 4), dtype=np.int32))
-    assert layer._winners is None and layer._img is not None
+    assert layer._state.winners is None and layer._state.img is not None
     big = Pooling(16, 16, stride=16)  # 256 offsets: more than a byte holds
     big.forward(np.ones((1, 1, 16, 16), dtype=np.float32))
-    assert big._winners is None and not native.pool_accepts(np.ones(1, np.float32), 16, 16)
+    assert big._state.winners is None and big._state.img is not None
 
 
 # --------------------------------------------------------------------------- ReLU
@@ -348,14 +348,16 @@ def test_adam_leaves_what_it_cannot_update_in_place_to_numpy():
 
     W = np.ones((4, 6), np.float32)
     view = W[:, ::2]  # not contiguous: the kernel would write past its elements
-    assert not native.adam_accepts(
-        view, np.ones((4, 3), np.float32), np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32)
+    assert not native.fits(
+        *native.adam_arguments(
+            view, np.ones((4, 3), np.float32), np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32)
+        )
     )
     params = {"W": view}
     Adam(lr=0.5).update(params, {"W": np.ones((4, 3), np.float32)})
     assert np.all(W[:, 1::2] == 1.0) and np.all(W[:, ::2] < 1.0)
     mixed = (np.ones(3, np.float32), np.ones(3, np.float64), np.zeros(3, np.float32), np.zeros(3, np.float32))
-    assert not native.adam_accepts(*mixed)
+    assert not native.fits(*native.adam_arguments(*mixed))
 
 
 @pytest.mark.parametrize("stale", ["a kernel missing", "other arguments"])
@@ -369,7 +371,7 @@ def test_kernels_older_than_their_sources_warn_and_step_aside(monkeypatch, stale
         restype = argtypes = None
 
         def __call__(self):
-            return native._ABI - 1
+            return native.header()[0] - 1
 
     class Stale:  # the real library's first two functions only, or an older version number
         def __init__(self, path):
@@ -380,7 +382,7 @@ def test_kernels_older_than_their_sources_warn_and_step_aside(monkeypatch, stale
     monkeypatch.setattr(native.ctypes, "CDLL", Stale)
     native._library.cache_clear()
     try:
-        with pytest.warns(RuntimeWarning, match="older than its sources.*pip install -e"):
+        with pytest.warns(RuntimeWarning, match="do not match its sources.*pip install -e"):
             assert not native.available()
         assert not native.accepts(np.zeros(3, np.float32))
     finally:
@@ -411,6 +413,9 @@ def test_transform_input_refuses_an_out_it_cannot_write_into():
     x = np.zeros((1, 2, 4, 4), np.float32)
     t = winograd.tiling(x.shape, (1, 1))
     size = 16 * t.c * t.tiles
-    for out in (np.empty(2 * size, np.float32)[::2], np.empty(size + 1, np.float32)):
-        with pytest.raises(ValueError, match=f"out: expected a contiguous buffer of {size} elements"):
+    for out, words in [
+        (np.empty(2 * size, np.float32)[::2], "out: expected a C-contiguous, aligned array"),
+        (np.empty(size + 1, np.float32), f"out: expected {size} elements for these sizes, got {size + 1}"),
+    ]:
+        with pytest.raises(native.KernelArgumentError, match=words):
             native.transform_input(x, t, out)

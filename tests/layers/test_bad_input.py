@@ -179,3 +179,20 @@ def test_mixed_devices_are_refused():
     layer2 = Convolution(xps.asarray(np.zeros((4, 3, 3, 3)), device=dev), xps.asarray(np.zeros(4), device=dev))
     with pytest.raises(ValueError, match=r"x: is on device .* but the layer's parameters are on"):
         layer2.forward(xps.asarray(np.zeros((1, 3, 5, 5))))
+
+
+def test_a_convolution_whose_public_state_changed_is_refused_before_its_kernels_run():
+    """W replaced between forward and backward, or a bias shorter than the filters: the Winograd
+    kernels would have read past their arrays; each is one ValueError naming the array."""
+    from cnn_xp import Convolution
+
+    rng = np.random.default_rng(0)
+    layer = Convolution(rng.standard_normal((8, 4, 3, 3)).astype(np.float32), np.zeros(8, np.float32), pad=1)
+    x = rng.standard_normal((2, 4, 8, 8)).astype(np.float32)
+    y = layer.forward(x)
+    layer.W = rng.standard_normal((16, 4, 3, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"W: has shape \(16, 4, 3, 3\) but the forward ran with \(8, 4, 3, 3\)"):
+        layer.backward(np.ones_like(y))
+    layer.W, layer.b = rng.standard_normal((8, 4, 3, 3)).astype(np.float32), np.zeros(3, np.float32)
+    with pytest.raises(ValueError, match=r"b: expected shape \(FN,\)=\(8,\)"):
+        layer.forward(x)
