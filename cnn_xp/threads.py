@@ -129,25 +129,35 @@ def _executor(workers: int) -> ThreadPoolExecutor:
 
 
 class Turnstile:
-    """Lets ``count`` threads through one at a time, in shard order 0, 1, ..., count - 1 (then 0
-    again): the shards of a batch draw Dropout masks from one generator in the order the whole
-    batch would have drawn them."""
+    """What the ``count`` shards of a batch do together, for one layer:
+
+    * :meth:`turn` lets them through one at a time, in shard order 0, 1, ..., count - 1 (then 0
+      again): Dropout's shards draw their masks from one generator in the order the whole batch
+      would have drawn them;
+    * :meth:`sum` adds a value of every shard and gives each the total (added in shard order, so
+      every shard gets the same bits): BatchNormalization's batch statistics are the batch's.
+    """
 
     def __init__(self, count: int) -> None:
         self.count = count
         self._next = 0
         self._broken = False
         self._cond = threading.Condition()
+        self._barrier = threading.Barrier(count)
+        self._parts: list[Any] = [None] * count
 
     def reset(self) -> None:
         with self._cond:
             self._next, self._broken = 0, False
+        if self._barrier.broken:
+            self._barrier.reset()
 
     def abort(self) -> None:
         """Release every waiting thread with an error (a shard failed: its turn never comes)."""
         with self._cond:
             self._broken = True
             self._cond.notify_all()
+        self._barrier.abort()
 
     @contextmanager
     def turn(self, shard: int) -> Iterator[None]:
@@ -160,3 +170,17 @@ class Turnstile:
             finally:
                 self._next = (shard + 1) % self.count
                 self._cond.notify_all()
+
+    def sum(self, shard: int, value: Any) -> Any:
+        """The sum of every shard's ``value`` (arrays of one shape), added in shard order; each
+        of the ``count`` shards must call it, each with its own value."""
+        self._parts[shard] = value
+        try:
+            self._barrier.wait()  # every part is in
+            total = self._parts[0]
+            for part in self._parts[1:]:
+                total = total + part
+            self._barrier.wait()  # every shard has read the parts: they may be written again
+        except threading.BrokenBarrierError:
+            raise RuntimeError("another shard of this batch failed") from None
+        return total

@@ -43,11 +43,15 @@ from ..layers import (
     BatchNormalization,
     Convolution,
     Dropout,
+    GlobalAvgPooling,
     Pooling,
     Relu,
+    Residual,
+    Sequential,
     Sigmoid,
     SoftmaxWithLoss,
 )
+from ..layers.composite import iter_leaves
 from .common import OneLineParser, UsageError, flag_error, run_command
 
 PROG = "python -m cnn_xp.doctor"
@@ -153,6 +157,18 @@ def _cases() -> dict[str, Case]:
             (put(_host((5, 3, 4, 4), 3, t), d),),
         ),
         "Relu": lambda d, t: (Relu(), (put(_host((5, 10), 3, t), d),)),
+        "GlobalAvgPooling": lambda d, t: (GlobalAvgPooling(), (put(_host((5, 3, 4, 4), 3, t), d),)),
+        "Sequential (convolution without bias, ReLU)": lambda d, t: (
+            Sequential([("conv", Convolution(put(_host((4, 3, 1, 1), 1, t), d), None)), ("relu", Relu())]),
+            (put(_host((5, 3, 4, 4), 3, t), d),),
+        ),
+        "Residual (3x3 stride 2 body, 1x1 stride 2 shortcut)": lambda d, t: (
+            Residual(
+                Convolution(put(_host((4, 3, 3, 3), 1, t), d), None, stride=2, pad=1),
+                Convolution(put(_host((4, 3, 1, 1), 2, t), d), None, stride=2),
+            ),
+            (put(_host((5, 3, 8, 8), 3, t), d),),
+        ),
         "Sigmoid": lambda d, t: (Sigmoid(), (put(_host((5, 10), 3, t), d),)),
         "BatchNormalization": lambda d, t: (
             BatchNormalization(put(_host((3,), 1, t) + 1, d), put(_host((3,), 2, t), d)),
@@ -170,12 +186,20 @@ def _run_case(case: Case, device: Any, dtype: str) -> list[numpy.ndarray]:
         y = layer.forward(*inputs)
         dy = 1 if isinstance(layer, SoftmaxWithLoss) else to_device(_host(tuple(y.shape), 4, dtype), device)
         dx = layer.backward(dy)
-    grads = [getattr(layer, "d" + name) for name in layer.param_names]
+    leaves = [leaf for _, leaf in iter_leaves([("layer", layer)])]
+    grads = [getattr(leaf, "d" + name) for leaf in leaves for name in leaf.param_names]
     return [to_numpy(a).astype(numpy.float64) for a in (y, dx, *grads)]
 
 
-def _network_case(cls: type, device: Any, dtype: str) -> list[numpy.ndarray]:
-    net = cls(seed=0, dtype=dtype, device=device)
+NETWORKS: dict[str, Callable[..., Any]] = {
+    "SimpleConvNet": SimpleConvNet,
+    "DeepConvNet": DeepConvNet,
+}
+"""The networks whose loss and gradients are compared, GPU against CPU: each ``make(seed=, dtype=, device=)``."""
+
+
+def _network_case(make: Callable[..., Any], device: Any, dtype: str) -> list[numpy.ndarray]:
+    net = make(seed=0, dtype=dtype, device=device)
     net.eval()  # Dropout's masks are random per device; its inference path is compared
     rng = numpy.random.default_rng(5)
     x = to_device(rng.random((8, 1, 28, 28)).astype(dtype), net.device)
@@ -268,11 +292,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
             table.append((f"{name} ({where})", ok, f"max rel diff {worst:.1e}"))
     if gpu is not None:
         for dtype in ("float32", "float64"):
-            for cls in (SimpleConvNet, DeepConvNet):
-                ok, worst = _agree(_network_case(cls, gpu, dtype), _network_case(cls, "cpu", dtype), dtype)
-                table.append(
-                    (f"{cls.__name__} loss and gradients (GPU vs CPU {dtype})", ok, f"max rel diff {worst:.1e}")
-                )
+            for name, make in NETWORKS.items():
+                ok, worst = _agree(_network_case(make, gpu, dtype), _network_case(make, "cpu", dtype), dtype)
+                table.append((f"{name} loss and gradients (GPU vs CPU {dtype})", ok, f"max rel diff {worst:.1e}"))
     runs = {"cpu": _training_run(Device("cpu"))}
     if gpu is not None:
         runs[str(gpu)] = _training_run(gpu)

@@ -390,14 +390,14 @@ def _choose_path(x: Array, W: Array, stride: Any, pad: Any, gpu_bytes: int | Non
 def conv2d_forward(
     x: Array,
     W: Array,
-    b: Array,
+    b: Array | None,
     stride: tuple[int, int],
     pad: tuple[int, int],
     *,
     workspace: Workspace | None = None,
     keep_cols: bool = True,
 ) -> tuple[Array, ConvState]:
-    """y (N, FN, OH, OW) = x (N, C, H, W) correlated with W (FN, C, KH, KW), plus b (FN,).
+    """y (N, FN, OH, OW) = x (N, C, H, W) correlated with W (FN, C, KH, KW), plus b (FN,) (None: no bias).
 
     Arguments are assumed checked and x already has W's dtype.  ``workspace`` holds the
     flat-rows columns between calls (a temporary one is used if None); it is used, and grows,
@@ -408,6 +408,8 @@ def conv2d_forward(
     """
     xp = get_array_module(x, W)
     fn, _, kh, kw = W.shape
+    if b is None:  # no bias: the paths add zeros (one small array, not a second code path each)
+        b = xp.zeros((fn,), dtype=W.dtype, device=array_device(W))
     n = x.shape[0]
     oh, ow = window_output_shape(tuple(x.shape), kh, kw, *stride, *pad)
     gpu_bytes = gpu_scratch_bytes(x)  # a GPU's budget is its free memory, not a CPU cache

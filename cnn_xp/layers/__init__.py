@@ -8,10 +8,11 @@ from .activation import Relu, Sigmoid
 from .affine import Affine
 from .base import Layer
 from .batch_normalization import BatchNormalization
+from .composite import Composite, Residual, Sequential
 from .convolution import Convolution
 from .dropout import Dropout
 from .grad_mode import grad_enabled, no_grad
-from .pooling import AvgPooling, Pooling
+from .pooling import AvgPooling, GlobalAvgPooling, Pooling
 from .registry import LAYER_TYPES, register_layer
 from .softmax_with_loss import SoftmaxWithLoss
 
@@ -20,11 +21,15 @@ __all__ = [
     "Affine",
     "AvgPooling",
     "BatchNormalization",
+    "Composite",
     "Convolution",
     "Dropout",
+    "GlobalAvgPooling",
     "Layer",
     "Pooling",
     "Relu",
+    "Residual",
+    "Sequential",
     "Sigmoid",
     "SoftmaxWithLoss",
     "grad_enabled",

@@ -88,6 +88,13 @@ class Layer:
         return {"type": type_name(type(self))}
 
     @classmethod
+    def state_names(cls, config: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(parameter names, buffer names) of the layer ``config`` describes: the class's
+        ``param_names`` and ``buffer_names`` unless a setting changes them (a convolution
+        without bias)."""
+        return cls.param_names, cls.buffer_names
+
+    @classmethod
     def state_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
         """Check ``config`` (keys, types, ranges) and return the shape of every parameter and
         buffer it implies, keyed by attribute (``{"W": (30, 1, 5, 5), "b": (30,)}``) — without

@@ -14,7 +14,8 @@ from .grad_mode import grad_enabled
 
 
 class Convolution(Layer):
-    """Convolution with weights ``W`` (FN, C, FH, FW) and bias ``b`` (FN,).
+    """Convolution with weights ``W`` (FN, C, FH, FW) and bias ``b`` (FN,), or no bias with
+    ``b=None`` (before a batch normalisation, which would cancel it: ``param_names`` is then ``("W",)``).
 
     ``forward(x)``: x (N, C, H, W) -> (N, FN, OH, OW), ``OH = (H + 2*pad - FH)//stride + 1``.
     ``backward(dout)``: dout (N, FN, OH, OW) -> dx (N, C, H, W); fills ``dW`` and ``db``.
@@ -23,20 +24,24 @@ class Convolution(Layer):
     :func:`~cnn_xp.no_grad` it keeps and touches nothing (see :mod:`cnn_xp.functions.conv2d`).
     """
 
-    param_names = ("W", "b")
+    param_names: tuple[str, ...] = ("W", "b")
     can_skip_dx = True
     shard_safe = True
 
-    def __init__(self, W: Array, b: Array | float, stride: IntPair = 1, pad: IntPair = 0) -> None:
+    def __init__(self, W: Array, b: Array | float | None, stride: IntPair = 1, pad: IntPair = 0) -> None:
         super().__init__()
         W = float_param("W", W)
         check_rank("W", W, 4, "(FN, C, FH, FW)")
-        b = bias_param(b, W, W.shape[0])
-        if tuple(b.shape) != (W.shape[0],):
-            raise ValueError(
-                f"b: expected shape (FN,)=({W.shape[0]},) to match W of shape {tuple(W.shape)}, got {tuple(b.shape)}"
-            )
-        self.W, self.b = W, b
+        bias: Array | None = None
+        if b is not None:
+            bias = bias_param(b, W, W.shape[0])
+            if tuple(bias.shape) != (W.shape[0],):
+                raise ValueError(
+                    f"b: expected shape (FN,)=({W.shape[0]},) to match W of shape {tuple(W.shape)}, got {tuple(bias.shape)}"
+                )
+        else:
+            self.param_names = ("W",)
+        self.W, self.b = W, bias
         self.stride = pair("stride", stride, 1)
         self.pad = pair("pad", pad, 0)
         self.dW: Array | None = None
@@ -48,30 +53,40 @@ class Convolution(Layer):
         return {"_workspace": Workspace()}  # each shard's columns in its own buffer
 
     def config(self) -> dict[str, Any]:
-        return {
+        config: dict[str, Any] = {
             "type": "Convolution",
             "shape": [int(v) for v in self.W.shape],
             "stride": list(self.stride),
             "pad": list(self.pad),
         }
+        if self.b is None:
+            config["bias"] = False
+        return config
+
+    @classmethod
+    def state_names(cls, config: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return (("W", "b") if config.get("bias", True) else ("W",)), ()
 
     @classmethod
     def state_shapes(cls, config: Any) -> dict[str, tuple[int, ...]]:
-        s = settings(cls, config, {"shape": ..., "stride": 1, "pad": 0})
+        s = settings(cls, config, {"shape": ..., "stride": 1, "pad": 0, "bias": True})
         fn, c, fh, fw = shape_setting("Convolution", "shape", s["shape"], 4)
         pair("Convolution config: stride", s["stride"], 1)
         pair("Convolution config: pad", s["pad"], 0)
-        return {"W": (fn, c, fh, fw), "b": (fn,)}
+        if not isinstance(s["bias"], bool):
+            raise ValueError(f"Convolution config: bias expected true or false, got {s['bias']!r}")
+        return {"W": (fn, c, fh, fw), **({"b": (fn,)} if s["bias"] else {})}
 
     @classmethod
     def from_config(cls, config: Any, dtype: Any = "float32") -> Convolution:
         shapes = cls.state_shapes(config)
-        return cls(zeros(shapes["W"], dtype), zeros(shapes["b"], dtype), config.get("stride", 1), config.get("pad", 0))
+        b = zeros(shapes["b"], dtype) if "b" in shapes else None
+        return cls(zeros(shapes["W"], dtype), b, config.get("stride", 1), config.get("pad", 0))
 
     def forward(self, x: Array) -> Array:
         W = self.W
         check_rank("W", W, 4, "(FN, C, FH, FW)")  # W and b are public: checked again before every use
-        if tuple(self.b.shape) != (W.shape[0],):
+        if self.b is not None and tuple(self.b.shape) != (W.shape[0],):
             raise ValueError(
                 f"b: expected shape (FN,)=({W.shape[0]},) to match W of shape {tuple(W.shape)}, got {tuple(self.b.shape)}"
             )
@@ -117,5 +132,7 @@ class Convolution(Layer):
         fh, fw = self.W.shape[2], self.W.shape[3]
         oh, ow = window_output_shape(tuple(state.x.shape), fh, fw, *self.stride, *self.pad)
         check_dout(dout, (n, fn, oh, ow))
-        dx, self.dW, self.db = conv2d_backward(as_float(dout, like=self.W), self.W, state, need_dx)
+        dx, self.dW, db = conv2d_backward(as_float(dout, like=self.W), self.W, state, need_dx)
+        if self.b is not None:
+            self.db = db
         return dx

@@ -123,3 +123,31 @@ class AvgPooling(_Pool2d):
         share = xp.expand_dims(as_float(dout) / k, axis=2)
         n, c, oh, ow = dout.shape
         return self._fold(xp.broadcast_to(share, (n, c, k, oh, ow)))
+
+
+class GlobalAvgPooling(Layer):
+    """Global average pooling: x (N, C, H, W) -> (N, C), the mean of each channel's plane --
+    what a residual network has in place of a large affine layer.  ``backward(dout)``: dout
+    (N, C) -> dx (N, C, H, W), each plane's gradient spread evenly over its H * W pixels."""
+
+    shard_safe = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._x_shape: tuple[int, ...] | None = None
+
+    def forward(self, x: Array) -> Array:
+        check_rank("x", x, 4, "(N, C, H, W)")
+        xp = get_array_module(x)
+        if grad_enabled():
+            self._x_shape = tuple(x.shape)
+        return xp.mean(as_float(x), axis=(2, 3))
+
+    def backward(self, dout: Array) -> Array:
+        if self._x_shape is None:
+            raise self._not_run()
+        n, c, h, w = self._x_shape
+        check_dout(dout, (n, c))
+        xp = get_array_module(dout)
+        share = xp.reshape(as_float(dout) * (1.0 / (h * w)), (n, c, 1, 1))
+        return xp.broadcast_to(share, (n, c, h, w))

@@ -21,9 +21,10 @@ from .activation import Relu, Sigmoid
 from .affine import Affine
 from .base import Layer, type_name
 from .batch_normalization import BatchNormalization
+from .composite import Residual, Sequential
 from .convolution import Convolution
 from .dropout import Dropout
-from .pooling import AvgPooling, Pooling
+from .pooling import AvgPooling, GlobalAvgPooling, Pooling
 from .softmax_with_loss import SoftmaxWithLoss
 
 L = TypeVar("L", bound=type[Layer])
@@ -73,5 +74,8 @@ def is_registered(layer: Layer) -> bool:
     return LAYER_TYPES.get(type_name(type(layer))) is type(layer)
 
 
-for _cls in (Affine, AvgPooling, BatchNormalization, Convolution, Dropout, Pooling, Relu, Sigmoid, SoftmaxWithLoss):
+for _cls in (
+    Affine, AvgPooling, BatchNormalization, Convolution, Dropout, GlobalAvgPooling, Pooling, Relu, Residual, Sequential,
+    Sigmoid, SoftmaxWithLoss,
+):  # fmt: skip
     register_layer(_cls)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .build import build_model, build_network
 from .deep_convnet import DeepConvNet
 from .network import Network
 from .simple_convnet import SimpleConvNet
@@ -24,14 +25,6 @@ register_model("simple", _simple, summary="SimpleConvNet (book ch. 7)", network_
 register_model("deep", _deep, summary="DeepConvNet (book ch. 8)", network_class=DeepConvNet)
 
 
-def build_model(spec: dict[str, Any]) -> Network:
-    """The network a spec describes (as :meth:`Network.spec` gives it, or as files store it),
-    checked first, on the host with zero-filled arrays; load a state dict next."""
-    from .spec import build_network, check_spec
-
-    return build_network(check_spec(spec)[0])
-
-
 __all__ = [
     "MODELS",
     "DeepConvNet",
@@ -40,5 +33,6 @@ __all__ = [
     "SimpleConvNet",
     "build_model",
     "build_named_model",
+    "build_network",
     "register_model",
 ]

@@ -9,7 +9,7 @@ import functools
 import json
 import os
 import warnings
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +32,9 @@ from ..checks import float_dtype_name, resolve_float_dtype
 from ..functions.denormals import flushing
 from ..functions.numerical_gradient import numerical_gradient
 from ..layers.base import Layer
+from ..layers.composite import iter_all, iter_leaves
 from ..layers.grad_mode import grad_enabled, no_grad
+from ..layers.registry import is_registered
 from ..layers.softmax_with_loss import (
     SoftmaxWithLoss,
     check_outside_count,
@@ -48,8 +50,10 @@ from ..serialization import (
     load_arrays,
     save_arrays,
 )
+from .naming import slot_keys
 from .params import ParamView, Slot
 from .shards import Shards
+from .spec import read_described_file
 from .torch_names import is_torch_style, torch_to_cnn_xp
 
 Array = Any
@@ -105,8 +109,11 @@ class Network:
         self.training = True
         param_slots: dict[str, Slot] = {}
         buffer_slots: dict[str, Slot] = {}
-        for key, name, attr, trainable in slot_keys([(n, type(layer)) for n, layer in self.layers.items()]):
-            (param_slots if trainable else buffer_slots)[key] = (self.layers[name], attr)
+        self.leaves: dict[str, Layer] = dict(iter_leaves(self.layers.items()))  # every leaf layer by dotted path
+        for key, path, attr, trainable in slot_keys(
+            [(p, leaf.param_names, leaf.buffer_names) for p, leaf in self.leaves.items()]
+        ):
+            (param_slots if trainable else buffer_slots)[key] = (self.leaves[path], attr)
         self._param_slots, self._buffer_slots = param_slots, buffer_slots
         self.params = ParamView(param_slots)
         self.buffers = ParamView(buffer_slots, kind="buffer")
@@ -174,6 +181,10 @@ class Network:
             return result  # type: ignore[no-any-return]
         scores = self._scores(x, train, split=False)
         return self.last_layer.forward(scores, t), scores
+
+    def replica(self, layers: list[tuple[str, Layer]], last_layer: Layer) -> Network:
+        """A plain network of ``layers`` (copies of this one's) for one thread of a split batch."""
+        return Network(layers, last_layer, config=self.config, input_dim=self.input_dim)
 
     def _splitter(self) -> Shards | None:
         """This network's :class:`~cnn_xp.models.shards.Shards` (None for a shard's own copy)."""
@@ -304,8 +315,8 @@ class Network:
         slots = {**self._param_slots, **self._buffer_slots}
         if is_torch_style(state):
             key_of = {(id(layer), attr): key for key, (layer, attr) in slots.items()}
-            converted = torch_to_cnn_xp(self.layers, state)
-            state = {key_of[(id(self.layers[name]), attr)]: value for (name, attr), value in converted.items()}
+            converted = torch_to_cnn_xp(self.leaves, state)
+            state = {key_of[(id(self.leaves[path]), attr)]: value for (path, attr), value in converted.items()}
         missing = [k for k in slots if k not in state]
         unexpected = [k for k in state if k not in slots]
         if strict and (missing or unexpected):
@@ -373,13 +384,12 @@ class Network:
     def spec(self) -> dict[str, Any]:
         """This network described as JSON-able data — its layers' configs, no arrays (see
         :mod:`cnn_xp.models.spec`); what files store and what rebuilds it."""
-        from ..layers.registry import is_registered
-
-        strangers = [name for name, layer in self.layers.items() if not is_registered(layer)]
+        strangers = [path for path, layer in iter_all(self.layers.items()) if not is_registered(layer)]
         if not is_registered(self.last_layer):
             strangers.append("loss")
         if strangers:
-            kinds = sorted({type(self.layers.get(n, self.last_layer)).__name__ for n in strangers})
+            everything = dict(iter_all(self.layers.items()))
+            kinds = sorted({type(everything.get(n, self.last_layer)).__name__ for n in strangers})
             raise ValueError(
                 f"layers {strangers}: their types {kinds} are not registered, so files could not rebuild this network; "
                 "decorate the classes with @cnn_xp.register_layer"
@@ -397,20 +407,20 @@ class Network:
 
     def extra_state(self) -> dict[str, Any]:
         """Each layer's non-array state (Dropout's random generator), by layer name."""
-        states = {name: layer.extra_state() for name, layer in self.layers.items()}
+        states = {path: leaf.extra_state() for path, leaf in self.leaves.items()}
         return {name: state for name, state in states.items() if state is not None}
 
     def set_extra_state(self, states: Mapping[str, Any]) -> None:
         """Restore :meth:`extra_state`'s output; checked for every layer before any is changed."""
-        unknown = sorted(set(states) - set(self.layers))
+        unknown = sorted(set(states) - set(self.leaves))
         if unknown:
             raise ValueError(f"states: no layers named {unknown} in this network")
-        for name, state in states.items():  # check every state on a fresh layer first
-            layer = self.layers[name]
+        for path, state in states.items():  # check every state on a fresh layer first
+            layer = self.leaves[path]
             if not layer.param_names and not layer.buffer_names:
                 type(layer).from_config(layer.config()).set_extra_state(state)
-        for name, state in states.items():
-            self.layers[name].set_extra_state(state)
+        for path, state in states.items():
+            self.leaves[path].set_extra_state(state)
 
     # ------------------------------------------------------------------ files
 
@@ -434,8 +444,6 @@ class Network:
         architecture, holding tensors this network does not use, of an unsupported dtype,
         truncated, non-finite or not safetensors (a pickle, say) raises ValueError before its
         tensors are read, and leaves the network unchanged."""
-        from .spec import read_described_file
-
         header, meta, described = read_described_file(file_name)
         prefix = "model/" if meta.get("format") == CHECKPOINT_FORMAT else ""
         ours = {prefix + k: tuple(int(d) for d in v.shape) for k, v in self.state_dict().items()}
@@ -477,20 +485,6 @@ class Network:
     def __repr__(self) -> str:
         body = "\n".join(f"  ({name}): {layer!r}" for name, layer in self.layers.items())
         return f"{type(self).__name__}(\n{body}\n  (loss): {self.last_layer!r}\n)"
-
-
-def slot_keys(layers: list[tuple[str, type[Layer]]]) -> list[tuple[str, str, str, bool]]:
-    """(state key, layer name, attribute, trainable) of every parameter then every buffer of
-    layers of these classes: ``W1``, ``b1``, ``W2``, ... numbered by kind in order, as the book
-    names them. The one place this naming is decided (networks and files follow it)."""
-    keys: list[tuple[str, str, str, bool]] = []
-    for group in ("param_names", "buffer_names"):
-        counters: Counter[str] = Counter()
-        for name, cls in layers:
-            for attr in getattr(cls, group):
-                counters[attr] += 1
-                keys.append((f"{attr}{counters[attr]}", name, attr, group == "param_names"))
-    return keys
 
 
 def _shape_difference(ours: dict[str, tuple[int, ...]], theirs: dict[str, tuple[int, ...]], prefix: str) -> str:

@@ -14,9 +14,11 @@ copy of the layers at once, each with a single-threaded BLAS -- the data paralle
   order: deterministic for a given thread count, and equal to the unsplit batch's up to
   rounding;
 * Dropout's shards draw their masks in shard order from the layer's one generator: the masks
-  are those of the unsplit batch;
-* only networks whose every layer is ``shard_safe`` (treats each sample on its own) are split:
-  BatchNormalization's batch statistics, or a user layer, keep the batch whole.
+  are those of the unsplit batch; BatchNormalization's shards add their sums before they
+  normalise, so its statistics are the whole batch's (:class:`cnn_xp.threads.Turnstile`);
+* composite layers (a residual block) are copied with their children;
+* only networks whose every layer is ``shard_safe`` are split: a user's layer keeps the batch
+  whole unless its class says it treats each sample on its own.
 
 Inference (``predict``, evaluation under ``no_grad()``) uses a second set of copies, so an
 evaluation between a forward and its backward leaves the training copies' state alone.
@@ -26,17 +28,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy
 
 from ..functions.denormals import flushing
 from ..layers.base import Layer
+from ..layers.composite import Composite, iter_all
 from ..layers.grad_mode import grad_enabled
 from ..threads import Turnstile, get_num_threads, run_in_threads
-
-if TYPE_CHECKING:
-    from .network import Network
 
 Array = Any
 
@@ -50,32 +50,46 @@ def _patched(layer: Layer) -> bool:
     return "forward" in layer.__dict__ or "backward" in layer.__dict__
 
 
+def _splittable(layer: Layer) -> bool:
+    safe = layer.shard_safe if isinstance(layer, Composite) else type(layer).shard_safe
+    return bool(safe) and not _patched(layer)
+
+
 class _Copies:
-    """N copies of a network's layers (plain :class:`Network` objects), and what each owns."""
+    """N copies of a network's layers -- composites with copies of their children -- as plain
+    networks made by ``make(layers, loss)``, and what each copy owns."""
 
-    def __init__(self, network: Network, count: int) -> None:
-        from .network import Network  # (network.py imports this module)
-
-        layers = [*network.layers.items(), ("", network.last_layer)]
-        self.key = [id(layer) for _, layer in layers]
+    def __init__(self, network: Any, count: int, make: Callable[[list[tuple[str, Layer]], Layer], Any]) -> None:
+        top = [*network.layers.items(), ("", network.last_layer)]
+        layers = [layer for _, layer in iter_all(top)]  # composites before their children
+        self.key = [id(layer) for layer in layers]
         self.turnstiles = [Turnstile(count) for _ in layers]
         self.owned: list[list[dict[str, Any]]] = []
-        self.nets: list[Network] = []
+        self.clones: list[list[Layer]] = []
+        self.nets: list[Any] = []
         for shard in range(count):
-            owned = [layer.replica_state(shard, ts) for (_, layer), ts in zip(layers, self.turnstiles, strict=True)]
-            clones = [(name, copy.copy(layer)) for name, layer in layers]
-            net = Network(clones[:-1], clones[-1][1], config=network.config, input_dim=network.input_dim)
+            clones = {id(layer): copy.copy(layer) for layer in layers}
+            owned = []
+            for layer, ts in zip(layers, self.turnstiles, strict=True):
+                own = layer.replica_state(shard, ts)
+                if isinstance(layer, Composite):
+                    own.update(layer.with_children([clones[id(child)] for _, child in layer.children()]))
+                clones[id(layer)].__dict__.update(own)
+                owned.append(own)
+            net = make([(name, clones[id(layer)]) for name, layer in top[:-1]], clones[id(network.last_layer)])
             net._shards = None  # a copy never splits again
             self.owned.append(owned)
+            self.clones.append([clones[id(layer)] for layer in layers])
             self.nets.append(net)
 
-    def sync(self, network: Network) -> None:
+    def sync(self, network: Any) -> None:
         """Point every copy at the network's current arrays and settings (an optimizer, ``astype``
         or ``load_state_dict`` may have replaced them since), keeping what each copy owns."""
-        layers = [*network.layers.values(), network.last_layer]
-        for net, owned in zip(self.nets, self.owned, strict=True):
+        top = [*network.layers.items(), ("", network.last_layer)]
+        layers = [layer for _, layer in iter_all(top)]
+        for net, clones, owned in zip(self.nets, self.clones, self.owned, strict=True):
             net.training = network.training
-            for layer, clone, own in zip(layers, [*net.layers.values(), net.last_layer], owned, strict=True):
+            for layer, clone, own in zip(layers, clones, owned, strict=True):
                 clone.__dict__.update(layer.__dict__)
                 clone.__dict__.update(own)
         for ts in self.turnstiles:
@@ -86,7 +100,7 @@ class _Copies:
             ts.abort()
 
 
-def _flushing(fn: Callable[[Network, Any], Any], net: Network, part: Any) -> Any:
+def _flushing(fn: Callable[[Any, Any], Any], net: Any, part: Any) -> Any:
     """``fn(net, part)`` in a shard's thread, flushing subnormals as the calling thread does."""
     with flushing():
         return fn(net, part)
@@ -95,7 +109,7 @@ def _flushing(fn: Callable[[Network, Any], Any], net: Network, part: Any) -> Any
 class Shards:
     """The split-batch execution of one :class:`Network`; see the module's docstring."""
 
-    def __init__(self, network: Network) -> None:
+    def __init__(self, network: Any) -> None:
         self.network = network
         self._copies: dict[bool, _Copies] = {}  # keyed by grad_enabled(): training / inference copies
         self.split_last = False  # whether the last forward that keeps state was split
@@ -114,8 +128,7 @@ class Shards:
             return None
         if t is not None and (not isinstance(t, numpy.ndarray) or t.ndim == 0 or t.shape[0] != n):
             return None  # the whole batch raises the error that names both shapes
-        layers: list[Layer] = [*net.layers.values(), net.last_layer]
-        if not all(type(layer).shard_safe and not _patched(layer) for layer in layers):
+        if not all(_splittable(layer) for _, layer in iter_all([*net.layers.items(), ("", net.last_layer)])):
             return None
         if not all(isinstance(p, numpy.ndarray) for p in net.params.values()):
             return None
@@ -140,13 +153,13 @@ class Shards:
     def _ready(self, count: int) -> _Copies:
         keep = grad_enabled()
         copies = self._copies.get(keep)
-        layers = [*self.network.layers.values(), self.network.last_layer]
-        if copies is None or len(copies.nets) != count or copies.key != [id(layer) for layer in layers]:
-            copies = self._copies[keep] = _Copies(self.network, count)
+        top = [*self.network.layers.items(), ("", self.network.last_layer)]
+        if copies is None or len(copies.nets) != count or copies.key != [id(layer) for _, layer in iter_all(top)]:
+            copies = self._copies[keep] = _Copies(self.network, count, self.network.replica)
         copies.sync(self.network)
         return copies
 
-    def _run(self, shards: list[slice], fn: Callable[[Network, slice], Any]) -> list[Any]:
+    def _run(self, shards: list[slice], fn: Callable[[Any, slice], Any]) -> list[Any]:
         copies = self._ready(len(shards))
         return run_in_threads(lambda s: _flushing(fn, copies.nets[s], shards[s]), len(shards), copies.abort)
 

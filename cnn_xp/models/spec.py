@@ -24,10 +24,10 @@ from typing import Any
 
 from .._version import __version__
 from ..checks import check_int, float_dtype_name
-from ..layers.base import Layer
+from ..layers.composite import MAX_DEPTH, Composite
 from ..layers.registry import layer_class
 from ..serialization import CHECKPOINT_FORMAT, FORMAT_VERSION, PARAMS_FORMAT, Header, read_header
-from .network import Network, slot_keys
+from .naming import Leaf, slot_keys
 from .zoo import network_classes
 
 # every metadata entry a cnn_xp file may have (training checkpoints use all of them)
@@ -36,10 +36,22 @@ SPEC_KEYS = ("name", "kwargs", "input_dim", "dtype", "layers", "loss")
 DEFAULT_LOSS = {"type": "SoftmaxWithLoss"}
 
 
+MAX_LAYERS = 4096
+"""Most layers a file's network may have (ResNet-110 has about 400): a description of more is
+refused before anything is built, rather than run for minutes."""
+
+
 def param_keys(spec: dict[str, Any]) -> list[str]:
     """The state keys of a checked spec's trainable parameters (what an optimizer keeps state for)."""
-    classes = [(entry["name"], layer_class(entry["type"])) for entry in spec["layers"]]
-    return [key for key, _, attr, trainable in slot_keys(classes) if trainable]
+    leaves, _ = _check_layers(spec["layers"])
+    return [key for key, _, _, trainable in slot_keys(leaves) if trainable]
+
+
+def leaf_configs(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """{dotted path: config} of every leaf layer of a checked spec (what a file's random states name)."""
+    found: dict[str, dict[str, Any]] = {}
+    _walk(_entries(spec["layers"], "layers"), "", 0, found, [])
+    return found
 
 
 def check_spec(spec: Any, where: str = "model") -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
@@ -73,7 +85,7 @@ def check_spec(spec: Any, where: str = "model") -> tuple[dict[str, Any], dict[st
                 raise ValueError(f"{name!r} is not a book network, so its 'layers' must be given")
             layers, input_dim, dtype = spec["layers"], spec.get("input_dim"), spec.get("dtype", "float32")
             kwargs = None
-        classes, shapes = _check_layers(layers)
+        leaves, shapes = _check_layers(layers)
         if input_dim is not None:
             if not isinstance(input_dim, list) or not 1 <= len(input_dim) <= 3:
                 raise ValueError(f"input_dim: expected [C, H, W] or [D], got {input_dim!r:.80}")
@@ -89,60 +101,79 @@ def check_spec(spec: Any, where: str = "model") -> tuple[dict[str, Any], dict[st
         raise ValueError(f"{where}: {exc}") from None
     except ValueError as exc:  # UnregisteredLayerError stays itself
         raise type(exc)(f"{where}: {exc}") from None
-    expected = {key: shapes[layer][attr] for key, layer, attr, _ in slot_keys(classes)}
+    expected = {key: shapes[path][attr] for key, path, attr, _ in slot_keys(leaves)}
     checked = {"name": name, "input_dim": input_dim, "dtype": dtype, "layers": layers, "loss": loss}
     if kwargs is not None:
         checked["kwargs"] = kwargs
     return checked, expected
 
 
-def _check_layers(layers: Any) -> tuple[list[tuple[str, type[Layer]]], dict[str, dict[str, tuple[int, ...]]]]:
+def _entries(layers: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
     if not isinstance(layers, list) or not layers:
-        raise ValueError(f"'layers' must be a non-empty list, got {layers!r:.80}")
-    classes: list[tuple[str, type[Layer]]] = []
-    shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+        raise ValueError(f"'{where}' must be a non-empty list, got {layers!r:.80}")
+    out: list[tuple[str, dict[str, Any]]] = []
     for i, entry in enumerate(layers):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
-            raise ValueError(f"layers[{i}]: expected an object with a 'name' string and a 'type', got {entry!r:.80}")
-        name = entry["name"]
-        if name in shapes:
-            raise ValueError(f"layers[{i}]: duplicate layer name {name!r}")
-        cls = layer_class(entry.get("type"), f"layers[{i}] ({name})")
-        config = {k: v for k, v in entry.items() if k != "name"}
+            raise ValueError(f"{where}[{i}]: expected an object with a 'name' string and a 'type', got {entry!r:.80}")
+        if any(entry["name"] == n for n, _ in out):
+            raise ValueError(f"{where}[{i}]: duplicate layer name {entry['name']!r}")
+        out.append((entry["name"], {k: v for k, v in entry.items() if k != "name"}))
+    return out
+
+
+def _walk(
+    entries: list[tuple[str, dict[str, Any]]],
+    prefix: str,
+    depth: int,
+    found: dict[str, dict[str, Any]],
+    count: list[int],
+) -> None:
+    """Check every layer config, composites' children included, collecting the leaves by path."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"{prefix.rstrip('.')}: composite layers nested more than {MAX_DEPTH} deep")
+    for name, config in entries:
+        path = prefix + name
+        count.append(1)
+        if len(count) > MAX_LAYERS:
+            raise ValueError(f"the network has more than {MAX_LAYERS} layers")
+        cls = layer_class(config.get("type"), path)
+        try:
+            if isinstance(cls, type) and issubclass(cls, Composite):
+                children = cls.child_configs(config)
+            else:
+                found[path] = config
+                continue
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        _walk(children, path + ".", depth + 1, found, count)
+
+
+def _check_layers(layers: Any) -> tuple[list[Leaf], dict[str, dict[str, tuple[int, ...]]]]:
+    """The leaves (path, parameter names, buffer names) of a ``layers`` list and each leaf's
+    array shapes; ValueError naming the layer by its path for anything malformed."""
+    found: dict[str, dict[str, Any]] = {}
+    _walk(_entries(layers, "layers"), "", 0, found, [])
+    leaves: list[Leaf] = []
+    shapes: dict[str, dict[str, tuple[int, ...]]] = {}
+    for path, config in found.items():
+        cls = layer_class(config.get("type"), path)
         try:
             layer_shapes = cls.state_shapes(config)
+            params, buffers = cls.state_names(config)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"layers[{i}] ({name}): {exc}") from None
-        wanted = set(cls.param_names) | set(cls.buffer_names)
-        if set(layer_shapes) != wanted:
+            raise ValueError(f"{path}: {exc}") from None
+        if set(layer_shapes) != set(params) | set(buffers):
             raise ValueError(
-                f"layers[{i}] ({name}): state_shapes() gives {sorted(layer_shapes)}, expected {sorted(wanted)}"
+                f"{path}: state_shapes() gives {sorted(layer_shapes)}, expected {sorted(set(params) | set(buffers))}"
             )
-        classes.append((name, cls))
-        shapes[name] = layer_shapes
-    return classes, shapes
+        leaves.append((path, tuple(params), tuple(buffers)))
+        shapes[path] = layer_shapes
+    return leaves, shapes
 
 
 def _json_equal(value: Any) -> Any:
     """``value`` as JSON would give it back (tuples -> lists), to compare with a fresh description."""
     return json.loads(json.dumps(value))
-
-
-def build_network(spec: dict[str, Any]) -> Network:
-    """The network a *checked* spec describes, on the host, every array zero-filled (load a
-    state dict next). A book network comes back as its class (``SimpleConvNet``, ...)."""
-    dtype = spec["dtype"]
-    layers = [
-        (entry["name"], layer_class(entry["type"]).from_config({k: v for k, v in entry.items() if k != "name"}, dtype))
-        for entry in spec["layers"]
-    ]
-    loss = layer_class(spec["loss"]["type"]).from_config(spec["loss"], dtype)
-    cls = network_classes().get(spec["name"], Network) if "kwargs" in spec else Network
-    net = cls.__new__(cls)  # a book network's layers are built from the spec, not redrawn
-    config = {"name": spec["name"], **({"kwargs": spec["kwargs"]} if "kwargs" in spec else {})}
-    input_dim = tuple(spec["input_dim"]) if spec.get("input_dim") is not None else None
-    Network.__init__(net, layers, loss, config=config, input_dim=input_dim)
-    return net
 
 
 def read_described_file(

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..registry import Registry
-from .network import Network
 
-Builder = Callable[..., Network]
+if TYPE_CHECKING:
+    from .network import Network
+
+Builder = Callable[..., "Network"]
 
 
 @dataclass(frozen=True)

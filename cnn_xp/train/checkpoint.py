@@ -25,7 +25,8 @@ import numpy
 
 from ..backend import Device, to_device, to_numpy
 from ..models import Network
-from ..models.spec import build_network, param_keys, read_described_file
+from ..models.build import build_network
+from ..models.spec import leaf_configs, param_keys, read_described_file
 from ..optim import Optimizer, optimizer_class
 from ..serialization import CHECKPOINT_FORMAT, FLOAT_TENSOR_DTYPES, Header, load_arrays, save_arrays
 from . import checkpoint_schema as schema
@@ -260,7 +261,7 @@ def _check_extra_state(path: Path, rng: Any, spec: dict[str, Any]) -> None:
         raise ValueError(f"{path}: checkpoint metadata 'rng' should be an object, got {type(rng).__name__}")
     from ..layers.registry import layer_class
 
-    configs = {entry["name"]: entry for entry in spec["layers"]}
+    configs = leaf_configs(spec)
     for name, state in rng.items():
         if name not in configs:
             raise ValueError(f"{path}: checkpoint metadata rng: no layer named {name!r} in the model")

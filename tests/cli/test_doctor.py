@@ -34,10 +34,13 @@ def test_without_a_gpu_says_so_in_one_line_and_checks_the_cpu():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sum("no GPU checked" in line for line in proc.stdout.splitlines()) == 1
     assert "cnn_xp" in proc.stdout and "NumPy" in proc.stdout and "CuPy" in proc.stdout
+    from cnn_xp.cli.doctor import _cases
+
     table = rows(proc.stdout)
-    assert len(table) == 11 and all(r.startswith("PASS") for r in table)  # 10 layers in float32, the run
+    layers = len(_cases())
+    assert len(table) == layers + 1 and all(r.startswith("PASS") for r in table)  # each layer in float32, the run
     assert any("100-step training on cpu" in r and "img/s" in r for r in table)
-    assert proc.stdout.rstrip().endswith("11 passed, 0 failed")
+    assert proc.stdout.rstrip().endswith(f"{layers + 1} passed, 0 failed")
 
 
 @pytest.mark.slow
@@ -45,9 +48,12 @@ def test_on_a_gpu_every_layer_both_networks_and_a_training_run_agree():
     proc = doctor("--device", "gpu:1", fake_gpu=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "gpu:1  Fake GPU 1  16.0 GiB" in proc.stdout and "CUDA runtime" in proc.stdout
+    from cnn_xp.cli.doctor import NETWORKS, _cases
+
     table = rows(proc.stdout)
-    assert len(table) == 27 and all(r.startswith("PASS") for r in table), table
-    assert sum("GPU vs CPU float64" in r for r in table) == 12  # 10 layers and 2 networks, each dtype
+    checks = len(_cases()) + len(NETWORKS)  # in each dtype, then a run on each device and their comparison
+    assert len(table) == 2 * checks + 3 and all(r.startswith("PASS") for r in table), table
+    assert sum("GPU vs CPU float64" in r for r in table) == checks
     assert any("training run, GPU vs CPU" in r and "speed GPU/CPU" in r for r in table)
 
 
