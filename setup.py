@@ -24,6 +24,7 @@ SOURCES = [
     "cnn_xp/functions/_pooling.c",
     "cnn_xp/functions/_relu.c",
     "cnn_xp/functions/_adam.c",
+    "cnn_xp/functions/_batchnorm.c",
 ]
 
 # -std=c99: no -ffast-math and no contraction into fused multiply-adds, so results stay exact;

@@ -5,7 +5,8 @@
    (it ships with the package) to type every call it makes through ctypes.  Keep to the forms
    below, which that reader understands: one declaration per line inside CNN_XP_KERNELS (T_ the
    element type, S_ its suffix f32/f64), arguments `const T_ *restrict name`, `T_ *restrict name`,
-   `const u8 *restrict name`, `u8 *restrict name`, `idx name` or `double name`.
+   `const u8 *restrict name`, `u8 *restrict name`, `const double *restrict name`, `double *restrict name`,
+   `idx name` or `double name`.
 
    Raise CNN_XP_KERNELS_ABI whenever an argument list changes: native.py uses a build only if
    the number the library reports equals the one this header states. */
@@ -18,7 +19,7 @@
 typedef ptrdiff_t idx;
 typedef unsigned char u8;
 
-#define CNN_XP_KERNELS_ABI 4
+#define CNN_XP_KERNELS_ABI 5
 
 int cnn_xp_kernels_abi(void);
 int cnn_xp_flush_denormals(int on);
@@ -38,7 +39,12 @@ idx winograd4_scratch(idx th, idx tw, idx nb);
     void max_pool_grad_##S_(const T_ *restrict dy, const u8 *restrict win, idx planes, idx h, idx w, idx kh, idx kw, idx sh, idx sw, idx ph, idx pw, idx oh, idx ow, T_ *restrict dx); \
     void relu_##S_(const T_ *restrict x, idx size, T_ *restrict y, u8 *restrict mask); \
     void relu_grad_##S_(const T_ *restrict dy, const u8 *restrict mask, idx size, T_ *restrict dx); \
-    void adam_##S_(T_ *restrict p, const T_ *restrict g, T_ *restrict m, T_ *restrict v, idx size, double a1, double a2, double lr, double eps);
+    void adam_##S_(T_ *restrict p, const T_ *restrict g, T_ *restrict m, T_ *restrict v, idx size, double a1, double a2, double lr, double eps); \
+    void bn_sum_##S_(const T_ *restrict x, idx n, idx c, idx hw, double *restrict out); \
+    void bn_sqdev_##S_(const T_ *restrict x, idx n, idx c, idx hw, const double *restrict mean, double *restrict out); \
+    void bn_affine_##S_(const T_ *restrict x, idx n, idx c, idx hw, const T_ *restrict scale, const T_ *restrict shift, T_ *restrict y); \
+    void bn_grad_sums_##S_(const T_ *restrict dy, const T_ *restrict x, idx n, idx c, idx hw, const double *restrict mean, double *restrict out); \
+    void bn_grad_apply_##S_(const T_ *restrict dy, const T_ *restrict x, idx n, idx c, idx hw, const T_ *restrict a, const T_ *restrict b, const T_ *restrict k, T_ *restrict dx);
 
 CNN_XP_KERNELS(float, f32)
 CNN_XP_KERNELS(double, f64)

@@ -339,3 +339,67 @@ def adam(
     """Adam's update of p with gradient g and moments m, v, all in place (see ``_adam.c``)."""
     check_call(*adam_arguments(p, g, m, v))
     _call("adam", p.dtype, p, g, m, v, p.size, a1, a2, lr, eps)
+
+
+# --------------------------------------------------------------------------- batch normalisation
+
+
+def _bn_shape(x: numpy.ndarray) -> tuple[int, int, int]:
+    if x.ndim != 4:
+        raise KernelArgumentError(f"x: expected (N, C, H, W), got shape {x.shape}")
+    n, c, h, w = x.shape
+    return n, c, h * w
+
+
+def bn_sum(x: numpy.ndarray) -> numpy.ndarray:
+    """Per channel, the sum of x (N, C, H, W), in float64 (C,)."""
+    n, c, hw = _bn_shape(x)
+    out = numpy.empty(c, numpy.float64)
+    check_call({"x": (x, x.dtype, x.size)}, {"out": (out, numpy.float64, c)})
+    _call("bn_sum", x.dtype, x, n, c, hw, out)
+    return out
+
+
+def bn_sqdev(x: numpy.ndarray, mean: numpy.ndarray) -> numpy.ndarray:
+    """Per channel, the sum of (x - mean)^2, in float64 (C,); mean float64 (C,)."""
+    n, c, hw = _bn_shape(x)
+    out = numpy.empty(c, numpy.float64)
+    check_call({"x": (x, x.dtype, x.size), "mean": (mean, numpy.float64, c)}, {"out": (out, numpy.float64, c)})
+    _call("bn_sqdev", x.dtype, x, n, c, hw, mean, out)
+    return out
+
+
+def bn_affine(x: numpy.ndarray, scale: numpy.ndarray, shift: numpy.ndarray) -> numpy.ndarray:
+    """y = x * scale + shift per channel, x (N, C, H, W), scale and shift (C,) of x's dtype."""
+    n, c, hw = _bn_shape(x)
+    y = numpy.empty(x.shape, x.dtype)
+    check_call(
+        {"x": (x, x.dtype, x.size), "scale": (scale, x.dtype, c), "shift": (shift, x.dtype, c)},
+        {"y": (y, x.dtype, x.size)},
+    )
+    _call("bn_affine", x.dtype, x, n, c, hw, scale, shift, y)
+    return y
+
+
+def bn_grad_sums(dy: numpy.ndarray, x: numpy.ndarray, mean: numpy.ndarray) -> numpy.ndarray:
+    """Per channel, [sum dy, sum dy * (x - mean)] in float64 (2, C)."""
+    n, c, hw = _bn_shape(x)
+    out = numpy.empty((2, c), numpy.float64)
+    check_call(
+        {"dy": (dy, x.dtype, x.size), "x": (x, x.dtype, x.size), "mean": (mean, numpy.float64, c)},
+        {"out": (out, numpy.float64, 2 * c)},
+    )
+    _call("bn_grad_sums", x.dtype, dy, x, n, c, hw, mean, out)
+    return out
+
+
+def bn_grad_apply(
+    dy: numpy.ndarray, x: numpy.ndarray, a: numpy.ndarray, b: numpy.ndarray, k: numpy.ndarray
+) -> numpy.ndarray:
+    """dx = a dy + b x + k per channel; dy, x (N, C, H, W); a, b, k (C,) of x's dtype."""
+    n, c, hw = _bn_shape(x)
+    dx = numpy.empty(x.shape, x.dtype)
+    vectors = {"a": (a, x.dtype, c), "b": (b, x.dtype, c), "k": (k, x.dtype, c)}
+    check_call({"dy": (dy, x.dtype, x.size), "x": (x, x.dtype, x.size), **vectors}, {"dx": (dx, x.dtype, x.size)})
+    _call("bn_grad_apply", x.dtype, dy, x, n, c, hw, a, b, k, dx)
+    return dx

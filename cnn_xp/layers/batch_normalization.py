@@ -7,7 +7,9 @@ from typing import Any
 
 from ..backend import get_array_module
 from ..checks import check_int, check_number, check_rank
+from ..functions.batchnorm import BatchNormState, batch_norm_backward, batch_norm_forward
 from ..functions.dtypes import as_float
+from ..threads import Turnstile
 from .base import Array, Layer, adopt_input, check_dout, float_param, settings, zeros
 from .grad_mode import grad_enabled
 
@@ -28,6 +30,7 @@ class BatchNormalization(Layer):
     param_names = ("gamma", "beta")
     buffer_names = ("running_mean", "running_var")
     uses_mode = True
+    shard_safe = True  # the shards of a batch add their sums: the statistics are the batch's
 
     def __init__(
         self,
@@ -57,7 +60,7 @@ class BatchNormalization(Layer):
         self.running_var = xp.ones_like(gamma) if running_var is None else as_float(running_var, like=gamma)
         self.dgamma: Array | None = None
         self.dbeta: Array | None = None
-        self._cache: tuple | None = None
+        self._cache: BatchNormState | None = None
 
     def config(self) -> dict[str, Any]:
         return {
@@ -106,49 +109,70 @@ class BatchNormalization(Layer):
             )
         return axes, shape
 
+    def replica_state(self, shard: int, turnstile: Turnstile) -> dict[str, Any]:
+        """A thread's copy adds its sums to the other shards' (the batch's statistics), and only
+        the first shard's copy updates the running statistics -- the layer's own."""
+        return {"_reduce": lambda value: turnstile.sum(shard, value), "_origin": self, "_shard": shard}
+
     def forward(self, x: Array, train_flg: bool | None = None) -> Array:
-        axes, shape = self._axes(x)
+        self._axes(x)  # checks the shape against gamma's
         x = adopt_input("x", x, self.gamma)
-        xp = get_array_module(x, self.gamma)
         x = as_float(x, like=self.gamma)
         train = self._mode(train_flg)
-        count = math.prod(x.shape) // self.gamma.shape[0]  # (x.size is a method in PyTorch)
+        count = math.prod(x.shape) // self.gamma.shape[0]  # this part's; the batch's with shards
+        reduce = getattr(self, "_reduce", None)
+        if train and reduce is None and count < 2 and self.unbiased:
+            raise ValueError(
+                f"x: training-mode batch statistics need more than 1 value per channel (or unbiased=False), got x of shape {tuple(x.shape)}"
+            )
+        y, state, mean, var, total = batch_norm_forward(
+            x, self.gamma, self.beta, self.eps, train=train, running_mean=self.running_mean,
+            running_var=self.running_var, reduce=reduce if train else None, keep=grad_enabled(),
+        )  # fmt: skip
         if train:
-            if count < 2 and self.unbiased:
-                raise ValueError(
-                    f"x: training-mode batch statistics need more than 1 value per channel (or unbiased=False), got x of shape {tuple(x.shape)}"
-                )
-            mean = xp.mean(x, axis=axes)
-            xc = x - xp.reshape(mean, shape)
-            var = xp.mean(xc * xc, axis=axes)
-            m = self.momentum
-            self.running_mean = m * self.running_mean + (1 - m) * mean
-            correction = count / (count - 1) if self.unbiased else 1.0
-            self.running_var = m * self.running_var + (1 - m) * var * correction
-        else:
-            xc = x - xp.reshape(self.running_mean, shape)
-            var = self.running_var
-        inv_std = xp.reshape(1.0 / xp.sqrt(var + self.eps), shape)
-        xn = xc * inv_std
-        if grad_enabled():
-            self._cache = (xn, inv_std, train, axes, shape, count)
-        return xp.reshape(self.gamma, shape) * xn + xp.reshape(self.beta, shape)
+            self._update_running(mean, var, total)
+        if state is not None:
+            self._cache = state
+        return y
+
+    def _update_running(self, mean: Array, var: Array, count: float) -> None:
+        """running = momentum * running + (1 - momentum) * batch, on the layer itself (a thread's
+        copy: the first shard's only), the variance corrected for bias unless ``unbiased=False``."""
+        if getattr(self, "_shard", 0) != 0:
+            return
+        owner = getattr(self, "_origin", self)
+        if count < 2 and self.unbiased:
+            raise ValueError(
+                f"x: training-mode batch statistics need more than 1 value per channel (or unbiased=False), got {count:g}"
+            )
+        mean, var = (_like(v, owner.running_mean) for v in (mean, var))
+        m = self.momentum
+        correction = count / (count - 1) if self.unbiased else 1.0
+        owner.running_mean = m * owner.running_mean + (1 - m) * mean
+        owner.running_var = m * owner.running_var + (1 - m) * var * correction
+        if owner is not self:
+            self.running_mean, self.running_var = owner.running_mean, owner.running_var
 
     def backward(self, dout: Array) -> Array:
-        if self._cache is None:
+        state = self._cache
+        if state is None:
             raise self._not_run()
-        xn, inv_std, train, axes, shape, count = self._cache
-        check_dout(dout, tuple(xn.shape))
-        xp = get_array_module(dout)
-        dout = as_float(dout, like=xn)
-        self.dbeta = xp.sum(dout, axis=axes)
-        self.dgamma = xp.sum(dout * xn, axis=axes)
-        dxn = dout * xp.reshape(self.gamma, shape)
-        if not train:
-            return dxn * inv_std
-        sum_dxn = xp.sum(dxn, axis=axes, keepdims=True)
-        sum_dxn_xn = xp.sum(dxn * xn, axis=axes, keepdims=True)
-        return inv_std * (dxn - sum_dxn / count - xn * (sum_dxn_xn / count))
+        saved: Any = state.x if state.x is not None else state.xn
+        shape = saved.shape
+        check_dout(dout, tuple(shape))
+        dout = as_float(dout, like=self.gamma)
+        reduce = getattr(self, "_reduce", None) if state.train else None
+        dx, self.dgamma, self.dbeta = batch_norm_backward(dout, self.gamma, state, reduce)
+        return dx
 
     def __repr__(self) -> str:
         return f"BatchNormalization({self.gamma.shape[0]}, momentum={self.momentum}, eps={self.eps})"
+
+
+def _like(value: Array, like: Array) -> Array:
+    """``value`` (a batch statistic: an array of the layer's kind, or a host float64 array from the
+    kernels) as an array of ``like``'s library, device and dtype."""
+    xp = get_array_module(like)
+    if type(value) is type(like):
+        return value if value.dtype == like.dtype else xp.astype(value, like.dtype)
+    return xp.asarray(value, dtype=like.dtype)

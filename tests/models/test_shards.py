@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cnn_xp
-from cnn_xp import BatchNormalization, Convolution, DeepConvNet, Network, Relu, SimpleConvNet
+from cnn_xp import BatchNormalization, Convolution, DeepConvNet, Network, Relu, Residual, Sequential, SimpleConvNet
 from cnn_xp.models.shards import MIN_SHARD
 from cnn_xp.threads import Turnstile, get_num_threads, run_in_threads, set_num_threads
 
@@ -99,19 +99,40 @@ def test_a_layer_with_its_own_forward_keeps_the_batch_whole(threads: None) -> No
     assert not net._shards.split_last and seen == [64]
 
 
-def test_batchnorm_network_keeps_the_batch_whole(threads: None) -> None:
-    """Batch statistics need the whole batch: a layer that is not shard_safe stops the split."""
+def residual_bn_net(dtype: str = "float64") -> Network:
+    """Batch normalisation inside a residual block inside a Sequential: composites split too."""
     rng = np.random.default_rng(0)
+
+    def bn(c: int) -> BatchNormalization:
+        return BatchNormalization(rng.random(c) + 0.5, rng.standard_normal(c) * 0.1)
+
+    body = Sequential([("conv", Convolution(rng.standard_normal((4, 4, 3, 3)) * 0.3, None, pad=1)), ("bn", bn(4))])
     layers = [
-        ("Conv", Convolution(rng.standard_normal((4, 1, 3, 3)), np.zeros(4))),
-        ("BN", BatchNormalization(np.ones(4), np.zeros(4))),
-        ("Relu", Relu()),
+        ("Conv", Convolution(rng.standard_normal((4, 1, 3, 3)), None)),
+        ("BN", bn(4)),
+        ("Stage", Sequential([("block", Residual(body)), ("relu", Relu())])),
         ("Affine", cnn_xp.Affine(rng.standard_normal((4 * 26 * 26, 10)) * 0.01, np.zeros(10))),
     ]
-    net = Network(layers)
-    x, t = batch(64)
-    run(net, x, t, 2)
-    assert not net._shards.split_last
+    return Network(layers).astype(dtype)
+
+
+@pytest.mark.parametrize("threads_used", [2, 3])
+def test_batchnorm_statistics_are_the_whole_batchs_when_it_is_split(threads: None, threads_used: int) -> None:
+    """The shards add their sums: loss, scores, gradients and running statistics are the whole
+    batch's (to float64 rounding), and the running statistics change once per step, not per shard."""
+    x, t = batch(3 * MIN_SHARD + 5)
+    nets = [residual_bn_net() for _ in range(2)]
+    whole = run(nets[0], x, t, 1)
+    split = run(nets[1], x, t, threads_used)
+    assert not nets[0]._shards.split_last and nets[1]._shards.split_last
+    assert split[0] == pytest.approx(whole[0], rel=1e-13)
+    np.testing.assert_allclose(split[1], whole[1], rtol=1e-12, atol=1e-14)
+    for key in whole[2]:
+        np.testing.assert_allclose(split[2][key], whole[2][key], rtol=1e-10, atol=1e-13, err_msg=key)
+    for key, value in nets[0].buffers.items():
+        np.testing.assert_allclose(nets[1].buffers[key], value, rtol=1e-12, err_msg=key)
+    with cnn_xp.no_grad():  # inference: each sample on its own, the running statistics
+        np.testing.assert_allclose(nets[1].predict(x), nets[0].predict(x), rtol=1e-12, atol=1e-14)
 
 
 def test_mismatched_labels_raise_the_whole_batch_error(threads: None) -> None:

@@ -1,0 +1,159 @@
+"""Batch normalisation as a pair of pure functions, per channel of (N, C, H, W) or per feature of
+(N, C): the compiled kernels for NumPy float arrays of four dimensions, else array passes.
+
+``reduce`` makes the statistics a whole batch's when the batch runs split across threads: it
+is given each shard's per-channel sums (host float arrays) and returns the sums over all shards
+(:meth:`cnn_xp.threads.Turnstile.sum`); None for a batch that runs whole.  Parameter gradients
+stay the shard's own (the shards' are added afterwards, as every layer's are); the input
+gradient uses the batch's sums.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy  # host scalars and the kernels' per-channel factors
+
+from ..backend import get_array_module
+from . import native
+
+Array = Any
+Reduce = Callable[[Any], Any] | None
+
+
+@dataclass
+class BatchNormState:
+    """What :func:`batch_norm_backward` needs from the forward."""
+
+    train: bool
+    count: float  # values per channel in the whole batch
+    inv_std: Array  # (C,) float64 on the host (kernels), else broadcastable like x
+    x: Array | None = None  # kernels: the input (its normalised values are recomputed)
+    mean: Array | None = None  # kernels: (C,) float64
+    xn: Array | None = None  # array passes: the normalised input
+    axes: tuple[int, ...] = ()
+    shape: tuple[int, ...] = ()
+
+
+def _kernels_take(x: Array, *vectors: Array) -> bool:
+    return (
+        native.accepts(x)
+        and x.ndim == 4
+        and x.flags.c_contiguous
+        and all(isinstance(v, numpy.ndarray) and v.dtype == x.dtype for v in vectors)
+    )
+
+
+def _layout(x: Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    c = x.shape[1]
+    return ((0, 2, 3), (1, c, 1, 1)) if x.ndim == 4 else ((0,), (1, c))
+
+
+def batch_norm_forward(
+    x: Array,
+    gamma: Array,
+    beta: Array,
+    eps: float,
+    *,
+    train: bool,
+    running_mean: Array,
+    running_var: Array,
+    reduce: Reduce = None,
+    keep: bool = True,
+) -> tuple[Array, BatchNormState | None, Array | None, Array | None, float]:
+    """(y, state, batch mean, biased batch variance, count): y = gamma (x - mean) / sqrt(var + eps)
+    + beta with the batch's statistics (``train``) or the running ones.  The batch mean and
+    variance (for the running statistics) are None in inference; ``state`` is None unless ``keep``."""
+    axes, shape = _layout(x)
+    c = x.shape[1]
+    local = math.prod(x.shape) // c
+    if _kernels_take(x, gamma, beta):
+        return _forward_kernels(x, gamma, beta, eps, train, running_mean, running_var, reduce, keep, local)
+    xp = get_array_module(x, gamma)
+    if train:
+        sums = xp.sum(x, axis=axes)
+        count = float(local)
+        if reduce is not None:
+            packed = reduce(numpy.concatenate([sums, [local]]))
+            sums, count = packed[:c].astype(x.dtype), float(packed[c])
+        mean = sums / count
+        xc = x - xp.reshape(mean, shape)
+        sq = xp.sum(xc * xc, axis=axes)
+        var = (reduce(sq) if reduce is not None else sq) / count
+    else:
+        mean, var, count = None, None, float(local)
+        xc = x - xp.reshape(running_mean, shape)
+    inv_std = xp.reshape(1.0 / xp.sqrt((var if train else running_var) + eps), shape)
+    xn = xc * inv_std
+    y = xp.reshape(gamma, shape) * xn + xp.reshape(beta, shape)
+    state = BatchNormState(train, count, inv_std, xn=xn, axes=axes, shape=shape) if keep else None
+    return y, state, mean, var, count
+
+
+def _forward_kernels(
+    x: Any, gamma: Any, beta: Any, eps: float, train: bool, running_mean: Any, running_var: Any,
+    reduce: Reduce, keep: bool, local: int,
+) -> tuple[Any, BatchNormState | None, Any, Any, float]:  # fmt: skip
+    c = x.shape[1]
+    if train:
+        sums, count = native.bn_sum(x), float(local)
+        if reduce is not None:
+            packed = reduce(numpy.concatenate([sums, [local]]))
+            sums, count = packed[:c], float(packed[c])
+        mean = sums / count
+        sq = native.bn_sqdev(x, mean)
+        var = (reduce(sq) if reduce is not None else sq) / count
+    else:
+        mean, var, count = running_mean.astype(numpy.float64), running_var.astype(numpy.float64), float(local)
+    inv_std = 1.0 / numpy.sqrt(var + eps)
+    g = gamma.astype(numpy.float64)
+    scale = g * inv_std
+    y = native.bn_affine(x, scale.astype(x.dtype), (beta - mean * scale).astype(x.dtype))
+    state = BatchNormState(train, count, inv_std, x=x, mean=mean) if keep else None
+    return y, state, (mean if train else None), (var if train else None), count
+
+
+def batch_norm_backward(
+    dy: Array, gamma: Array, state: BatchNormState, reduce: Reduce = None
+) -> tuple[Array, Array, Array]:
+    """(dx, dgamma, dbeta) from dy (the forward output's gradient); dgamma and dbeta are this
+    part of the batch's own, dx is the whole batch's gradient at this part's inputs."""
+    if state.x is not None:
+        return _backward_kernels(dy, gamma, state, reduce)
+    xp = get_array_module(dy, gamma)
+    xn, axes, shape, inv_std = state.xn, state.axes, state.shape, state.inv_std
+    dbeta = xp.sum(dy, axis=axes)
+    dgamma = xp.sum(dy * xn, axis=axes)
+    dxn = dy * xp.reshape(gamma, shape)
+    if not state.train:
+        return dxn * inv_std, dgamma, dbeta
+    sum_dxn = xp.sum(dxn, axis=axes, keepdims=True)
+    sum_dxn_xn = xp.sum(dxn * xn, axis=axes, keepdims=True)
+    if reduce is not None:
+        c = gamma.shape[0]
+        both = reduce(numpy.concatenate([sum_dxn.reshape(c), sum_dxn_xn.reshape(c)]))
+        sum_dxn, sum_dxn_xn = (xp.reshape(xp.asarray(both[i * c : (i + 1) * c], dtype=dy.dtype), shape) for i in (0, 1))
+    n = state.count
+    return inv_std * (dxn - sum_dxn / n - xn * (sum_dxn_xn / n)), dgamma, dbeta
+
+
+def _backward_kernels(dy: Any, gamma: Any, state: BatchNormState, reduce: Reduce) -> tuple[Any, Any, Any]:
+    x, mean, inv_std = state.x, state.mean, state.inv_std
+    assert x is not None and mean is not None  # (the kernels' state)
+    dy = numpy.ascontiguousarray(dy, dtype=x.dtype)
+    local = native.bn_grad_sums(dy, x, mean)  # (2, C): sum dy, sum dy (x - mean)
+    dbeta, dgamma = local[0].astype(x.dtype), (local[1] * inv_std).astype(x.dtype)
+    g = gamma.astype(numpy.float64)
+    a = g * inv_std
+    if state.train:
+        s1, s2 = reduce(local) if reduce is not None else local
+        m = state.count
+        b = -g * inv_std**3 * s2 / m
+        k = -b * mean - a * s1 / m
+    else:
+        b = k = numpy.zeros_like(a)
+    dx = native.bn_grad_apply(dy, x, a.astype(x.dtype), b.astype(x.dtype), k.astype(x.dtype))
+    return dx, dgamma, dbeta
