@@ -1,6 +1,6 @@
 """2-D convolution (cross-correlation) as im2col + one matrix product: forward and backward.
 
-Three paths compute the same function (the tests hold them to each other):
+Five paths compute the same function (the tests hold them to each other):
 
 * **generic** (any stride, any array library): columns ``(N, C*KH*KW, OH*OW)`` from
   :func:`~cnn_xp.functions.im2col.unfold`, a batched matrix product, and
@@ -22,6 +22,12 @@ Three paths compute the same function (the tests hold them to each other):
   would be a dozen kernel launches where the flat rows need one copy, so a GPU keeps the flat
   rows.  ``CNN_XP_WINOGRAD=0`` or :func:`~cnn_xp.functions.fast_paths.direct_convolution`
   turns it off.
+
+* **pointwise** (1x1 kernels, no padding, any stride; every device): no im2col at all -- one
+  batched matrix product ``W (FN, C) @ x[n] (C, OH*OW)`` over the images (subsampled first for a
+  stride), which gives y in its own layout.
+* **strided** (stride > 1; every device): one matrix product for the whole batch, with columns
+  ``(C*KH*KW, n*OH*OW)`` copied from one strided view of the padded input (one kernel on a GPU).
 
 The columns of a batch are kept for ``backward`` when they fit in :data:`workspace_limit_bytes`
 (a training step).  Otherwise -- inference, or a batch too big -- the batch is worked through in
@@ -47,7 +53,7 @@ from ..backend import (
 from . import native, winograd
 from .conv_utils import window_output_shape
 from .fast_paths import fast_paths_enabled, winograd_enabled, winograd_max_tile
-from .im2col import fold, unfold
+from .im2col import fold, pad2d, unfold
 from .workspace import Workspace
 
 Array = Any
@@ -257,6 +263,131 @@ class _FlatRows:
         return xp.permute_dims(dx, (1, 0, 2, 3))
 
 
+# --------------------------------------------------------------------------- 1x1 convolutions
+
+
+class _Pointwise:
+    """A 1x1 convolution (any stride, no padding) is a matrix product per image, with no im2col:
+    y[n] (FN, OH*OW) = W (FN, C) @ x[n] (C, OH*OW) -- x itself for stride 1, its every s-th pixel
+    otherwise.  One batched product gives y in its (N, FN, OH, OW) layout, with no transpose."""
+
+    dx_is_new = True
+
+    @staticmethod
+    def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
+        oh, ow = window_output_shape(x_shape, 1, 1, *stride, 0, 0)
+        return x_shape[1] * oh * ow
+
+    @staticmethod
+    def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
+        """x (n, C, OH*OW): a view of x for stride 1, else its subsampled pixels in the workspace."""
+        xp = get_array_module(x)
+        n, c = x.shape[0], x.shape[1]
+        sh, sw = st.stride
+        if (sh, sw) == (1, 1):
+            return xp.reshape(x, (n, c, x.shape[2] * x.shape[3]))
+        oh, ow = window_output_shape(tuple(x.shape), 1, 1, sh, sw, 0, 0)
+        out = ws.take((n, c, oh, ow), like=x)
+        out[...] = x[:, :, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw]
+        return xp.reshape(out, (n, c, oh * ow))
+
+    @staticmethod
+    def product(cols: Array, W: Array, b: Array, x_shape: tuple[int, ...], st: ConvState) -> Array:
+        xp = get_array_module(cols, W)
+        fn, c = W.shape[0], W.shape[1]
+        oh, ow = window_output_shape(x_shape, 1, 1, *st.stride, 0, 0)
+        y = xp.matmul(xp.reshape(W, (fn, c)), cols)  # (n, FN, OH*OW)
+        y += xp.reshape(b, (fn, 1))
+        return xp.reshape(y, (cols.shape[0], fn, oh, ow))
+
+    @staticmethod
+    def grads(
+        dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState, ws: Workspace, need_dx: bool
+    ) -> tuple[Array | None, Array]:
+        xp = get_array_module(dy, W)
+        fn, c = W.shape[0], W.shape[1]
+        n, oh, ow = dy.shape[0], dy.shape[2], dy.shape[3]
+        d = xp.reshape(dy, (n, fn, oh * ow))
+        dW = xp.reshape(xp.sum(xp.matmul(d, cols.mT), axis=0), W.shape)
+        if not need_dx:
+            return None, dW
+        dcols = xp.matmul(xp.reshape(W, (fn, c)).mT, d)  # (n, C, OH*OW)
+        sh, sw = st.stride
+        if (sh, sw) == (1, 1):
+            return xp.reshape(dcols, x_shape), dW
+        dx = xp.zeros(x_shape, dtype=dy.dtype, device=array_device(dy))
+        dx[:, :, : sh * (oh - 1) + 1 : sh, : sw * (ow - 1) + 1 : sw] = xp.reshape(dcols, (n, c, oh, ow))
+        return dx, dW
+
+
+# --------------------------------------------------------------------------- strided convolutions
+
+
+class _Strided:
+    """A convolution of stride > 1 as one matrix product for the whole batch: columns
+    (C*KH*KW, n*OH*OW) built with one copy of a strided view of the padded input (one kernel on a
+    GPU), the product (FN, n*OH*OW), and for the input gradient the columns' gradient added back
+    window offset by window offset into the padded image (a fixed order: deterministic)."""
+
+    dx_is_new = False
+
+    @staticmethod
+    def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
+        return _Generic.col_elems(x_shape, w_shape, stride, pad)
+
+    @staticmethod
+    def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
+        xp = get_array_module(x)
+        n, c, h, w = x.shape
+        (sh, sw), (ph, pw) = st.stride, st.pad
+        oh, ow = window_output_shape(tuple(x.shape), kh, kw, sh, sw, ph, pw)
+        hp, wp = h + 2 * ph, w + 2 * pw
+        img = xp.reshape(pad2d(x, ph, pw), (-1,))
+        out = ws.take((c, kh, kw, n, oh, ow), like=x)
+        view = strided_view(img, 0, (c, kh, kw, n, oh, ow), (hp * wp, wp, 1, c * hp * wp, sh * wp, sw))
+        if view is not None:
+            out[...] = view
+        else:  # a library without strided views: one copy per kernel offset
+            padded = xp.permute_dims(xp.reshape(img, (n, c, hp, wp)), (1, 0, 2, 3))
+            for i in range(kh):
+                for j in range(kw):
+                    out[:, i, j, ...] = padded[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw]
+        return xp.reshape(out, (c * kh * kw, n * oh * ow))
+
+    @staticmethod
+    def product(cols: Array, W: Array, b: Array, x_shape: tuple[int, ...], st: ConvState) -> Array:
+        xp = get_array_module(cols, W)
+        fn, n = W.shape[0], x_shape[0]
+        oh, ow = window_output_shape(x_shape, W.shape[2], W.shape[3], *st.stride, *st.pad)
+        res = xp.matmul(xp.reshape(W, (fn, cols.shape[0])), cols)  # (FN, n*OH*OW)
+        res += xp.reshape(b, (fn, 1))
+        y = xp.empty((n, fn, oh, ow), dtype=res.dtype, device=array_device(res))
+        y[...] = xp.permute_dims(xp.reshape(res, (fn, n, oh, ow)), (1, 0, 2, 3))
+        return y
+
+    @staticmethod
+    def grads(
+        dy: Array, cols: Array, W: Array, x_shape: tuple[int, ...], st: ConvState, ws: Workspace, need_dx: bool
+    ) -> tuple[Array | None, Array]:
+        xp = get_array_module(dy, W)
+        fn, c, kh, kw = W.shape
+        n, oh, ow = dy.shape[0], dy.shape[2], dy.shape[3]
+        d2 = xp.empty((fn, n, oh, ow), dtype=dy.dtype, device=array_device(dy))
+        d2[...] = xp.permute_dims(dy, (1, 0, 2, 3))
+        d2 = xp.reshape(d2, (fn, n * oh * ow))
+        dW = xp.reshape(xp.matmul(d2, cols.mT), W.shape)
+        if not need_dx:
+            return None, dW
+        dcols = xp.reshape(xp.matmul(xp.reshape(W, (fn, c * kh * kw)).mT, d2), (c, kh, kw, n, oh, ow))
+        (sh, sw), (ph, pw) = st.stride, st.pad
+        h, w = x_shape[2], x_shape[3]
+        dxp = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=dy.dtype, device=array_device(dy))
+        for i in range(kh):  # fixed order: deterministic sums on every device
+            for j in range(kw):
+                dxp[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw] += dcols[:, i, j, ...]
+        return xp.permute_dims(dxp[:, :, ph : ph + h, pw : pw + w], (1, 0, 2, 3)), dW
+
+
 # --------------------------------------------------------------------------- Winograd path (3x3, stride 1, CPU)
 
 
@@ -359,14 +490,24 @@ def _winograd_tile(x_shape: tuple[int, ...], pad: tuple[int, int]) -> int:
     return 4 if large.k * large.tiles < small.k * small.tiles else 2
 
 
-_PATHS: dict[str, Any] = {"generic": _Generic, "flat_rows": _FlatRows, "winograd": _Winograd}
+_PATHS: dict[str, Any] = {
+    "generic": _Generic,
+    "flat_rows": _FlatRows,
+    "winograd": _Winograd,
+    "pointwise": _Pointwise,
+    "strided": _Strided,
+}
 
 
 def _choose_path(x: Array, W: Array, stride: Any, pad: Any, gpu_bytes: int | None, keep_elems: int) -> str:
     """Which path computes this convolution (see the module's docstring).  ``keep_elems``: how
     many column elements the batch may keep for ``backward`` (0: none, as in inference)."""
-    if not fast_paths_enabled() or tuple(stride) != (1, 1):
+    if not fast_paths_enabled():
         return "generic"
+    if tuple(W.shape[2:]) == (1, 1) and tuple(pad) == (0, 0):
+        return "pointwise"  # a matrix product per image, no im2col
+    if tuple(stride) != (1, 1):
+        return "strided"
     host, c = gpu_bytes is None, W.shape[1]
     # Winograd in training, where the batch's transformed patches are kept for backward.  In
     # inference (nothing kept: worked through in chunks) only F(4x4, 3x3): F(2x2, 3x3) there was

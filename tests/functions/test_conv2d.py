@@ -51,6 +51,8 @@ def _run(x, W, b, dy, pad, workspace=None):
 def _expected_path(case, winograd: bool) -> str:
     """The path a training step on the CPU takes (see conv2d._choose_path)."""
     c, kh, kw = case[1], case[5], case[6]
+    if (kh, kw) == (1, 1) and tuple(case[7]) == (0, 0):
+        return "pointwise"  # a matrix product per image
     if c == 1:
         return "generic"  # one input channel: per-image products
     return "winograd" if winograd and (kh, kw) == (3, 3) else "flat_rows"
@@ -319,3 +321,48 @@ def test_an_empty_batch_gives_empty_outputs_and_zero_gradients(generic):
     assert y.shape == (0, 2, 4, 4) and dx.shape == (0, 1, 4, 4)
     np.testing.assert_array_equal(layer.dW, np.zeros_like(W))
     np.testing.assert_array_equal(layer.db, np.zeros(2))
+
+
+# (N, C, FN, H, W, K, stride, pad): the residual networks' 1x1 shortcuts (stride 1 and 2) and
+# 3x3 stride-2 convolutions, odd sizes (a dropped last row and column), a wider stride and kernel
+STRIDED_CASES = [
+    (3, 4, 6, 9, 8, 1, 1, 0),
+    (3, 4, 6, 9, 8, 1, 2, 0),
+    (3, 5, 7, 9, 10, 3, 2, 1),
+    (2, 3, 4, 8, 8, 3, 2, 0),
+    (2, 2, 3, 7, 7, 5, 3, 2),
+]
+
+
+def _strided_data(case, dtype="float64"):
+    n, c, fn, h, w, k, s, p = case
+    rng = np.random.default_rng(0)
+    x, W, b = rng.standard_normal((n, c, h, w)), rng.standard_normal((fn, c, k, k)), rng.standard_normal(fn)
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    return [a.astype(dtype) for a in (x, W, b, rng.standard_normal((n, fn, oh, ow)))] + [(s, s), (p, p)]
+
+
+@pytest.mark.parametrize("case", STRIDED_CASES, ids=str)
+def test_pointwise_and_strided_paths_match_the_generic_path(case):
+    x, W, b, dy, stride, pad = _strided_data(case)
+    y, state = conv2d_forward(x, W, b, stride, pad)
+    got = (y, *conv2d_backward(dy, W, state))
+    assert state.path == ("pointwise" if case[5] == 1 else "strided")
+    with generic_paths():
+        y2, state2 = conv2d_forward(x, W, b, stride, pad)
+        want = (y2, *conv2d_backward(dy, W, state2))
+    assert state2.path == "generic"
+    for g, r in zip(got, want, strict=True):
+        assert g.shape == r.shape and g.dtype == r.dtype
+        np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", STRIDED_CASES[1:3], ids=str)
+def test_pointwise_and_strided_paths_on_every_backend(backend, float_dtype, case):
+    x, W, b, dy, stride, pad = _strided_data(case, float_dtype)
+    put = backend.asarray
+    y, state = conv2d_forward(put(x), put(W), put(b), stride, pad, workspace=Workspace())
+    got = (y, *conv2d_backward(put(dy), put(W), state))
+    y_ref, state_ref = conv2d_forward(x, W, b, stride, pad)
+    for g, want in zip(got, (y_ref, *conv2d_backward(dy, W, state_ref)), strict=True):
+        backend.assert_matches(g, want, float_dtype)

@@ -152,7 +152,7 @@ def test_training_takes_it_inference_and_other_kernels_do_not():
     assert conv2d_forward(x, W, b, (1, 1), pad, keep_cols=False)[1].path == "flat_rows"  # inference
     assert conv2d_forward(x[:, :1], W[:, :1], b, (1, 1), pad)[1].path == "generic"  # one input channel
     assert conv2d_forward(x, W[:, :, :2, :2], b, (1, 1), pad)[1].path == "flat_rows"  # 2x2
-    assert conv2d_forward(x, W, b, (2, 2), pad)[1].path == "generic"  # stride 2
+    assert conv2d_forward(x, W, b, (2, 2), pad)[1].path == "strided"  # stride 2
     layer = Convolution(W, b, pad=pad)
     with no_grad():
         layer.forward(x)
