@@ -36,7 +36,7 @@ from .layers import (
     no_grad,
     register_layer,
 )
-from .models import DeepConvNet, Network, SimpleConvNet, register_model
+from .models import DeepConvNet, Network, ResNet, SimpleConvNet, register_model
 from .optim import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop, register_optimizer
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "Pooling",
     "RMSprop",
     "Relu",
+    "ResNet",
     "Residual",
     "Sequential",
     "Sigmoid",

@@ -35,6 +35,17 @@ class Composite(Layer):
         """(name, config) of each child a config describes, checked for shape only."""
         raise NotImplementedError
 
+    @classmethod
+    def from_children(
+        cls, config: Mapping[str, Any], children: list[tuple[str, Layer]]
+    ) -> Composite:  # pragma: no cover
+        """The layer ``config`` describes, holding ``children`` (built from :meth:`child_configs`)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], dtype: Any = "float32") -> Composite:
+        return cls.from_children(config, _built(cls.child_configs(config), dtype))
+
     def train(self, mode: bool = True) -> Layer:
         super().train(mode)
         for _, child in self.children():
@@ -157,8 +168,8 @@ class Sequential(Composite):
         return {}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], dtype: Any = "float32") -> Sequential:
-        return cls(_built(cls.child_configs(config), dtype))
+    def from_children(cls, config: Mapping[str, Any], children: list[tuple[str, Layer]]) -> Sequential:
+        return cls(children)
 
 
 class Residual(Composite):
@@ -232,9 +243,9 @@ class Residual(Composite):
         return {}
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], dtype: Any = "float32") -> Residual:
-        children = dict(_built(cls.child_configs(config), dtype))
-        return cls(children["body"], children.get("shortcut"))
+    def from_children(cls, config: Mapping[str, Any], children: list[tuple[str, Layer]]) -> Residual:
+        named = dict(children)
+        return cls(named["body"], named.get("shortcut"))
 
 
 def iter_leaves(layers: Iterable[tuple[str, Layer]], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Layer]]:

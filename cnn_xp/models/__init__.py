@@ -8,6 +8,8 @@ from typing import Any
 from .build import build_model, build_network
 from .deep_convnet import DeepConvNet
 from .network import Network
+from .resnet import DEPTHS as RESNET_DEPTHS
+from .resnet import ResNet
 from .simple_convnet import SimpleConvNet
 from .zoo import MODELS, ModelEntry, build_named_model, register_model
 
@@ -25,11 +27,25 @@ register_model("simple", _simple, summary="SimpleConvNet (book ch. 7)", network_
 register_model("deep", _deep, summary="DeepConvNet (book ch. 8)", network_class=DeepConvNet)
 
 
+def _resnet(depth: int) -> Any:
+    def build(input_dim: tuple[int, ...], output_size: int, **kw: Any) -> Network:
+        return ResNet(depth, input_dim, output_size, **kw)  # type: ignore[arg-type]
+
+    return build
+
+
+for _depth in RESNET_DEPTHS:
+    register_model(
+        f"resnet{_depth}", _resnet(_depth), summary=f"ResNet-{_depth} (He et al. 2016)", network_class=ResNet
+    )
+
+
 __all__ = [
     "MODELS",
     "DeepConvNet",
     "ModelEntry",
     "Network",
+    "ResNet",
     "SimpleConvNet",
     "build_model",
     "build_named_model",

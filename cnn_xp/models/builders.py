@@ -17,7 +17,8 @@ from ..backend import Device, parse_device, to_device
 from ..checks import check_int, float_dtype_name
 from ..functions.conv_utils import get_conv_outsize
 from ..init import InitSpec, init_std, normal
-from ..layers import Affine, Convolution, Layer
+from ..layers import Affine, BatchNormalization, Convolution, Layer
+from ..layers.composite import Composite
 from ..layers.registry import layer_class
 from .network import Network
 
@@ -101,11 +102,20 @@ def constructor_arguments(local_names: dict[str, Any]) -> dict[str, Any]:
 
 class LayerFactory:
     """Builds described layers on one device and dtype, drawing initial weights from one seed:
-    N(0, std^2) weights (std from ``weight_init_std`` and the fan-in) and zero biases for
-    Convolution and Affine; every other layer from its config."""
+    N(0, std^2) weights (std from ``weight_init_std`` -- or ``affine_init_std`` for Affine layers --
+    and the fan-in) and zero biases for Convolution and Affine, BatchNormalization as the identity
+    (gamma 1, beta 0); every other layer from its config."""
 
-    def __init__(self, weight_init_std: InitSpec, dtype: Any, device: str | Device | None, seed: int | None) -> None:
+    def __init__(
+        self,
+        weight_init_std: InitSpec,
+        dtype: Any,
+        device: str | Device | None,
+        seed: int | None,
+        affine_init_std: InitSpec | None = None,
+    ) -> None:
         self.weight_init_std = weight_init_std
+        self.affine_init_std = affine_init_std  # the affine layers' own, where it differs
         self.dtype = numpy.dtype(check_init(weight_init_std, dtype))
         self.device = parse_device(device)
         self.rng = numpy.random.default_rng(seed)
@@ -114,19 +124,31 @@ class LayerFactory:
         return to_device(a, self.device)
 
     def build(self, configs: Iterable[tuple[str, dict[str, Any]]]) -> list[tuple[str, Layer]]:
-        layers: list[tuple[str, Layer]] = []
-        for name, config in configs:
-            layer: Layer
-            if config["type"] in ("Convolution", "Affine"):
-                shape = tuple(config["shape"])
-                fan_in = int(numpy.prod(shape[1:])) if len(shape) == 4 else shape[0]
-                W = normal(shape, init_std(self.weight_init_std, fan_in), self.rng, self.dtype)
-                b = numpy.zeros(shape[0] if len(shape) == 4 else shape[1], dtype=self.dtype)
-                if config["type"] == "Convolution":
-                    layer = Convolution(self._put(W), self._put(b), config["stride"], config["pad"])
-                else:
-                    layer = Affine(self._put(W), self._put(b))
-            else:
-                layer = layer_class(config["type"]).from_config(config, self.dtype)
-            layers.append((name, layer))
-        return layers
+        """The layers ``configs`` describe, in order (composites with their children, depth
+        first), their initial arrays drawn from this factory's generator."""
+        return [(name, self._layer(config)) for name, config in configs]
+
+    def _layer(self, config: dict[str, Any]) -> Layer:
+        cls = layer_class(config["type"])
+        if issubclass(cls, Composite):
+            return cls.from_children(config, self.build(cls.child_configs(config)))
+        if config["type"] == "Convolution":
+            shape = tuple(config["shape"])
+            W = normal(shape, init_std(self.weight_init_std, int(numpy.prod(shape[1:]))), self.rng, self.dtype)
+            b = numpy.zeros(shape[0], dtype=self.dtype) if config.get("bias", True) else None
+            return Convolution(self._put(W), None if b is None else self._put(b), config["stride"], config["pad"])
+        if config["type"] == "Affine":
+            shape = tuple(config["shape"])
+            std = init_std(self.affine_init_std or self.weight_init_std, shape[0])
+            W = normal(shape, std, self.rng, self.dtype)
+            return Affine(self._put(W), self._put(numpy.zeros(shape[1], dtype=self.dtype)))
+        if config["type"] == "BatchNormalization":  # the identity at first: gamma 1, beta 0
+
+            def filled(value: float) -> Any:  # a separate array each: gamma is updated in place
+                return self._put(numpy.full(int(config["num_features"]), value, dtype=self.dtype))
+
+            return BatchNormalization(
+                filled(1), filled(0), config.get("momentum", 0.9), running_mean=filled(0), running_var=filled(1),
+                eps=config.get("eps", 1e-5), unbiased=config.get("unbiased", True),
+            )  # fmt: skip
+        return cls.from_config(config, self.dtype)
