@@ -14,6 +14,9 @@ cnn_xp layer                  ONNX (opset :data:`OPSET`)
 ``Relu`` / ``Sigmoid``        ``Relu`` / ``Sigmoid``
 ``BatchNormalization``        ``BatchNormalization`` in inference form (running statistics)
 ``Dropout``                   nothing (the identity at inference)
+``GlobalAvgPooling``          ``GlobalAveragePool`` + ``Flatten``
+``Sequential``                its layers' nodes in order
+``Residual``                  the body's and the shortcut's nodes, then ``Add``
 ============================  ==============================================================
 
 Other layer types are added with :func:`register_onnx_converter`.
@@ -36,12 +39,16 @@ from ..layers import (
     BatchNormalization,
     Convolution,
     Dropout,
+    GlobalAvgPooling,
     Layer,
     Pooling,
     Relu,
+    Residual,
+    Sequential,
     Sigmoid,
     no_grad,
 )
+from ..layers.composite import iter_all
 from ..models import Network
 from ..serialization import write_atomically
 
@@ -136,7 +143,7 @@ def _pads(pad: tuple[int, int]) -> list[int]:
 @register_onnx_converter(Convolution)
 def _conv(layer: Convolution, g: GraphBuilder, x: str, name: str) -> str:
     fh, fw = int(layer.W.shape[2]), int(layer.W.shape[3])
-    inputs = [x, g.weight(f"{name}.W", layer.W), g.weight(f"{name}.b", layer.b)]
+    inputs = [x, g.weight(f"{name}.W", layer.W)] + ([g.weight(f"{name}.b", layer.b)] if layer.b is not None else [])
     return g.node(
         "Conv", inputs, name, kernel_shape=[fh, fw], strides=list(layer.stride), pads=_pads(layer.pad), group=1
     )
@@ -196,6 +203,33 @@ def _dropout(layer: Dropout, g: GraphBuilder, x: str, name: str) -> str:
     return x  # inverted dropout: inference is the identity
 
 
+@register_onnx_converter(GlobalAvgPooling)
+def _global_avg_pool(layer: GlobalAvgPooling, g: GraphBuilder, x: str, name: str) -> str:
+    pooled = g.node("GlobalAveragePool", [x], f"{name}_pool")  # (N, C, 1, 1)
+    return g.node("Flatten", [pooled], name, axis=1)
+
+
+@register_onnx_converter(Sequential)
+def _sequential(layer: Sequential, g: GraphBuilder, x: str, name: str) -> str:
+    return _chain(layer.children(), g, x, name)
+
+
+@register_onnx_converter(Residual)
+def _residual(layer: Residual, g: GraphBuilder, x: str, name: str) -> str:
+    body = _chain([("body", layer.body)], g, x, name)
+    shortcut = x if layer.shortcut is None else _chain([("shortcut", layer.shortcut)], g, x, name)
+    return g.node("Add", [body, shortcut], name)
+
+
+def _chain(layers: list[tuple[str, Layer]], g: GraphBuilder, x: str, prefix: str) -> str:
+    """The nodes of ``layers`` in order, each named by its dotted path under ``prefix``."""
+    for child, layer in layers:
+        converter = _converter_for(layer)
+        assert converter is not None  # to_onnx checked every layer
+        x = converter(layer, g, x, f"{prefix}.{child}" if prefix else child)
+    return x
+
+
 def _input_shape(net: Network, input_shape: Any) -> tuple[int, ...]:
     """(C, H, W) or (D,) of one sample: given, the network's recorded input_dim, or from a first Affine."""
     if input_shape is None:
@@ -223,7 +257,9 @@ def to_onnx(net: Network, input_shape: Any = None, softmax: bool = False, opset:
     if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
         raise ValueError(f"opset: expected an int >= 13 (the operators' current versions), got {opset!r}")
     shape = _input_shape(net, input_shape)
-    missing = [f"{n} ({type(layer).__name__})" for n, layer in net.layers.items() if _converter_for(layer) is None]
+    missing = [
+        f"{n} ({type(layer).__name__})" for n, layer in iter_all(net.layers.items()) if _converter_for(layer) is None
+    ]
     if missing:
         raise ValueError(
             f"net: no ONNX conversion for layer(s) {missing}; register one with "
@@ -241,10 +277,7 @@ def to_onnx(net: Network, input_shape: Any = None, softmax: bool = False, opset:
     classes = int(scores.shape[1])
     g = GraphBuilder()
     x = g.reserve("input")
-    for name, layer in net.layers.items():
-        converter = _converter_for(layer)
-        assert converter is not None  # checked above
-        x = converter(layer, g, x, name)
+    x = _chain(list(net.layers.items()), g, x, "")
     out_name = "probabilities" if softmax else "scores"
     if softmax:
         g.nodes.append(onnx.helper.make_node("Softmax", [x], [out_name], axis=1))

@@ -311,7 +311,17 @@ class Network:
         ``state`` may also be a PyTorch-style state dict (``conv1.weight``, ``fc.weight`` of
         shape (out, in), ...; tensors or arrays) of a model with the same layers: its modules
         are matched in order to this network's Convolution, Affine and BatchNormalization layers
-        and Linear weights are transposed (the mapping: :mod:`cnn_xp.models.torch_names`)."""
+        and Linear weights are transposed (the mapping: :mod:`cnn_xp.models.torch_names`).
+
+        The network keeps copies: training it never changes the arrays or tensors given (nor
+        does anything done to them later change the network), and read-only or memory-mapped
+        arrays load as writeable ones."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state: expected a mapping of names to arrays (a state dict), got {type(state).__name__}")
+        not_arrays = [k for k, v in state.items() if not (hasattr(v, "shape") and hasattr(v, "dtype"))]
+        if not_arrays:
+            kinds = ", ".join(f"{k!r}: {type(state[k]).__name__}" for k in not_arrays[:4])
+            raise TypeError(f"state: expected arrays or tensors as values, got {kinds}")
         slots = {**self._param_slots, **self._buffer_slots}
         if is_torch_style(state):
             key_of = {(id(layer), attr): key for key, (layer, attr) in slots.items()}
@@ -336,8 +346,7 @@ class Network:
             if key in state:
                 current = getattr(*slots[key])
                 value = _to_place_of(state[key], current)
-                xp = get_array_module(current)
-                new[key] = value if value.dtype == current.dtype else xp.astype(value, current.dtype)
+                new[key] = get_array_module(current).astype(value, current.dtype, copy=True)  # the network's own
         for key, value in new.items():
             layer, attr = slots[key]
             setattr(layer, attr, value)

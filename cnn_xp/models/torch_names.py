@@ -2,14 +2,16 @@
 
 The mapping is by order, not by name, because PyTorch names are whatever the model's author
 chose: PyTorch lists a model's modules in the order they were registered (the layer order of an
-``nn.Sequential``), and each module that holds parameters is matched to the next cnn_xp layer
-that holds parameters.
+``nn.Sequential``), and each module that holds parameters is matched to the next cnn_xp leaf
+layer (depth first through blocks, as a residual block's body before its shortcut) that holds
+parameters.
 
 =============================================  ============================================
 PyTorch module (its state-dict entries)         cnn_xp layer (its parameters)
 =============================================  ============================================
 ``Conv2d``: ``weight`` (out, in, kh, kw),       ``Convolution``: ``W`` (same layout), ``b``
-``bias`` (out,)                                 (zeros when the module has no bias)
+``bias`` (out,)                                 (zeros when the module has no bias; none for a
+                                                convolution without bias)
 ``Linear``: ``weight`` (out, in), ``bias``      ``Affine``: ``W`` = ``weight.T`` (in, out), ``b``
 ``BatchNorm1d/2d``: ``weight``, ``bias``,       ``BatchNormalization``: ``gamma``, ``beta``,
 ``running_mean``, ``running_var``               ``running_mean``, ``running_var``
@@ -79,7 +81,8 @@ def _kind_of_layer(name: str, layer: Layer) -> str:
 
 
 def torch_to_cnn_xp(layers: Mapping[str, Layer], state: Mapping[str, Any]) -> dict[tuple[str, str], Array]:
-    """{(layer name, attribute): host array} for ``layers`` from a PyTorch state dict (see the module doc).
+    """{(layer path, attribute): host array} for the leaf ``layers`` (by dotted path, in order) from
+    a PyTorch state dict (see the module doc).
 
     Raises ValueError naming both sides when the modules and layers do not pair up.
     """
@@ -109,7 +112,11 @@ def torch_to_cnn_xp(layers: Mapping[str, Layer], state: Mapping[str, Any]) -> di
         else:
             weight = entries["weight"]
             W = weight if kind == "Convolution" else weight.T  # Linear (out, in) -> Affine (in, out)
-            values = {"W": W, "b": entries.get("bias", _filled(weight, weight.shape[0], 0))}
+            values = {"W": W}
+            if "b" in layer.param_names:
+                values["b"] = entries.get("bias", _filled(weight, weight.shape[0], 0))
+            elif "bias" in entries:
+                raise ValueError(f"state: PyTorch module {prefix!r} has a bias but layer {name!r} has none (bias=False)")
         unknown = sorted(set(entries) - {"weight", "bias", "running_mean", "running_var"})
         if unknown:
             raise ValueError(f"state: PyTorch module {prefix!r} has entries {unknown} that {kind} does not have")

@@ -18,7 +18,7 @@ import cupyx
 import numpy as np
 
 import cnn_xp
-from cnn_xp import Adam, DeepConvNet, SimpleConvNet, to_device, to_numpy
+from cnn_xp import Adam, DeepConvNet, ResNet, SimpleConvNet, to_device, to_numpy
 from cnn_xp.backend import HostToDevice, is_gpu_array
 from cnn_xp.cli import evaluate, predict
 from cnn_xp.threads import set_num_threads
@@ -106,12 +106,18 @@ def pipeline(out: Path, device: str = DEVICE) -> dict:
 
 def launches(out: Path) -> dict:
     """Array operations (kernel launches) and host reads of one training step at batch 100, after
-    one warm-up step, for both book networks; the step runs under allow_synchronize(False)."""
+    one warm-up step, for both book networks and ResNet-20 (CIFAR-shaped input); the step runs
+    under allow_synchronize(False)."""
     rng = np.random.default_rng(0)
     counts = {}
-    for cls in (SimpleConvNet, DeepConvNet):
-        net, opt = cls(seed=0, device=DEVICE), Adam()
-        x = to_device(rng.random((100, 1, 28, 28), dtype=np.float32), DEVICE)
+    networks = {
+        "SimpleConvNet": (lambda: SimpleConvNet(seed=0, device=DEVICE), (1, 28, 28)),
+        "DeepConvNet": (lambda: DeepConvNet(seed=0, device=DEVICE), (1, 28, 28)),
+        "ResNet20": (lambda: ResNet(20, seed=0, device=DEVICE), (3, 32, 32)),
+    }
+    for name, (make, shape) in networks.items():
+        net, opt = make(), Adam()
+        x = to_device(rng.random((100, *shape), dtype=np.float32), DEVICE)
         t = to_device(rng.integers(0, 10, 100), DEVICE)
         for _ in range(2):
             before, reads = cupy.stats.launches, cupy.stats.host_reads
@@ -119,7 +125,7 @@ def launches(out: Path) -> dict:
             with cupyx.allow_synchronize(False):
                 net.forward(x, t)
                 opt.update(net.params, net.backward())
-        counts[cls.__name__] = {
+        counts[name] = {
             "launches": cupy.stats.launches - before,
             "reads": cupy.stats.host_reads - reads,
             "log": cupy.stats.launch_log[:],

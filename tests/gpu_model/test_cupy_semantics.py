@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 FAKE = HERE / "fake"
 
 # Kernel launches one training step at batch 100 may issue on a GPU (forward, backward, Adam).
-LAUNCH_BUDGET = {"SimpleConvNet": 250, "DeepConvNet": 500}
+LAUNCH_BUDGET = {"SimpleConvNet": 250, "DeepConvNet": 500, "ResNet20": 2000}
 
 
 ROOT = HERE.parents[1]  # the repository: scenarios.py imports tests.helpers
