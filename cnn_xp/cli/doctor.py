@@ -3,7 +3,7 @@
 What it prints is what to paste into a bug report: versions (cnn_xp, Python, NumPy, CuPy, the CUDA
 runtime and driver, NCCL, mpi4py, PyTorch), every GPU's name and memory, then a PASS/FAIL table:
 
-* every layer's forward and backward, and both book networks' loss and gradients, on the GPU
+* every layer's forward and backward, and the book networks' and ResNet-20's loss and gradients, on the GPU
   against the CPU in float32 and float64, with the tolerances the tests use
   (:data:`cnn_xp.backend.AGREEMENT`);
 * a 100-step training run of SimpleConvNet on the bundled MNIST on both devices: final loss and
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy
 
-from .. import Adam, DeepConvNet, SimpleConvNet, to_device, to_numpy
+from .. import Adam, DeepConvNet, ResNet, SimpleConvNet, to_device, to_numpy
 from .._version import __version__
 from ..backend import (
     AGREEMENT,
@@ -194,6 +194,7 @@ def _run_case(case: Case, device: Any, dtype: str) -> list[numpy.ndarray]:
 NETWORKS: dict[str, Callable[..., Any]] = {
     "SimpleConvNet": SimpleConvNet,
     "DeepConvNet": DeepConvNet,
+    "ResNet-20": lambda **kw: ResNet(20, input_dim=(3, 32, 32), **kw),
 }
 """The networks whose loss and gradients are compared, GPU against CPU: each ``make(seed=, dtype=, device=)``."""
 
@@ -202,7 +203,7 @@ def _network_case(make: Callable[..., Any], device: Any, dtype: str) -> list[num
     net = make(seed=0, dtype=dtype, device=device)
     net.eval()  # Dropout's masks are random per device; its inference path is compared
     rng = numpy.random.default_rng(5)
-    x = to_device(rng.random((8, 1, 28, 28)).astype(dtype), net.device)
+    x = to_device(rng.random((8, *net.input_dim)).astype(dtype), net.device)
     t = to_device(rng.integers(0, 10, 8), net.device)
     grads = net.gradient(x, t)
     return [to_numpy(net.loss(x, t)).astype(numpy.float64)] + [
