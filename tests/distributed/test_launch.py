@@ -164,3 +164,19 @@ def test_distributed_without_mpi4py_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--distributed" in lines[0] and "mpi4py" in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_resnet_trains_over_two_ranks_and_resumes_on_one_process(tmp_path):
+    """Gradients are averaged over the ranks; BatchNorm's batch statistics are each rank's own (as
+    PyTorch's DistributedDataParallel without SyncBatchNorm), so the run is not the one-process
+    run to round-off, but it trains, checkpoints and resumes anywhere."""
+    args = ["--device", "cpu", "--model", "resnet20", "--train-size", "200", "--test-size", "100", "--quiet"]
+    two = mpirun(2, "-m", "cnn_xp.train", "--distributed", *args, "--batch-size", "50", "--epochs", "1",
+                 "--out", tmp_path / "run")  # fmt: skip
+    assert two.returncode == 0, two.stdout + two.stderr
+    ck = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert ck.model_config["name"] == "ResNet" and ck.trainer["step"] == 4
+    one = single("-m", "cnn_xp.train", "--resume", tmp_path / "run" / "last.safetensors", "--epochs", "2", "--quiet")
+    assert one.returncode == 0, one.stderr
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors").trainer["epoch"] == 2
