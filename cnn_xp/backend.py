@@ -403,6 +403,12 @@ def follows_input_device(fn: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+def indexes_by_arrays(device: Any) -> bool:
+    """Whether arrays on ``device`` take indexing by integer arrays (a gather), as NumPy, CuPy and
+    PyTorch do; array_api_strict, which keeps to the standard, does not."""
+    return not (_is_foreign_device(device) and type(device).__module__.startswith("array_api_strict"))
+
+
 def is_host_array(x: Any) -> bool:
     """True if reading ``x`` from Python (``bool``, ``float``, ``.item()``) costs no
     device-to-host transfer: NumPy arrays and scalars, and other libraries' CPU arrays that DLPack

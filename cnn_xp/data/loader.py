@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy
 
-from ..backend import Device, HostToDevice, get_array_module, on_device, parse_device
+from ..backend import Device, HostToDevice, get_array_module, indexes_by_arrays, on_device, parse_device
 from ..checks import check_int, float_dtype_name
+from .augment import Draws, crop_and_flip, draw
+from .preprocess import Preprocess
 
 Array = Any
 
@@ -24,6 +26,11 @@ class DataLoader:
     * Batches arrive on ``device`` with images cast to ``dtype`` and multiplied by ``scale``
       (e.g. uint8 images with ``scale=1/255``); the cast happens on the device, so a GPU gets
       the 4x smaller uint8 batch.
+    * ``preprocess`` (a :class:`~cnn_xp.data.preprocess.Preprocess`: scale, per-channel mean and
+      standard deviation) turns pixels into inputs on the device; ``scale`` alone is the old form.
+    * ``augment`` crops each image at a random place after zero-padding by ``crop_pad`` pixels
+      and mirrors it left-right with probability 1/2, on the device (:mod:`cnn_xp.data.augment`),
+      drawn from the seed, the epoch and the batch: a resumed run sees the same images.
     * ``shift`` > 0 translates each training image by a random whole number of pixels in
       [-shift, shift] along H and W (zero fill), drawn from ``default_rng([seed, epoch, batch])``
       so that a resumed run applies the same shifts.
@@ -50,6 +57,10 @@ class DataLoader:
         shift: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        *,
+        augment: bool = False,
+        crop_pad: int = 4,
+        preprocess: Preprocess | None = None,
     ) -> None:
         if not isinstance(x, numpy.ndarray) or not isinstance(t, numpy.ndarray):
             raise TypeError(f"x, t: expected host NumPy arrays, got {type(x).__name__} and {type(t).__name__}")
@@ -76,7 +87,6 @@ class DataLoader:
         self.seed = int(numpy.random.default_rng().integers(2**63)) if seed is None else check_int("seed", seed, 0)
         self.device = parse_device(device)
         self.dtype = numpy.dtype(float_dtype_name(dtype))
-        self.scale = scale
         self.shift = check_int("shift", shift, 0)
         if self.shift and x.ndim != 4:
             raise ValueError(f"shift: random translation needs images (N, C, H, W), got x of shape {x.shape}")
@@ -86,7 +96,18 @@ class DataLoader:
                 f"shift: expected at most half the image, {min(h, w) // 2} px for {h}x{w} images, got {self.shift} "
                 "(larger shifts move most of the image out of view)"
             )
+        self.augment = bool(augment)
+        self.crop_pad = check_int("crop_pad", crop_pad, 0)
+        if self.augment and (x.ndim != 4 or self.crop_pad > min(x.shape[2], x.shape[3]) // 2):
+            raise ValueError(
+                f"crop_pad: random crops need images (N, C, H, W) and padding of at most half the image, got "
+                f"{self.crop_pad} px for x of shape {x.shape}"
+            )
+        if preprocess is not None and scale is not None:
+            raise ValueError("scale, preprocess: give one of them (a Preprocess holds its own scale)")
+        self.preprocess = preprocess if preprocess is not None else (Preprocess(scale) if scale is not None else None)
         self.world_size = check_int("world_size", world_size, 1)
+        self._on_device = indexes_by_arrays(self.device)  # augment after the copy, on the device
         self.rank = check_int("rank", rank, 0)
         if self.rank >= self.world_size:
             raise ValueError(f"rank: expected 0 <= rank < world_size={self.world_size}, got {rank}")
@@ -118,6 +139,10 @@ class DataLoader:
         a, b = self.local_range(hi - lo)
         idx: slice | numpy.ndarray = slice(lo + a, lo + b) if order is None else order[lo + a : lo + b]
         xb, tb = self.x[idx], self.t[idx]
+        if self.augment and not self._on_device:  # a library without gathers: crops made here
+            draws = self._draws(epoch, k)
+            assert draws is not None
+            xb = crop_and_flip(xb, self.crop_pad, draws)
         if self.shift:
             # shifts are drawn for the whole global batch, then sliced: same as one process
             rng = numpy.random.default_rng([self.seed, epoch, k])
@@ -126,23 +151,35 @@ class DataLoader:
             xb = translate(xb, self.shift, dy, dx)
         return xb, tb
 
-    def _finish(self, xb: Array, tb: Array, own: bool) -> tuple[Array, Array]:
-        """Cast (and scale) on the device.  With ``own`` (on a GPU) the received arrays are ring
-        buffers that a later batch overwrites, so what is yielded is always a new array (the
-        cast is the copy)."""
+    def _draws(self, epoch: int, k: int) -> Draws | None:
+        """The random crops and flips of global batch ``k`` (this rank's part), or None."""
+        if not self.augment:
+            return None
+        lo, hi = k * self.batch_size, min((k + 1) * self.batch_size, self.x.shape[0])
+        a, b = self.local_range(hi - lo)
+        return draw(self.seed, epoch, k, hi - lo, self.crop_pad, slice(a, b))
+
+    def _finish(self, xb: Array, tb: Array, own: bool, draws: Draws | None) -> tuple[Array, Array]:
+        """Cast, preprocess and augment on the device.  With ``own`` (on a GPU) the received
+        arrays are ring buffers that a later batch overwrites, so what is yielded is always a new
+        array (the cast is the copy)."""
         xp = get_array_module(xb)
         target = getattr(xp, self.dtype.name)
         with on_device(xb):
             copied = xb.dtype != target or own
             if copied:
                 xb = xp.astype(xb, target, copy=True)
-            if self.scale is not None and copied:
-                xb *= self.scale  # our own copy: scaled in place, one operation less
-            elif self.scale is not None:
-                xb = xb * self.scale  # a view of the caller's data (CPU): never written
+            if draws is not None:  # pixels: the padding is black, as torchvision's RandomCrop pads
+                xb, copied = crop_and_flip(xb, self.crop_pad, draws), True
+            if self.preprocess is not None:  # in place on our own copy; a view of the caller's data is never written
+                xb = self.preprocess.apply(xb, copy=not copied)
             if (tb.ndim == 2 and tb.dtype != target) or own:
                 tb = xp.astype(tb, target if tb.ndim == 2 else tb.dtype, copy=True)
         return xb, tb
+
+    @property
+    def scale(self) -> float | None:
+        return None if self.preprocess is None else self.preprocess.scale
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[Array, Array]]:
         """The batches of ``epoch`` from batch index ``start`` on (for resuming mid-epoch).
@@ -158,7 +195,7 @@ class DataLoader:
                 xb, tb = copier.receive(ticket)
                 if k + 1 < len(self):
                     ticket = copier.submit(self._host_batch(order, epoch, k + 1))  # overlaps this step on a GPU
-                yield self._finish(xb, tb, copier.recycles)
+                yield self._finish(xb, tb, copier.recycles, self._draws(epoch, k) if self._on_device else None)
         finally:
             copier.close()
 

@@ -116,7 +116,9 @@ def torch_to_cnn_xp(layers: Mapping[str, Layer], state: Mapping[str, Any]) -> di
             if "b" in layer.param_names:
                 values["b"] = entries.get("bias", _filled(weight, weight.shape[0], 0))
             elif "bias" in entries:
-                raise ValueError(f"state: PyTorch module {prefix!r} has a bias but layer {name!r} has none (bias=False)")
+                raise ValueError(
+                    f"state: PyTorch module {prefix!r} has a bias but layer {name!r} has none (bias=False)"
+                )
         unknown = sorted(set(entries) - {"weight", "bias", "running_mean", "running_var"})
         if unknown:
             raise ValueError(f"state: PyTorch module {prefix!r} has entries {unknown} that {kind} does not have")

@@ -15,10 +15,10 @@ class AdaGrad(Optimizer):
     """``h += g*g; p -= lr * g / (sqrt(h) + eps)``."""
 
     state_names = ("h",)
-    hyper_names = ("lr", "eps")
+    hyper_names = ("lr", "eps", "weight_decay")
 
-    def __init__(self, lr: float = 0.01, eps: float = 1e-7) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.01, eps: float = 1e-7, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
         self.eps = check_number("eps", eps, 0.0)
 
     def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
@@ -32,10 +32,10 @@ class RMSprop(Optimizer):
     """``h = decay_rate*h + (1 - decay_rate)*g*g; p -= lr * g / (sqrt(h) + eps)``."""
 
     state_names = ("h",)
-    hyper_names = ("lr", "decay_rate", "eps")
+    hyper_names = ("lr", "decay_rate", "eps", "weight_decay")
 
-    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
         self.decay_rate = check_number("decay_rate", decay_rate, 0.0, 1.0, low_inclusive=True)
         self.eps = check_number("eps", eps, 0.0)
 
@@ -53,10 +53,10 @@ class Adam(Optimizer):
     p -= lr * sqrt(1-beta2^t)/(1-beta1^t) * m / (sqrt(v) + eps)``."""
 
     state_names = ("m", "v")
-    hyper_names = ("lr", "beta1", "beta2", "eps")
+    hyper_names = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
-    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
         self.beta1 = check_number("beta1", beta1, 0.0, 1.0, low_inclusive=True)
         self.beta2 = check_number("beta2", beta2, 0.0, 1.0, low_inclusive=True)
         if self.beta1 == 1.0 or self.beta2 == 1.0:

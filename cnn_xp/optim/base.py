@@ -14,6 +14,8 @@ Array = Any
 
 class Optimizer:
     """Base class: ``update(params, grads)`` updates the arrays of ``params`` in place.
+    ``weight_decay`` adds ``weight_decay * p`` to each gradient first (L2 regularisation, as the
+    ``weight_decay`` of PyTorch's SGD and Adam).
 
     ``params`` is a network's ``params`` (or any dict of arrays) and ``grads`` a dict with the
     same keys, as returned by ``network.gradient``.  Every gradient is checked (present, same
@@ -22,10 +24,11 @@ class Optimizer:
     """
 
     state_names: tuple[str, ...] = ()
-    hyper_names: tuple[str, ...] = ("lr",)
+    hyper_names: tuple[str, ...] = ("lr", "weight_decay")
 
-    def __init__(self, lr: float) -> None:
+    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
         self.lr = check_number("lr", lr, 0.0)
+        self.weight_decay = check_number("weight_decay", weight_decay, 0.0, low_inclusive=True)
         self.state: dict[str, dict[str, Array]] = {name: {} for name in self.state_names}
         self.iter = 0
 
@@ -33,6 +36,8 @@ class Optimizer:
         self._check(params, grads)
         self.iter += 1
         self._begin_step()
+        if self.weight_decay:  # L2 regularisation: the gradient of weight_decay / 2 * |p|^2 added (new arrays)
+            grads = {k: grads[k] + self.weight_decay * params[k] for k in params}
         # state and temporaries on the params' GPU; subnormals flushed on the CPU (cnn_xp.functions.denormals)
         with on_device(next(iter(params.values()), None)), flushing():
             for key in params:

@@ -11,8 +11,8 @@ from .base import Array, Optimizer
 class SGD(Optimizer):
     """``p -= lr * g``."""
 
-    def __init__(self, lr: float = 0.01) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.01, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
 
     def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
         params[key] -= self.lr * grad
@@ -22,10 +22,10 @@ class Momentum(Optimizer):
     """``v = momentum * v - lr * g; p += v``."""
 
     state_names = ("v",)
-    hyper_names = ("lr", "momentum")
+    hyper_names = ("lr", "momentum", "weight_decay")
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
         self.momentum = check_number("momentum", momentum, 0.0, 1.0, low_inclusive=True)
 
     def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
@@ -42,10 +42,10 @@ class Nesterov(Optimizer):
     """
 
     state_names = ("v",)
-    hyper_names = ("lr", "momentum")
+    hyper_names = ("lr", "momentum", "weight_decay")
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
-        super().__init__(lr)
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
         self.momentum = check_number("momentum", momentum, 0.0, 1.0, low_inclusive=True)
 
     def _update_one(self, key: str, params: MutableMapping[str, Array], grad: Array) -> None:
