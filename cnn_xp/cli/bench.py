@@ -28,7 +28,7 @@ from ..backend import GPUUnavailableError, parse_device
 from ..models import MODELS as NETWORKS
 from ..models import build_named_model
 from ..serialization import write_atomically
-from .common import OneLineParser, UsageError, check_writable, flag_error, run_command
+from .common import OneLineParser, UsageError, check_output_file, flag_error, run_command
 
 PROG = "python -m cnn_xp.bench"
 MODELS = tuple(NETWORKS)  # the network registry's short names
@@ -348,7 +348,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     if bad:
         raise UsageError(f"expected --models from {list(MODELS)} and positive sizes, got {bad}")
     if args.json:
-        check_writable("--json", Path(args.json))
+        check_output_file("--json", Path(args.json))
     try:  # resolve the device once ('auto' included), so every process runs where the first did
         device = parse_device(args.device)
     except (ValueError, GPUUnavailableError) as e:

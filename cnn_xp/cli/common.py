@@ -8,6 +8,7 @@ import contextlib
 import os
 import re
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -69,6 +70,32 @@ def check_writable(flag: str, path: Path) -> None:
             pass
     except OSError as exc:
         raise UsageError(f"{flag}: cannot write in {folder}: {exc.strerror or exc}") from None
+
+
+def check_output_file(flag: str, path: Path, inputs: list[Path] = ()) -> None:  # type: ignore[assignment]
+    """Refuse, before any work, an output file that must not be written: one that is an input of
+    the command (the same file by another name too), one that exists but is not a regular file
+    (a folder, a device such as /dev/stdout, a pipe -- renaming over it would replace it), or
+    one whose folder is missing or not writable."""
+    if path.exists() or path.is_symlink():
+        try:
+            target = path.stat()  # follows links: /proc/self/fd/1 -> the terminal or a pipe
+        except OSError:
+            target = None
+        if target is not None and not stat.S_ISREG(target.st_mode):
+            if stat.S_ISDIR(target.st_mode):
+                raise UsageError(f"{flag}: {path} is a folder, not a file")
+            raise UsageError(
+                f"{flag}: {path} is not a regular file (a device, a pipe or a socket); give the path of a file to write"
+            )
+        for given in inputs:
+            try:
+                same = os.path.samefile(path, given)
+            except OSError:
+                same = False
+            if same:
+                raise UsageError(f"{flag}: {path} is the input {given}; writing it would replace the input")
+    check_writable(flag, path)
 
 
 def device_arg(spec: str, flag: str = "--device") -> Device:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ..checks import FLOAT_DTYPES
-from .common import OneLineParser, UsageError, check_writable, run_command
+from .common import OneLineParser, UsageError, check_output_file, run_command
 
 PROG = "python -m cnn_xp.convert"
 
@@ -25,7 +25,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     args = p.parse_args(argv)
     if not args.pickle.is_file():
         raise UsageError(f"BOOK.pkl: no such file: {args.pickle}")
-    check_writable("OUT.safetensors", args.out)
+    check_output_file("OUT.safetensors", args.out, inputs=[args.pickle])
     from ..book.weights import book_network, read_book_pickle
 
     try:

@@ -9,7 +9,7 @@ import numpy
 
 from ..backend import to_device, to_numpy
 from ..checks import float_dtype_name
-from ..datasets import NAMES, class_names, load_test_split
+from ..datasets import NAMES, class_names, load_split
 from .common import OneLineParser, UsageError, checkpoint_arg, device_arg, flag_error, run_command
 
 PROG = "python -m cnn_xp.evaluate"
@@ -23,8 +23,8 @@ def confusion_matrix(t: numpy.ndarray, pred: numpy.ndarray, num_classes: int) ->
 
 
 def format_matrix(m: numpy.ndarray, names: list[str]) -> str:
-    width = max(5, len(str(int(m.max()))) + 1)
-    short = [n[:width] for n in names]
+    width = min(12, max(5, len(str(int(m.max()))) + 1, *(len(n) + 1 for n in names)))
+    short = [n[: width - 1] for n in names]
     head = " " * 12 + "".join(f"{n:>{width}}" for n in short)
     rows = [f"{names[i][:11]:>11} " + "".join(f"{v:>{width}d}" for v in m[i]) for i in range(len(names))]
     return "\n".join(["rows: true class, columns: predicted class", head, *rows])
@@ -53,9 +53,10 @@ def _main(argv: list[str] | None, prog: str) -> int:
     device = device_arg(args.device)
     dataset, why = choose_dataset(args.dataset, ckpt.run.get("dataset"))
     try:
-        x, t = load_test_split(dataset, normalize=True)
+        x, t = load_split(dataset, "test", ckpt.dataset_options())
     except (ValueError, FileNotFoundError) as exc:
         raise flag_error("--dataset", exc) from None
+    preprocess = ckpt.preprocess
     if args.test_size:
         x, t = x[: args.test_size], t[: args.test_size]
     model = ckpt.build_model(device=device)
@@ -67,7 +68,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     host_dtype = numpy.dtype(float_dtype_name(model.dtype))
     batches = (
         (
-            to_device(numpy.ascontiguousarray(x[i : i + args.batch_size], dtype=host_dtype), model.device),
+            to_device(preprocess.apply_host(x[i : i + args.batch_size], host_dtype), model.device),
             to_device(numpy.ascontiguousarray(t[i : i + args.batch_size], dtype=numpy.int64), model.device),
         )
         for i in range(0, x.shape[0], args.batch_size)
@@ -80,7 +81,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
     hits = int(tally.hits)
     print(f"checkpoint: {args.checkpoint}  dataset: {dataset} ({why})  device: {device}")
     print(f"test accuracy: {hits / t.shape[0]:.2%} ({hits}/{t.shape[0]})")
-    print(format_matrix(confusion_matrix(t, pred, tally.classes), class_names(str(dataset), tally.classes)))
+    names = ckpt.class_names(tally.classes) or class_names(str(dataset), tally.classes, ckpt.dataset_options())
+    print(format_matrix(confusion_matrix(t, pred, tally.classes), names))
     return 0
 
 

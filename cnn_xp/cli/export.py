@@ -10,7 +10,7 @@ import numpy
 from ..backend import to_numpy
 from ..export import OPSET, OnnxUnavailableError, export_onnx
 from ..layers import no_grad
-from .common import OneLineParser, UsageError, checkpoint_arg, run_command
+from .common import OneLineParser, UsageError, check_output_file, checkpoint_arg, run_command
 
 PROG = "python -m cnn_xp.export"
 CHECK_BATCH = 16
@@ -46,11 +46,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--softmax", action="store_true", help="end the model with a Softmax (output 'probabilities')")
     p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset to declare (>= 13; default {OPSET})")
     args = p.parse_args(argv)
-    parent = args.out.parent if str(args.out.parent) else Path(".")
-    if not parent.is_dir():
-        raise UsageError(f"OUT.onnx: directory {parent} does not exist")
-    if args.out.is_dir():
-        raise UsageError(f"OUT.onnx: {args.out} is a directory")
+    check_output_file("OUT.onnx", args.out, inputs=[args.checkpoint])
     ckpt = checkpoint_arg(args.checkpoint)
     try:
         net = ckpt.build_model(device="cpu", dtype="float32").eval()

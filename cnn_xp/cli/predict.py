@@ -1,7 +1,16 @@
-"""``python -m cnn_xp.predict CHECKPOINT IMAGE...``: classify PNG/JPEG images with a checkpoint."""
+"""``cnn_xp predict CHECKPOINT PATH...``: classify image files, and the images in folders.
+
+Every image is prepared as the checkpoint's run prepared its data: converted to the network's
+channels, resized to its input size (Pillow's bilinear filter), then scaled and normalised with
+the run's own preprocessing.  One line per image: its path, class name, class number and
+probability (``--top-k`` for more classes); ``--csv FILE`` writes a table as well.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
+import os
 import sys
 from pathlib import Path
 
@@ -10,46 +19,71 @@ import numpy
 from ..backend import to_device, to_numpy
 from ..checks import float_dtype_name
 from ..datasets import class_names
+from ..datasets.folder import IMAGE_EXTENSIONS, read_image
 from ..functions import softmax
 from ..layers import no_grad
-from .common import OneLineParser, UsageError, checkpoint_arg, device_arg, run_command
+from ..serialization import write_atomically
+from .common import OneLineParser, UsageError, check_output_file, checkpoint_arg, device_arg, run_command
 
 PROG = "python -m cnn_xp.predict"
+BATCH = 256
 
 
-def load_image(path: Path, input_dim: tuple[int, int, int], invert: str) -> numpy.ndarray:
-    """Read an image with Pillow as (C, H, W) float32 in [0, 1], resized to the network's input.
+def image_paths(paths: list[Path]) -> list[Path]:
+    """The files given, and the image files inside the folders given (recursively, sorted; hidden
+    ones left out); UsageError for a path that does not exist."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            seen = set()
+            for top, dirs, files in os.walk(path, followlinks=True):
+                st = os.stat(top)
+                if (st.st_dev, st.st_ino) in seen:  # a symbolic-link loop
+                    dirs[:] = []
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                found += [
+                    Path(top) / f
+                    for f in sorted(files)
+                    if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")
+                ]
+        elif path.exists():
+            found.append(path)
+        else:
+            raise UsageError(f"PATH: no such file or folder: {path}")
+    return found
 
-    MNIST-style data is a light digit on a dark background; with ``invert='auto'`` an image
-    whose mean is above 0.5 (dark ink on white paper) is inverted.
-    """
-    from PIL import Image, UnidentifiedImageError
 
+def load_image(path: Path, input_dim: tuple[int, int, int], invert: bool) -> numpy.ndarray:
+    """uint8 pixels (C, H, W) of an image file for a network of ``input_dim``; ``invert`` turns
+    dark ink on white paper into MNIST's light digit on black."""
     c, h, w = input_dim
-    try:
-        with Image.open(path) as opened:
-            img = opened.convert("L" if c == 1 else "RGB").resize((w, h), Image.Resampling.BILINEAR)
-            a = numpy.asarray(img, dtype=numpy.float32) / 255.0
-    except (OSError, UnidentifiedImageError) as exc:
-        raise UsageError(f"IMAGE: cannot read {path}: {exc}") from None
-    a = a[None] if c == 1 else a.transpose(2, 0, 1)
-    if invert == "yes" or (invert == "auto" and float(a.mean()) > 0.5):
-        a = 1.0 - a
-    return a
+    pixels = read_image(path, c, (h, w))
+    return 255 - pixels if invert else pixels
 
 
 def _main(argv: list[str] | None, prog: str) -> int:
-    p = OneLineParser(prog=prog, description="Classify images (PNG, JPEG, ... via Pillow) with a trained checkpoint.")
+    p = OneLineParser(
+        prog=prog,
+        description="Classify images (PNG, JPEG, BMP, WebP, GIF) with a trained checkpoint: files, and every image "
+        "in the folders given (recursively), prepared as the checkpoint's run prepared its data.",
+    )
     p.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
-    p.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    p.add_argument("paths", type=Path, nargs="+", metavar="PATH")
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'gpu' or 'gpu:N'")
+    p.add_argument("--top-k", type=int, default=1, metavar="K", help="print the K most probable classes of each image")
+    p.add_argument("--csv", type=Path, default=None, metavar="FILE", help="also write the predictions as a CSV table")
     p.add_argument(
         "--invert",
         choices=("auto", "yes", "no"),
         default="auto",
-        help="invert grey levels (MNIST digits are white on black)",
+        help="invert grey levels; 'auto': for a grey network without per-channel normalisation (the MNIST family, "
+        "light digits on black), images that are mostly light",
     )
     args = p.parse_args(argv)
+    if args.csv is not None:
+        check_output_file("--csv", args.csv, inputs=[args.checkpoint])
     ckpt = checkpoint_arg(args.checkpoint)
     device = device_arg(args.device)
     model = ckpt.build_model(device=device).eval()
@@ -59,19 +93,59 @@ def _main(argv: list[str] | None, prog: str) -> int:
             f"CHECKPOINT: {args.checkpoint} does not record an image input (C, H, W) (got {input_dim}); "
             "images cannot be fitted to it"
         )
-    batch = numpy.stack([load_image(path, input_dim, args.invert) for path in args.images])  # type: ignore[arg-type]
-    x = to_device(batch.astype(float_dtype_name(model.dtype)), model.device)
-    try:
+    classes = int(
+        to_numpy(
+            model.predict(to_device(numpy.zeros((1, *input_dim), dtype=float_dtype_name(model.dtype)), model.device))
+        ).shape[1]
+    )
+    if not 1 <= args.top_k <= classes:
+        raise UsageError(f"--top-k: expected an integer in [1, {classes}], got {args.top_k}")
+    names = ckpt.class_names(classes) or class_names(str(ckpt.run.get("dataset", "mnist")), classes)
+    preprocess = ckpt.preprocess
+    mnist_like = input_dim[0] == 1 and not preprocess.mean
+    paths = image_paths(args.paths)
+    rows: list[list[object]] = []
+    failed = 0
+    dtype = float_dtype_name(model.dtype)
+    for start in range(0, len(paths), BATCH):
+        batch, kept = [], []
+        for path in paths[start : start + BATCH]:
+            try:
+                pixels = load_image(path, input_dim, invert=False)  # type: ignore[arg-type]
+            except ValueError as exc:
+                print(f"{prog}: error: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            if args.invert == "yes" or (args.invert == "auto" and mnist_like and float(pixels.mean()) > 127.5):
+                pixels = 255 - pixels
+            batch.append(pixels)
+            kept.append(path)
+        if not batch:
+            continue
+        x = to_device(preprocess.apply_host(numpy.stack(batch), dtype), model.device)
         with no_grad():
             probs = to_numpy(softmax(model.predict(x)))
-    except ValueError as exc:
-        raise UsageError(
-            f"CHECKPOINT: {args.checkpoint}: the network cannot take {tuple(batch.shape[1:])} images: {exc}"
-        ) from None
-    names = class_names(str(ckpt.run.get("dataset", "mnist")), int(probs.shape[1]))
-    for path, row in zip(args.images, probs, strict=True):
-        k = int(numpy.argmax(row))
-        print(f"{path}: {names[k]} (class {k}) p={row[k]:.4f}")
+        for path, row in zip(kept, probs, strict=True):
+            best = numpy.argsort(-row, kind="stable")[: args.top_k]
+            print(f"{path}: " + ", ".join(f"{names[k]} (class {k}) p={row[k]:.4f}" for k in best))
+            rows.append([str(path), *(v for k in best for v in (names[k], int(k), f"{row[k]:.6f}"))])
+    if args.csv is not None:
+        text = io.StringIO(newline="")
+        writer = csv.writer(text)
+        writer.writerow(
+            ["path", *(f"{c}{i}" for i in range(1, args.top_k + 1) for c in ("class_name_", "class_", "p_"))]
+        )
+        writer.writerows(rows)
+        try:
+            write_atomically(args.csv, text.getvalue().encode())
+        except OSError as exc:
+            print(f"{prog}: error: could not write {args.csv}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+    if not paths:
+        raise UsageError(f"PATH: no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(map(str, args.paths))}")
+    if failed:
+        print(f"{prog}: {failed} of {len(paths)} file(s) could not be read (listed above)", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -74,6 +74,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         kw: dict[str, Any] = {"default": None, "help": s.help + shown}
         if annotations[name] == "bool":
             kw["action"] = "store_true"
+        elif annotations[name].startswith("tuple"):  # --image-size H W
+            kw.update(type=_number(int, "an integer"), nargs=2, metavar=s.metavar)
         else:
             kw.update(type=_parser_type(annotations[name], name), metavar=s.metavar)
             if s.choices is not None:
@@ -150,6 +152,8 @@ def _train(run: Run, prog: str) -> int:
         say("note: cnn_xp's compiled CPU kernels are not built (no C compiler at install): training runs slower; "
             "`cnn_xp doctor` says more")  # fmt: skip
     say(run.describe())
+    if run.report is not None:  # what a folder of images gave: per split and class, what was skipped
+        say(run.report)
     if run.resumed_from is not None and primary:  # what a resumed run does, even with --quiet
         print(run.resume_line(), file=sys.stderr, flush=True)
     out = run.trainer.out_dir

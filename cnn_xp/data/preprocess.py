@@ -83,9 +83,10 @@ class Preprocess:
         x += b
         return x
 
-    def apply_host(self, x: numpy.ndarray) -> numpy.ndarray:
-        """:meth:`apply` to host pixels, into a new float32 array."""
-        return self.apply(numpy.asarray(x, dtype=numpy.float32), copy=True).astype(numpy.float32, copy=False)
+    def apply_host(self, x: numpy.ndarray, dtype: Any = "float32") -> numpy.ndarray:
+        """:meth:`apply` to host pixels, into a new array of ``dtype`` (as a DataLoader of that
+        dtype computes it)."""
+        return self.apply(numpy.array(x, dtype=dtype), copy=False)
 
     def to_json(self) -> dict[str, Any]:
         return {"scale": self.scale, "mean": list(self.mean), "std": list(self.std)}

@@ -18,6 +18,7 @@ from .cifar10 import CLASSES as CIFAR10_CLASSES
 from .cifar10 import is_cifar10_directory, load_cifar10, load_cifar10_test, read_cifar10_batch
 from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .fashion_mnist import find_fashion_mnist, load_fashion_mnist
+from .folder import FolderOptions, ImageFolder, is_image_folder, load_image_folder
 from .idx import is_idx_directory, load_idx_directory, load_idx_split, read_idx
 from .mnist import load_mnist, load_mnist_split
 from .registry import DATASETS, SPLITS, DatasetEntry, Split, named_datasets, register_dataset, resolve
@@ -57,6 +58,27 @@ register_dataset(
     summary="CIFAR-10's binary batches",
 )
 register_dataset("idx", _idx, detect=is_idx_directory, summary="IDX files *-ubyte[.gz]")
+
+
+def _folder(where: Path | None, options: Mapping[str, Any]) -> ImageFolder:
+    assert where is not None
+    return load_image_folder(where, **vars(FolderOptions.from_mapping(options)))
+
+
+register_dataset(
+    "images",
+    lambda where, split, options: _folder(where, options).splits[split],
+    detect=is_image_folder,
+    class_names=lambda where, options: _folder(where, options).classes,
+    summary="folders of images: DIR/<class>/ or DIR/train|test/<class>/",
+    report=lambda where, options: _folder(where, options).report,
+)
+
+
+def report(name_or_path: str | os.PathLike[str], options: Mapping[str, Any] | None = None) -> str | None:
+    """A dataset reader's line on what it read (images per class, files skipped), if it gives one."""
+    _, entry, where = resolve(name_or_path)
+    return entry.report(where, dict(options or {})) if entry.report is not None else None
 
 
 def load_split(name_or_path: str | os.PathLike[str], split: str, options: Mapping[str, Any] | None = None) -> Split:
@@ -113,6 +135,7 @@ __all__ = [
     "load_dataset",
     "load_fashion_mnist",
     "load_idx_directory",
+    "load_image_folder",
     "load_mnist",
     "load_split",
     "load_test_split",
@@ -120,5 +143,6 @@ __all__ = [
     "read_cifar10_batch",
     "read_idx",
     "register_dataset",
+    "report",
     "resolve",
 ]

@@ -34,6 +34,7 @@ class DatasetEntry:
     detect: Callable[[Path], bool] | None = None  # None: a named dataset (no folder to point at)
     class_names: Callable[[Path | None, Mapping[str, Any]], Sequence[str] | None] | None = None
     summary: str = ""
+    report: Callable[[Path | None, Mapping[str, Any]], str | None] | None = None  # one line on what was read
 
 
 def _key(name: str) -> str:
@@ -56,14 +57,16 @@ def register_dataset(
     detect: Callable[[Path], bool] | None = None,
     class_names: Callable[[Path | None, Mapping[str, Any]], Sequence[str] | None] | None = None,
     summary: str = "",
+    report: Callable[[Path | None, Mapping[str, Any]], str | None] | None = None,
 ) -> Any:
     """Register a dataset reader ``load(where, split, options) -> (x, t)`` under ``name`` (as a
     decorator when ``load`` is omitted).  ``where`` is the folder a user named (None for a named
     dataset); ``options`` the run's dataset settings (``channels``, ``image_size``, ...), which a
-    reader may ignore.  With ``detect``, ``--dataset PATH`` picks this reader for folders it claims."""
+    reader may ignore.  With ``detect``, ``--dataset PATH`` picks this reader for folders it claims;
+    ``report(where, options)`` may give a line on what was read (a run prints it)."""
 
     def add(fn: Loader) -> Loader:
-        DATASETS.add(name, DatasetEntry(fn, detect, class_names, summary))
+        DATASETS.add(name, DatasetEntry(fn, detect, class_names, summary, report))
         return fn
 
     return add if load is None else add(load)

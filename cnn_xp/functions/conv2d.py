@@ -275,7 +275,7 @@ class _Pointwise:
 
     @staticmethod
     def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
-        oh, ow = window_output_shape(x_shape, 1, 1, *stride, 0, 0)
+        oh, ow = window_output_shape(x_shape, 1, 1, stride[0], stride[1], 0, 0)
         return x_shape[1] * oh * ow
 
     @staticmethod

@@ -34,7 +34,9 @@ class RMSprop(Optimizer):
     state_names = ("h",)
     hyper_names = ("lr", "decay_rate", "eps", "weight_decay")
 
-    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, lr: float = 0.01, decay_rate: float = 0.99, eps: float = 1e-7, weight_decay: float = 0.0
+    ) -> None:
         super().__init__(lr, weight_decay)
         self.decay_rate = check_number("decay_rate", decay_rate, 0.0, 1.0, low_inclusive=True)
         self.eps = check_number("eps", eps, 0.0)
@@ -55,7 +57,9 @@ class Adam(Optimizer):
     state_names = ("m", "v")
     hyper_names = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
-    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7, weight_decay: float = 0.0) -> None:
+    def __init__(
+        self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-7, weight_decay: float = 0.0
+    ) -> None:
         super().__init__(lr, weight_decay)
         self.beta1 = check_number("beta1", beta1, 0.0, 1.0, low_inclusive=True)
         self.beta2 = check_number("beta2", beta2, 0.0, 1.0, low_inclusive=True)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy
 
 from ..backend import Device, to_device, to_numpy
+from ..data.preprocess import Preprocess
 from ..models import Network
 from ..models.build import build_network
 from ..models.spec import leaf_configs, param_keys, read_described_file
@@ -52,6 +53,25 @@ class Checkpoint:
         """(C, H, W) of one input sample, when the file records it."""
         dim = self.model_config.get("input_dim")
         return tuple(dim) if dim is not None else None
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """What turns pixels into this network's input (the run's own; 1/255 for a file without one)."""
+        stored = self.run.get("preprocess")
+        return Preprocess.from_json(stored) if stored is not None else Preprocess()
+
+    def class_names(self, count: int) -> list[str] | None:
+        """The names of the run's classes, when it recorded ``count`` of them."""
+        names = self.run.get("classes")
+        return list(names) if isinstance(names, list) and len(names) == count else None
+
+    def dataset_options(self) -> dict[str, Any]:
+        """The dataset settings the run read its data with (a folder of images' conversion and split)."""
+        keys = ("channels", "image_size", "test_fraction", "seed", "strict")
+        options = {k: self.run[k] for k in keys if self.run.get(k) is not None}
+        if isinstance(options.get("image_size"), list):
+            options["image_size"] = tuple(options["image_size"])
+        return options
 
     def build_model(self, device: str | Device | None = "cpu", dtype: Any = None) -> Network:
         """A network of the stored architecture with the stored weights and random states, on

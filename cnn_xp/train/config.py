@@ -89,13 +89,13 @@ def _string(name: str, value: Any) -> str:
     return value
 
 
-def _one_of(names: Callable[[], list[str]] | tuple[str, ...], lower: bool = False) -> Check:
-    def check(name: str, value: Any) -> str:
+def _one_of(names: Callable[[], list[str]] | tuple[Any, ...], lower: bool = False) -> Check:
+    def check(name: str, value: Any) -> Any:
         options = list(names() if callable(names) else names)
         text = value.strip().lower() if lower and isinstance(value, str) else value
-        if text not in options:
+        if isinstance(text, bool) or text not in options:
             raise ConfigError(name, f"expected one of {options}, got {value!r}")
-        return str(text)
+        return text
 
     return check
 
@@ -127,6 +127,14 @@ def _registered_optimizer(name: str, value: Any) -> str:
     return next(k for k, c in OPTIMIZERS.items() if c is cls)
 
 
+def _image_size(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(name, f"expected two sizes H W, got {value!r}")
+    return tuple(_int(1, 4096)(name, v) for v in value)
+
+
 def _threads(name: str, value: Any) -> Any:
     if value is None or value == "auto":
         return value
@@ -146,7 +154,7 @@ class Setting:
     check: Check
     plan: bool = True  # stored in checkpoints; a resumed run keeps it
     resume_may_change: bool = False  # a plan setting that may be given again with --resume
-    metavar: str | None = None
+    metavar: str | tuple[str, ...] | None = None
     choices: Callable[[], list[str]] | None = None  # what --help lists (checked by ``check``)
 
 
@@ -206,6 +214,18 @@ class RunConfig:
     shift: int = setting(
         1, "augment training images by random translations of up to PX pixels (0: off)", _int(0, 1 << 16), metavar="PX"
     )
+    augment: bool = setting(
+        False,
+        "augment training images by random crops after zero-padding by 4 pixels (an eighth of the image, if "
+        "smaller) and left-right flips, on the device, drawn from --seed",
+        _bool,
+    )
+    weight_decay: float = setting(
+        0.0,
+        "L2 regularisation: weight_decay * w is added to every gradient",
+        _float(0.0, 1.0, low_open=False),
+        metavar="WD",
+    )
     seed: int = setting(
         0,
         "seed of the initial weights, dropout and the batch order (same seed on the CPU: bit-identical weights)",
@@ -221,6 +241,25 @@ class RunConfig:
         None, "use only the first N training samples (quick runs)", _int(1, none=True), metavar="N"
     )
     test_size: int | None = setting(None, "use only the first N test samples", _int(1, none=True), metavar="N")
+    channels: int | None = setting(
+        None,
+        "folders of images: convert every image to 1 (grey) or 3 (colour) channels (default: 3 if any has colour)",
+        lambda n, v: None if v is None else _one_of((1, 3))(n, v),
+        metavar="{1,3}",
+    )
+    image_size: tuple[int, int] | None = setting(
+        None,
+        "folders of images: resize every image to H x W pixels, bilinear (default: the most common size)",
+        _image_size,
+        metavar=("H", "W"),
+    )
+    test_fraction: float = setting(
+        0.2,
+        "folders of images without train/ and test/: the share of each class held out for testing (split by --seed)",
+        _float(0.0, 0.99),
+        metavar="F",
+    )
+    strict: bool = setting(False, "folders of images: a file that would be skipped (corrupt, ...) is an error", _bool)
 
     # ---- the session: how this process runs the plan (not stored; a resume takes it afresh)
     device: str = setting(
@@ -290,6 +329,13 @@ class RunConfig:
             raise ConfigError("lr", f"the optimizer {self.optimizer!r} has no default learning rate: give one")
         return float(default.default)
 
+    def dataset_options(self) -> dict[str, Any]:
+        """What a dataset reader may use (a folder of images: its conversion, size and split)."""
+        return {
+            "channels": self.channels, "image_size": self.image_size, "test_fraction": self.test_fraction,
+            "seed": self.seed, "strict": self.strict,
+        }  # fmt: skip
+
     @property
     def decay(self) -> float:
         return LR_DECAY if self.lr_decay is None else self.lr_decay
@@ -316,21 +362,28 @@ class RunConfig:
         if plan.get("lr") is None and plan.get("optimizer", "adam") == "adam":
             plan["lr"] = ADAM_LR_BEFORE_RECORDED  # a run of an older cnn_xp that left lr to the default
         for name, value in given.items():
-            if name in plan_settings() and not _setting(name).resume_may_change and name in plan:
-                try:
-                    checked = _setting(name).check(name, value)
-                except ConfigError:
-                    checked = value
-                if checked != plan[name]:
-                    raise ConfigError(
-                        name,
-                        f"a resumed run keeps the settings it started with ({name} {plan[name]!r}, not {value!r}); "
-                        "start a new run to change it",
-                    )
+            fixed = name in plan_settings() and not _setting(name).resume_may_change and name in plan
+            if fixed and _normalised(name, value) != _normalised(name, plan[name]):
+                raise ConfigError(
+                    name,
+                    f"a resumed run keeps the settings it started with ({name} {plan[name]!r}, not {value!r}); "
+                    "start a new run to change it",
+                )
         if plan.get("lr_schedule", "cosine") != "exp":
             plan["lr_decay"] = None  # recorded as used; only exp takes it
         session = {k: v for k, v in given.items() if k not in plan_settings() or _setting(k).resume_may_change}
+        if isinstance(plan.get("image_size"), list):
+            plan["image_size"] = tuple(plan["image_size"])
         return cls(**{**plan, **session})
+
+
+def _normalised(name: str, value: Any) -> Any:
+    """``value`` as the setting's check gives it back (a stored list as the tuple it was), or as it
+    is when the check refuses it."""
+    try:
+        return _setting(name).check(name, tuple(value) if isinstance(value, list) else value)
+    except ConfigError:
+        return value
 
 
 def _setting(name: str) -> Setting:
@@ -346,7 +399,26 @@ def plan_settings() -> list[str]:
     return [name for name, s in settings().items() if s.plan]
 
 
-DERIVED: dict[str, Check] = {"num_classes": _int(1, 1 << 20)}
+def _classes(name: str, value: Any) -> list[str]:
+    if (
+        not isinstance(value, list)
+        or len(value) > 1 << 20
+        or not all(isinstance(v, str) and len(v) < 1024 for v in value)
+    ):
+        raise ConfigError(name, f"expected a list of class names, got {value!r:.80}")
+    return value
+
+
+def _preprocess(name: str, value: Any) -> dict[str, Any]:
+    from ..data.preprocess import Preprocess
+
+    try:
+        return Preprocess.from_json(value).to_json()
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
+
+
+DERIVED: dict[str, Check] = {"num_classes": _int(1, 1 << 20), "classes": _classes, "preprocess": _preprocess}
 """Facts about a run that a checkpoint records beside its plan (found from the data)."""
 
 
@@ -362,10 +434,12 @@ def check_stored(name: str, value: Any) -> dict[str, Any]:
         raise ValueError(f"{name}: unknown entries {unknown}; expected some of {sorted(known)}")
     out: dict[str, Any] = {}
     for key, v in value.items():
-        if v is None and key in ("lr", "lr_decay", "train_size", "test_size"):
+        if v is None and key in ("lr", "lr_decay", "train_size", "test_size", "channels", "image_size"):
             out[key] = None
             continue
         try:
+            if key == "image_size" and isinstance(v, list):
+                v = tuple(v)
             out[key] = known[key](f"{name}.{key}", v)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None

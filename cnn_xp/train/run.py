@@ -29,7 +29,9 @@ from threadpoolctl import threadpool_limits
 from .. import distributed
 from ..backend import Device, GPUUnavailableError, gpu_available, parse_device
 from ..data import DataLoader
+from ..data.preprocess import Preprocess
 from ..datasets import SPLITS, class_names, load_split
+from ..datasets import report as dataset_report
 from ..models import Network, build_named_model
 from ..optim import constant, cosine, exponential, optimizer_class
 from ..serialization import write_atomically
@@ -68,10 +70,15 @@ class Run:
         data = self._data(config)
         (x_train, t_train), (_, t_test) = data
         num_classes = int(max(t_train.max(), t_test.max())) + 1
-        self.classes = class_names(config.dataset, num_classes)
+        self.classes = class_names(config.dataset, num_classes, config.dataset_options())
+        self.report = dataset_report(config.dataset, config.dataset_options())
         self.out_dir = Path(config.out) if config.out is not None else self._fresh_out_dir()
         check_out_dir(self.out_dir)
-        self.stored = config.stored(num_classes=num_classes)
+        if checkpoint is not None and "preprocess" in checkpoint.run:  # the run's own, as it started
+            self.preprocess = Preprocess.from_json(checkpoint.run["preprocess"])
+        else:  # per-channel normalisation for folders of images; the other datasets keep their results
+            self.preprocess = Preprocess.of_training_split(x_train, normalize=self.report is not None)
+        self.stored = config.stored(num_classes=num_classes, classes=self.classes, preprocess=self.preprocess.to_json())
         input_dim = tuple(int(v) for v in x_train.shape[1:])
         if checkpoint is not None:
             model = checkpoint.build_model(device=self.device, dtype=config.dtype)
@@ -80,7 +87,11 @@ class Run:
                 del self.stored["model"]
         else:
             model = self._new_model(config, input_dim, num_classes, self.device)
-            optimizer = optimizer_class(config.optimizer)(lr=config.learning_rate)
+            cls = optimizer_class(config.optimizer)
+            extra = {"weight_decay": config.weight_decay} if config.weight_decay else {}
+            if extra and "weight_decay" not in cls.hyper_names:
+                raise ConfigError("weight_decay", f"the optimizer {config.optimizer!r} takes no weight decay")
+            optimizer = cls(lr=config.learning_rate, **extra)
         per_sample, outputs = probe_network(model, input_dim, config.dtype)
         if outputs < num_classes:
             raise ConfigError(
@@ -172,7 +183,9 @@ class Run:
     @staticmethod
     def _data(config: RunConfig) -> tuple[tuple[numpy.ndarray, numpy.ndarray], tuple[numpy.ndarray, numpy.ndarray]]:
         try:
-            (x_train, t_train), (x_test, t_test) = (load_split(config.dataset, s) for s in SPLITS)
+            (x_train, t_train), (x_test, t_test) = (
+                load_split(config.dataset, s, config.dataset_options()) for s in SPLITS
+            )
         except (ValueError, FileNotFoundError) as exc:
             raise ConfigError("dataset", str(exc).removeprefix("dataset: ")) from None
         if config.train_size:
@@ -198,17 +211,13 @@ class Run:
         (x_train, t_train), (x_test, t_test) = data
         rank, world = (distributed.rank(), distributed.size()) if config.distributed else (0, 1)
         common: dict[str, Any] = {"device": self.device, "dtype": config.dtype, "rank": rank, "world_size": world}
-        common["scale"] = 1.0 / 255.0 if x_train.dtype == numpy.uint8 else None
+        common["preprocess"] = self.preprocess
+        pad = min(4, max(1, min(x_train.shape[2:]) // 8)) if x_train.ndim == 4 else 0
         try:
             train = DataLoader(
-                x_train,
-                t_train,
-                config.batch_size,
-                shuffle=True,
-                seed=config.seed,
-                shift=config.shift,
-                **common,
-            )
+                x_train, t_train, config.batch_size, shuffle=True, seed=config.seed, shift=config.shift,
+                augment=config.augment, crop_pad=pad, **common,
+            )  # fmt: skip
         except ValueError as exc:
             setting = "shift" if str(exc).startswith("shift:") else "dataset"
             raise ConfigError(setting, str(exc).removeprefix(f"{setting}: ")) from None

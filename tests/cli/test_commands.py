@@ -253,7 +253,7 @@ def test_predict_images(trained, tmp_path, capsys):
     not_image = tmp_path / "notes.png"
     not_image.write_text("hello")
     assert predict_main([str(out / "best.safetensors"), str(not_image)]) == 2
-    assert "cannot read" in capsys.readouterr().err
+    assert "notes.png: not an image Pillow can read" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -34,7 +34,15 @@ def test_on_every_array_library(backend):
     augmented on the host before the copy -- the same images either way."""
     rng = np.random.default_rng(1)
     x, t = rng.integers(0, 255, (6, 2, 5, 5), dtype=np.uint8), np.zeros(6, int)
-    kw = {"batch_size": 6, "seed": 1, "shuffle": False, "augment": True, "crop_pad": 1, "scale": 1 / 255, "dtype": "float64"}
+    kw = {
+        "batch_size": 6,
+        "seed": 1,
+        "shuffle": False,
+        "augment": True,
+        "crop_pad": 1,
+        "scale": 1 / 255,
+        "dtype": "float64",
+    }
     (want, _), (got, _) = (next(iter(DataLoader(x, t, device=d, **kw))) for d in ("cpu", backend.device))
     backend.assert_matches(got, want)
     d = draw(1, 0, 0, 6, 1, slice(0, 6))

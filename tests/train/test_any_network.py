@@ -116,7 +116,7 @@ def test_predict_gives_the_in_memory_classes(one_epoch, tmp_path, capsys):
     assert predict_main([str(out / "best.safetensors"), *map(str, paths), "--device", "cpu"]) == 0
     lines = capsys.readouterr().out.splitlines()
     model = load_checkpoint(out / "best.safetensors").build_model().eval()
-    x = np.stack([load_image(p, (1, 28, 28), "auto") for p in paths])
+    x = np.stack([load_image(p, (1, 28, 28), invert=False) for p in paths]).astype(np.float32) * np.float32(1 / 255)
     scores = trainer.model.predict(x, train_flg=False)
     np.testing.assert_allclose(model.predict(x), scores, rtol=1e-6, atol=1e-6)
     for line, row in zip(lines, scores, strict=True):
