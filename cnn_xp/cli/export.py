@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -50,7 +51,11 @@ def _main(argv: list[str] | None, prog: str) -> int:
     ckpt = checkpoint_arg(args.checkpoint)
     try:
         net = ckpt.build_model(device="cpu", dtype="float32").eval()
-        export_onnx(net, args.out, softmax=args.softmax, opset=args.opset)
+        classes = int(net.predict(numpy.zeros((1, *net.input_dim), numpy.float32)).shape[1]) if net.input_dim else 0
+        export_onnx(
+            net, args.out, softmax=args.softmax, opset=args.opset, preprocess=ckpt.preprocess,
+            classes=ckpt.class_names(classes),
+        )  # fmt: skip
     except OnnxUnavailableError as exc:
         raise UsageError(str(exc)) from None
     except ValueError as exc:
@@ -59,7 +64,8 @@ def _main(argv: list[str] | None, prog: str) -> int:
         print(f"{prog}: error: could not write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes, opset {args.opset}, input 'input' (N, ...), "
-          f"output '{'probabilities' if args.softmax else 'scores'}')")  # fmt: skip
+          f"output '{'probabilities' if args.softmax else 'scores'}'; the input is pixels * scale, less the mean, "
+          f"over the std, per channel, as metadata 'cnn_xp.preprocess' records: {json.dumps(ckpt.preprocess.to_json())})")  # fmt: skip
     checked = max_difference_in_onnxruntime(args.out, net, args.softmax)
     if checked is None:
         print(f"not checked: onnxruntime is not installed ({'pip install ' + repr('cnn_xp[onnx]')})")

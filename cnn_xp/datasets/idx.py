@@ -12,6 +12,7 @@ import math
 import os
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy
 
@@ -40,7 +41,13 @@ def read_idx(path: str | os.PathLike[str]) -> numpy.ndarray:
                 raise ValueError(f"{path}: truncated IDX header ({4 + len(dims)} bytes)")
             shape = tuple(int(v) for v in numpy.frombuffer(dims, dtype=">u4"))
             size = math.prod(shape) * dtype.itemsize
-            data = f.read(size + 1)
+            if path.suffix != ".gz" and size != path.stat().st_size - 4 - 4 * ndim:
+                held = path.stat().st_size - 4 - 4 * ndim
+                raise ValueError(
+                    f"{path}: IDX header says shape {shape} ({size} bytes of data) but the file holds {held} bytes "
+                    "(truncated or corrupt)"
+                )
+            data = _read_at_most(f, size + 1)  # in pieces: memory follows what the file holds, not its claim
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise ValueError(f"{path}: cannot read IDX file ({exc})") from None
     if len(data) != size:
@@ -49,6 +56,18 @@ def read_idx(path: str | os.PathLike[str]) -> numpy.ndarray:
             f"{path}: IDX header says shape {shape} ({size} bytes of data) but the file holds {got} (truncated or corrupt)"
         )
     return numpy.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_at_most(f: Any, limit: int, piece: int = 16 * 2**20) -> bytes:
+    """Up to ``limit`` bytes of ``f``, read a piece at a time (a header's claim allocates nothing)."""
+    parts, total = [], 0
+    while total < limit:
+        chunk = f.read(min(piece, limit - total))
+        if not chunk:
+            break
+        parts.append(chunk)
+        total += len(chunk)
+    return b"".join(parts)
 
 
 def _find(directory: Path, split: str, kind: str) -> Path:
@@ -101,8 +120,9 @@ def load_idx_split(
 def _read_split(directory: Path, split: str) -> tuple[numpy.ndarray, numpy.ndarray, Path]:
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: no such IDX dataset directory")
-    x, t = (read_idx(_find(directory, split, k)) for k in ("images", "labels"))
-    path = _find(directory, split, "labels")
+    images, labels = (_find(directory, split, k) for k in ("images", "labels"))
+    x, t = _images(images, read_idx(images)), _labels(labels, read_idx(labels))
+    path = labels
     if x.ndim != 3 or t.ndim != 1 or x.shape[0] != t.shape[0]:
         raise ValueError(
             f"{path}: {t.shape[0] if t.ndim else '?'} labels for images of shape {x.shape}; expected one label per image"
@@ -110,8 +130,36 @@ def _read_split(directory: Path, split: str) -> tuple[numpy.ndarray, numpy.ndarr
     return x, t, path
 
 
+def _images(path: Path, x: numpy.ndarray) -> numpy.ndarray:
+    """IDX images as what they are: 8-bit pixels (uint8, or integers all in [0, 255], exactly),
+    or floating-point values (float32/float64, finite, used as stored: images in [0, 1] stay
+    so).  Integers outside [0, 255] are refused: no image type holds them without a guess."""
+    if x.dtype == numpy.uint8:
+        return x
+    if x.dtype.kind in "iu":
+        if x.size and (int(x.min()) < 0 or int(x.max()) > 255):
+            raise ValueError(
+                f"{path}: {x.dtype} pixel values in [{int(x.min())}, {int(x.max())}] do not fit 8-bit images "
+                "(0-255); convert the file to uint8 or float pixels"
+            )
+        return x.astype(numpy.uint8)
+    if not numpy.isfinite(x).all():
+        raise ValueError(f"{path}: {x.dtype} pixels hold NaN or infinite values")
+    return x.astype(numpy.float32) if x.dtype == numpy.float32 else x
+
+
+def _labels(path: Path, t: numpy.ndarray) -> numpy.ndarray:
+    """IDX labels as int64 class numbers; non-integer labels are refused, never rounded."""
+    if t.dtype.kind not in "iu":
+        raise ValueError(f"{path}: labels must be integer class numbers, got {t.dtype} values; convert the file")
+    if t.size and int(t.min()) < 0:
+        raise ValueError(f"{path}: labels must be class numbers >= 0, got {int(t.min())}")
+    return t.astype(numpy.int64)
+
+
 def _finish_split(
     x: numpy.ndarray, t: numpy.ndarray, path: Path, num_classes: int, normalize: bool, flatten: bool, one_hot: bool
 ) -> Split:
     check_labels(path, t, num_classes)
-    return finish(x.astype(numpy.uint8)[:, None], t.astype(numpy.uint8), normalize, flatten, one_hot, num_classes)
+    images = x[:, None]
+    return finish(images, t, normalize and images.dtype == numpy.uint8, flatten, one_hot, num_classes)

@@ -1,7 +1,8 @@
 """ONNX export: any network made of cnn_xp layers as an ONNX model, built and checked with ``onnx``.
 
 One converter per layer type turns the layer into ONNX nodes (weights become initializers);
-``Network`` layers are converted in order.  The graph has one input ``input`` of shape
+``Network`` layers are converted in order.  The model's metadata records how pixels become its input (``cnn_xp.preprocess``) and the class
+names (``cnn_xp.classes``) when they are given.  The graph has one input ``input`` of shape
 (N, *input_shape) with a dynamic batch dimension ``N`` and one output, ``scores`` (N, K) — or
 ``probabilities`` when ``softmax=True`` — in float32.  The loss layer is not exported.
 
@@ -24,6 +25,7 @@ Other layer types are added with :func:`register_onnx_converter`.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from typing import Any
 import numpy  # host copies of the weights: ONNX initializers live on the host
 
 from ..backend import to_device, to_numpy
+from ..data.preprocess import Preprocess
 from ..layers import (
     Affine,
     AvgPooling,
@@ -249,7 +252,14 @@ def _input_shape(net: Network, input_shape: Any) -> tuple[int, ...]:
     return tuple(int(d) for d in shape)
 
 
-def to_onnx(net: Network, input_shape: Any = None, softmax: bool = False, opset: int = OPSET) -> Any:
+def to_onnx(
+    net: Network,
+    input_shape: Any = None,
+    softmax: bool = False,
+    opset: int = OPSET,
+    preprocess: Preprocess | None = None,
+    class_names: list[str] | None = None,
+) -> Any:
     """``net`` as an ``onnx.ModelProto``, checked with ``onnx.checker`` (see the module doc)."""
     onnx = _onnx()
     if not isinstance(net, Network):
@@ -298,6 +308,12 @@ def to_onnx(net: Network, input_shape: Any = None, softmax: bool = False, opset:
         ir_version=onnx.helper.find_min_ir_version_for(opsets),  # the oldest runtime that can read it
         producer_name="cnn_xp",
     )
+    props = {"cnn_xp.classes": json.dumps(class_names)} if class_names else {}
+    if preprocess is not None:  # what to do to pixels before they are the graph's input
+        recipe = {**preprocess.to_json(), "channels": shape[0], "size": list(shape[1:]), "resize": "bilinear"}
+        props["cnn_xp.preprocess"] = json.dumps(recipe)
+    if props:
+        onnx.helper.set_model_props(model, props)
     onnx.checker.check_model(model, full_check=True)  # structure and shape inference
     return model
 
@@ -308,11 +324,18 @@ def export_onnx(
     input_shape: Any = None,
     softmax: bool = False,
     opset: int = OPSET,
+    preprocess: Preprocess | None = None,
+    classes: list[str] | None = None,
 ) -> Path:
     """Write ``net`` to ``path`` as an ONNX model (float32, dynamic batch, opset :data:`OPSET`),
     atomically.  ``input_shape`` is one sample's shape, e.g. ``(1, 28, 28)``; it is read from the
     network when it can be.  ``softmax=True`` ends the graph with a Softmax (output
-    ``probabilities``), else it outputs the raw ``scores``.  Raises ValueError for a layer with no
-    converter or a shape that does not fit, before anything is written."""
-    model = to_onnx(net, input_shape=input_shape, softmax=softmax, opset=opset)
+    ``probabilities``), else it outputs the raw ``scores``.  ``preprocess`` and ``classes`` are
+    recorded in the model's metadata (``cnn_xp.preprocess``: scale, per-channel mean and std,
+    channels, size and resize filter of the pixels the input is made from; ``cnn_xp.classes``).
+    Raises ValueError for a layer with no converter or a shape that does not fit, before anything
+    is written."""
+    model = to_onnx(
+        net, input_shape=input_shape, softmax=softmax, opset=opset, preprocess=preprocess, class_names=classes
+    )
     return write_atomically(path, model.SerializeToString())

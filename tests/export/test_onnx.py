@@ -229,8 +229,10 @@ def test_command_line_errors_are_one_line_exit_2(tmp_path, capsys):
     SimpleConvNet(seed=0).save_params(ckpt)
     cases = [
         ([str(tmp_path / "missing.safetensors"), str(tmp_path / "m.onnx")], "CHECKPOINT: no such file"),
-        ([str(ckpt), str(tmp_path / "no" / "m.onnx")], "OUT.onnx: directory"),
-        ([str(ckpt), str(tmp_path)], "is a directory"),
+        ([str(ckpt), str(tmp_path / "no" / "m.onnx")], "OUT.onnx: folder"),
+        ([str(ckpt), str(tmp_path)], "is a folder, not a file"),
+        ([str(ckpt), str(ckpt)], "is the input"),  # the checkpoint would be replaced by the ONNX file
+        ([str(ckpt), "/dev/null"], "not a regular file"),
         ([str(ckpt), str(tmp_path / "m.onnx"), "--opset", "5"], "opset: expected an int >= 13"),
         ([str(ckpt), str(tmp_path / "m.onnx"), "--soft"], "unrecognized arguments: --soft"),  # no abbreviations
     ]
