@@ -11,6 +11,7 @@ import signal
 import stat
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -156,6 +157,8 @@ def run_command(prog: str, body: Body, argv: list[str] | None = None, *, keep_he
     PyTorch processes must run with the C library's own settings, as PyTorch's users run it."""
     if keep_heap:
         keep_freed_memory()
+    # images over Pillow's pixel limit are skipped and reported by cnn_xp itself, in one line
+    warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module="PIL")
     try:
         with stop_signals_raise():
             return body(argv, prog)

@@ -254,7 +254,7 @@ def _probe(path: str) -> tuple[str, tuple[int, int], bool] | str:
     except UnidentifiedImageError:
         return "not an image Pillow can read"
     except (OSError, ValueError, SyntaxError) as exc:
-        return f"unreadable ({type(exc).__name__}: {str(exc)[:60]})"
+        return f"corrupt or unreadable ({type(exc).__name__}: {str(exc)[:60]})"
 
 
 def read_image(
