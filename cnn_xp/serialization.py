@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def write_atomically(path: str | os.PathLike[str], blob: bytes) -> Path:
     renamed over ``path``: readers see the old file or the new one, never a torn one."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}{TEMPORARY_MARK}", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "wb") as f:
@@ -48,6 +49,34 @@ def write_atomically(path: str | os.PathLike[str], blob: bytes) -> Path:
         raise
     _fsync_dir(directory)
     return path
+
+
+TEMPORARY_MARK = ".cnn_xp-"  # in the name of every temporary file cnn_xp writes: .<target>.cnn_xp-<random>.tmp
+
+
+def own_temporaries(folder: Path, targets: tuple[str, ...] | None = None) -> list[Path]:
+    """The temporary files of :func:`write_atomically` left in ``folder`` (a writer killed before
+    its rename): regular files named ``.<target>.cnn_xp-<random>.tmp``, owned by this user, with
+    ``target`` one of ``targets`` when given.  Nothing else -- a user's ``.notes.tmp`` -- matches."""
+    found = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(".tmp") and TEMPORARY_MARK in name):
+            continue
+        target, _, rest = name[1:].rpartition(TEMPORARY_MARK)
+        if not target or not rest[:-4].replace("_", "").isalnum() or (targets is not None and target not in targets):
+            continue
+        try:
+            st = entry.lstat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid():
+            found.append(entry)
+    return found
 
 
 def _umask() -> int:

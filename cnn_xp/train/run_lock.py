@@ -1,25 +1,31 @@
-"""One run per output folder: an exclusive lock on ``<out>/.lock`` while a run writes there.
+"""One run per output folder: an exclusive lock on ``<out>/.cnn_xp.lock`` while a run writes there.
 
 The lock is an OS file lock (``fcntl.flock``), so it dies with its process: a crashed run never
 leaves a folder locked, and no stale-lock guessing is needed. The file names the holder (pid,
-host, start time, command) for the message a second run prints. The folder's stale temporary
-files (of a writer that was killed) are removed only while holding the lock, when no other
-process can be writing there. A folder that the lock created and that is still empty at release
+host, start time, command) for the message a second run prints; it is opened without following
+symbolic links, so a link planted in its place is refused, never written through. The folder's
+stale temporary files -- cnn_xp's own only, by their naming (see
+:func:`cnn_xp.serialization.own_temporaries`) -- are removed only while holding the lock, when no
+other process of cnn_xp can be writing there. A folder that the lock created and that is still empty at release
 (the run failed before writing anything) is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
-LOCK_NAME = ".lock"
+from ..serialization import own_temporaries
+
+LOCK_NAME = ".cnn_xp.lock"
 _held: dict[str, int] = {}  # real path of a folder -> nesting depth, for this process
 
 
@@ -51,7 +57,7 @@ class RunLock:
             self._remove_if_empty()
             raise
         _held[self._key] = 1
-        for stale in self.out_dir.glob(".*.tmp"):  # left by a writer that was killed mid-write
+        for stale in own_temporaries(self.out_dir):  # left by a writer of cnn_xp's that was killed mid-write
             stale.unlink(missing_ok=True)
         return self
 
@@ -62,8 +68,9 @@ class RunLock:
         if _held[self._key] or self._fd is None:
             return
         del _held[self._key]
-        with contextlib.suppress(OSError):
-            os.unlink(self.out_dir / LOCK_NAME)  # while still holding it: see _acquire
+        with contextlib.suppress(OSError):  # while still holding it (see _acquire), and only our own file
+            if os.path.samestat(os.fstat(self._fd), os.lstat(self.out_dir / LOCK_NAME)):
+                os.unlink(self.out_dir / LOCK_NAME)
         os.close(self._fd)  # releases the lock
         self._fd = None
         self._remove_if_empty()
@@ -78,7 +85,17 @@ def _acquire(path: Path) -> int:
     import fcntl  # POSIX; the lock is advisory, between cnn_xp runs
 
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:  # never through a symbolic link planted there: its target is not cnn_xp's to write
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            if os.path.islink(path) or exc.errno == errno.ELOOP:
+                raise RunFolderInUseError(
+                    f"{path} is a symbolic link; cnn_xp writes its lock only as a file of its own: remove the link"
+                ) from None
+            raise
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise RunFolderInUseError(f"{path} is not a regular file; cnn_xp writes its lock only as a file of its own")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

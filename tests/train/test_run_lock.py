@@ -71,11 +71,11 @@ def test_lock_is_reentrant_in_one_process_and_exclusive_across(tmp_path):
 
 
 def test_only_stale_temporaries_are_swept_and_only_under_the_lock(tmp_path):
-    stale = tmp_path / ".last.safetensors.abc123.tmp"
+    stale = tmp_path / ".last.safetensors.cnn_xp-abc123.tmp"
     stale.write_bytes(b"left by a killed writer")
     holder = hold_lock(tmp_path)
     try:
-        live = tmp_path / ".last.safetensors.live.tmp"  # the holder's temporary, being written
+        live = tmp_path / ".last.safetensors.cnn_xp-live.tmp"  # the holder's temporary, being written
         live.write_bytes(b"being written")
         with pytest.raises(RunFolderInUseError):
             RunLock(tmp_path).__enter__()
@@ -102,3 +102,34 @@ def test_checkpoint_temporaries_are_unique_per_writer(tmp_path, monkeypatch):
     serialization.write_atomically(tmp_path / "a.bin", b"1")
     serialization.write_atomically(tmp_path / "a.bin", b"2")
     assert len(set(seen)) == 2 and all(os.path.basename(n).startswith(".a.bin.") for n in seen)
+
+
+def test_a_symbolic_link_planted_as_the_lock_is_refused_and_its_target_untouched(tmp_path):
+    """(A planted link at the lock's place once made a run write the lock's JSON into its target.)"""
+    victim = tmp_path / "thesis.txt"
+    victim.write_text("years of work")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / LOCK_NAME).symlink_to(victim)
+    with pytest.raises(RunFolderInUseError, match="is a symbolic link"):
+        with RunLock(out):
+            pass
+    assert victim.read_text() == "years of work" and (out / LOCK_NAME).is_symlink()
+
+
+def test_only_cnn_xps_own_temporary_files_are_swept(tmp_path):
+    """(A run once deleted every *.tmp file of its folder, the user's own .notes.tmp among them.)"""
+    from cnn_xp.serialization import write_atomically
+
+    out = tmp_path / "run"
+    out.mkdir()
+    mine = [out / ".notes.tmp", out / ".thesis.docx.tmp", out / ".last.safetensors.tmp", out / "x.cnn_xp-abc.tmp"]
+    for path in mine:
+        path.write_text("the user's")
+    killed = out / ".last.safetensors.cnn_xp-k2_x9.tmp"  # a writer of cnn_xp's killed before its rename
+    killed.write_text("half a checkpoint")
+    with RunLock(out):
+        pass
+    assert all(p.read_text() == "the user's" for p in mine) and not killed.exists()
+    write_atomically(out / "metrics.csv", b"epoch\n")
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(p.name for p in mine), "metrics.csv"])
