@@ -134,6 +134,67 @@ class _Unpickler(pickle.Unpickler):
         raise BookPickleError("uses persistent references (refused)")
 
 
+MAX_DEPTH = 64  # nesting of containers: the book's files nest 3 deep (dict, array state tuple, dtype)
+MAX_MEMO = 1 << 16  # memo entries: a few per array
+MAX_OPCODES = 1 << 20  # the book's files have a few hundred
+
+
+def _check_opcodes(data: bytes) -> None:
+    """Walk the pickle's opcodes without building anything (pickletools), tracking the stack's
+    nesting and the memo, so that what the unpickler would allocate is bounded first: a deep
+    nesting (the interpreter's recursion), a memo index far beyond the entries stored (the
+    unpickler grows its memo to the index), or a declared length beyond the file are refused."""
+    import pickletools
+
+    stack: list[int | None] = []  # the nesting depth of each value; None: a mark
+    memo: dict[int, int] = {}
+    count = 0
+    try:
+        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+            count += 1
+            if count > MAX_OPCODES:
+                raise BookPickleError(f"has more than {MAX_OPCODES} opcodes")
+            if op.name in ("BINPUT", "LONG_BINPUT", "PUT", "MEMOIZE"):
+                index = len(memo) if op.name == "MEMOIZE" else int(arg)
+                if index > MAX_MEMO or len(memo) >= MAX_MEMO:
+                    raise BookPickleError(f"stores memo entry {index} (at most {MAX_MEMO} are accepted)")
+                memo[index] = (stack[-1] or 0) if stack else 0
+                continue
+            if op.name in ("BINGET", "LONG_BINGET", "GET"):
+                if int(arg) not in memo:
+                    raise BookPickleError(f"reads memo entry {arg}, which was never stored")
+                stack.append(memo[int(arg)])
+                continue
+            taken: list[int] = []
+            for item in reversed(op.stack_before):
+                if item is pickletools.stackslice:
+                    while stack and stack[-1] is not None:
+                        taken.append(stack.pop())  # type: ignore[arg-type]
+                    if not stack:
+                        raise BookPickleError("a mark is missing (malformed pickle)")
+                    stack.pop()
+                elif item is pickletools.markobject:
+                    continue  # taken with its slice
+                elif stack:
+                    value = stack.pop()
+                    if value is None:
+                        raise BookPickleError("a mark where a value belongs (malformed pickle)")
+                    taken.append(value)
+                else:
+                    raise BookPickleError("an opcode with too few values on the stack (malformed pickle)")
+            depth = 1 + max(taken, default=-1)
+            if depth > MAX_DEPTH:
+                raise BookPickleError(f"nests more than {MAX_DEPTH} deep")
+            for item in op.stack_after:
+                stack.append(None if item is pickletools.markobject else depth)
+            if len(stack) > MAX_OPCODES:
+                raise BookPickleError("its stack grows beyond bounds")
+    except BookPickleError:
+        raise
+    except (ValueError, pickle.UnpicklingError, EOFError) as exc:  # a declared length beyond the file, ...
+        raise BookPickleError(f"not a pickle of named arrays ({exc})") from None
+
+
 def read_book_pickle(path: str | os.PathLike[str]) -> dict[str, numpy.ndarray]:
     """The dict of arrays in a pickle as the book writes one, read without running anything.
     Raises BookPickleError (a ValueError) naming the file for anything else."""
@@ -143,6 +204,7 @@ def read_book_pickle(path: str | os.PathLike[str]) -> dict[str, numpy.ndarray]:
         if size > MAX_PICKLE_BYTES:
             raise BookPickleError(f"is {size} bytes; the book's weight files are a few MB")
         data = path.read_bytes()
+        _check_opcodes(data)  # bounded before the unpickler allocates anything
         obj = _Unpickler(io.BytesIO(data)).load()
         if not isinstance(obj, dict) or not obj:
             raise BookPickleError(f"holds a {type(obj).__name__}, not a dict of arrays")
@@ -156,7 +218,18 @@ def read_book_pickle(path: str | os.PathLike[str]) -> dict[str, numpy.ndarray]:
         raise BookPickleError(f"{path}: {exc}") from None
     except OSError as exc:
         raise BookPickleError(f"{path}: cannot be read: {exc.strerror or exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
         raise BookPickleError(f"{path}: not a pickle of named arrays ({type(exc).__name__}: {exc})") from None
 
 

@@ -197,3 +197,25 @@ def test_arrays_of_neither_network_are_refused():
     bad["W2"] = np.zeros((4321, 100))
     with pytest.raises(ValueError, match="fit no square input size"):
         book_network(bad)
+
+
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (b"\x80\x04N" + b"\x85" * 100_000 + b".", "nests more than 64 deep"),  # a key nested 100,000 tuples deep
+        (b"\x80\x04Nr\xff\xff\xff\x7f.", "stores memo entry 2147483647"),  # 9 bytes that grew the memo to 2 GB
+        (b"\x80\x04B\xff\xff\xff\x7f.", "expected 2147483647 bytes in a bytes4, but only 1 remain"),
+        (b"\x80\x04h\x07.", "reads memo entry 7, which was never stored"),
+        (b"\x80\x04" + b"N" * 2_000_000 + b".", "has more than"),
+    ],
+    ids=["deep nesting", "huge memo index", "huge declared length", "memo read before written", "opcode flood"],
+)
+def test_pickles_that_would_exhaust_the_unpickler_are_refused_in_one_line_before_it_runs(tmp_path, payload, words):
+    import resource
+
+    path = tmp_path / "evil.pkl"
+    path.write_bytes(payload)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(BookPickleError, match=words):
+        read_book_pickle(path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: no large allocation
