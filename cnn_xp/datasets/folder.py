@@ -341,7 +341,10 @@ def _read_cache(folder: Path) -> ImageFolder | None:
     try:
         meta = json.loads((folder / CACHE_MARK).read_text())
         splits = {
-            s: (numpy.load(folder / f"{s}_x.npy", mmap_mode="r"), numpy.load(folder / f"{s}_t.npy"))
+            s: (
+                numpy.load(folder / f"{s}_x.npy", mmap_mode="r", allow_pickle=False),
+                numpy.load(folder / f"{s}_t.npy", allow_pickle=False),
+            )
             for s in meta["splits"]
         }
         return ImageFolder(
