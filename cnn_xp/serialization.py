@@ -165,6 +165,8 @@ def load_arrays(
             metadata = dict(f.metadata() or {})
             wanted = list(f.keys()) if keys is None else keys
             arrays = {key: f.get_tensor(key) for key in wanted}
+    except MemoryError:
+        raise ValueError(f"{path}: its tensors do not fit in the memory this process may use") from None
     except (safetensors.SafetensorError, OSError, ValueError, TypeError) as exc:
         raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {exc}") from None
     return arrays, metadata

@@ -150,7 +150,8 @@ def _check_opcodes(data: bytes) -> None:
     memo: dict[int, int] = {}
     count = 0
     try:
-        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
+        for op, raw, _ in pickletools.genops(io.BytesIO(data)):
+            arg: Any = raw
             count += 1
             if count > MAX_OPCODES:
                 raise BookPickleError(f"has more than {MAX_OPCODES} opcodes")

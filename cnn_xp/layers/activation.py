@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..backend import get_array_module
 from ..functions.activations import relu, relu_grad
 from ..functions.dtypes import as_float
@@ -13,6 +15,10 @@ class Relu(Layer):
     """``max(x, 0)``; any shape. Integer inputs stay integer (the gradient is float)."""
 
     shard_safe = True
+
+    @classmethod
+    def output_shape(cls, config: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape)  # element-wise
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,6 +42,10 @@ class Sigmoid(Layer):
     """``1 / (1 + exp(-x))``, computed without overflow for large |x|; any shape."""
 
     shard_safe = True
+
+    @classmethod
+    def output_shape(cls, config: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape)  # element-wise
 
     def __init__(self) -> None:
         super().__init__()

@@ -47,6 +47,13 @@ class Affine(Layer):
         return {"W": (d_in, d_out), "b": (d_out,)}
 
     @classmethod
+    def output_shape(cls, config: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        d_in, d_out = config["shape"]
+        if math.prod(shape) != d_in:
+            raise ValueError(f"Affine: takes {d_in} features, got {math.prod(shape)} (a sample of shape {shape})")
+        return (d_out,)
+
+    @classmethod
     def from_config(cls, config: Any, dtype: Any = "float32") -> Affine:
         shapes = cls.state_shapes(config)
         return cls(zeros(shapes["W"], dtype), zeros(shapes["b"], dtype))

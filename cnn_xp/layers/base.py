@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,6 +31,7 @@ class Layer:
 
     param_names: tuple[str, ...] = ()
     buffer_names: tuple[str, ...] = ()
+    is_loss = False  # a network's last layer: forward(scores, targets) -> loss (SoftmaxWithLoss)
     uses_mode = False
     can_skip_dx = False  # backward(dout, need_dx=False) skips the input gradient (first layers)
 
@@ -103,6 +105,13 @@ class Layer:
         return {}
 
     @classmethod
+    def output_shape(cls, config: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The shape of one sample's output for one sample's input ``shape`` (no batch axis), or
+        None where the layer cannot tell (a user's layer that does not say); raises ValueError
+        for an input it cannot take.  What lets a file's network be sized before it is built."""
+        return None
+
+    @classmethod
     def from_config(cls, config: Mapping[str, Any], dtype: Any = "float32") -> Layer:
         """A layer built from :meth:`config`'s output, its arrays zero-filled on the host in ``dtype``."""
         cls.state_shapes(config)
@@ -138,6 +147,21 @@ def _on_input_device(method: Callable[..., Any]) -> Callable[..., Any]:
 
     run._on_input_device = True  # type: ignore[attr-defined]
     return run
+
+
+MAX_ACTIVATION = 1 << 28
+"""Most values one sample's output of one layer may hold (1 GiB in float32): a description that
+implies more is refused before anything is built or run."""
+
+
+def checked_output(name: str, shape: tuple[int, ...] | None) -> tuple[int, ...] | None:
+    """``shape`` (one sample's output of layer ``name``) if within :data:`MAX_ACTIVATION`; else ValueError."""
+    if shape is not None and math.prod(shape) > MAX_ACTIVATION:
+        raise ValueError(
+            f"{name}: one sample's output would hold {math.prod(shape)} values (shape {shape}), more than "
+            f"{MAX_ACTIVATION}: refused before anything is built"
+        )
+    return shape
 
 
 def type_name(cls: type) -> str:

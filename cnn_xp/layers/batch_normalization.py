@@ -82,6 +82,12 @@ class BatchNormalization(Layer):
         return {name: (c,) for name in ("gamma", "beta", "running_mean", "running_var")}
 
     @classmethod
+    def output_shape(cls, config: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if not shape or shape[0] != config["num_features"]:
+            raise ValueError(f"BatchNormalization: takes {config['num_features']} channels first, got {shape}")
+        return tuple(shape)
+
+    @classmethod
     def from_config(cls, config: Any, dtype: Any = "float32") -> BatchNormalization:
         (c,) = cls.state_shapes(config)["gamma"]
         return cls(

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from ..checks import check_same_place
-from .base import Array, Layer, settings, type_name
+from .base import Array, Layer, checked_output, settings, type_name
 from .grad_mode import grad_enabled
 
 MAX_DEPTH = 32  # composites inside composites: far beyond any network, and no runaway recursion
@@ -168,6 +168,15 @@ class Sequential(Composite):
         return {}
 
     @classmethod
+    def output_shape(cls, config: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        from .registry import layer_class
+
+        out: tuple[int, ...] | None = tuple(shape)
+        for name, child in cls.child_configs(config):
+            out = None if out is None else checked_output(name, layer_class(child.get("type")).output_shape(child, out))
+        return out
+
+    @classmethod
     def from_children(cls, config: Mapping[str, Any], children: list[tuple[str, Layer]]) -> Sequential:
         return cls(children)
 
@@ -241,6 +250,22 @@ class Residual(Composite):
     def state_shapes(cls, config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
         cls.child_configs(config)
         return {}
+
+    @classmethod
+    def output_shape(cls, config: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        from .registry import layer_class
+
+        shapes = [
+            checked_output(n, layer_class(c.get("type")).output_shape(c, tuple(shape)))
+            for n, c in cls.child_configs(config)
+        ]
+        if len(shapes) == 1:
+            shapes.append(tuple(shape))  # the identity
+        if None not in shapes and shapes[0] != shapes[1]:
+            raise ValueError(
+                f"Residual: its branches give different shapes for {shape}: body {shapes[0]}, shortcut {shapes[1]}"
+            )
+        return shapes[0]
 
     @classmethod
     def from_children(cls, config: Mapping[str, Any], children: list[tuple[str, Layer]]) -> Residual:

@@ -78,6 +78,15 @@ class Convolution(Layer):
         return {"W": (fn, c, fh, fw), **({"b": (fn,)} if s["bias"] else {})}
 
     @classmethod
+    def output_shape(cls, config: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        fn, c, fh, fw = config["shape"]
+        if len(shape) != 3 or shape[0] != c:
+            raise ValueError(f"Convolution: takes (C, H, W) with C={c}, got {shape}")
+        (sh, sw), (ph, pw) = pair("stride", config.get("stride", 1), 1), pair("pad", config.get("pad", 0), 0)
+        oh, ow = window_output_shape((1, *shape), fh, fw, sh, sw, ph, pw, name="input")
+        return (fn, oh, ow)
+
+    @classmethod
     def from_config(cls, config: Any, dtype: Any = "float32") -> Convolution:
         shapes = cls.state_shapes(config)
         b = zeros(shapes["b"], dtype) if "b" in shapes else None

@@ -35,6 +35,10 @@ class Dropout(Layer):
     def replica_state(self, shard: int, turnstile: Turnstile) -> dict[str, Any]:
         return {"rng": _DrawsInTurn(self, shard, turnstile)}
 
+    @classmethod
+    def output_shape(cls, config: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(shape)  # element-wise
+
     def config(self) -> dict[str, Any]:
         return {"type": "Dropout", "dropout_ratio": self.dropout_ratio}
 
@@ -56,7 +60,7 @@ class Dropout(Layer):
     def set_extra_state(self, state: Any) -> None:
         try:
             RNG().set_state(state)  # checked on a scratch generator: a bad state changes nothing
-        except (TypeError, ValueError, KeyError, AttributeError):
+        except (TypeError, ValueError, KeyError, AttributeError, OverflowError):
             raise ValueError(f"Dropout: expected a NumPy bit-generator state, got {state!r:.100}") from None
         self.rng.set_state(state)
 

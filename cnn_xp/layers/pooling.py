@@ -45,6 +45,14 @@ class _Pool2d(Layer):
         return {}
 
     @classmethod
+    def output_shape(cls, config: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        s = settings(cls, config, {"pool_h": ..., "pool_w": ..., "stride": 2, "pad": 0})
+        if len(shape) != 3:
+            raise ValueError(f"{type_name(cls)}: takes (C, H, W), got {shape}")
+        (sh, sw), (ph, pw) = pair("stride", s["stride"], 1), pair("pad", s["pad"], 0)
+        return (shape[0], *window_output_shape((1, *shape), s["pool_h"], s["pool_w"], sh, sw, ph, pw, name="input"))
+
+    @classmethod
     def from_config(cls, config: Any, dtype: Any = "float32") -> Any:
         s = settings(cls, config, {"pool_h": ..., "pool_w": ..., "stride": 2, "pad": 0})
         return cls(s["pool_h"], s["pool_w"], s["stride"], s["pad"])
@@ -135,6 +143,12 @@ class GlobalAvgPooling(Layer):
     def __init__(self) -> None:
         super().__init__()
         self._x_shape: tuple[int, ...] | None = None
+
+    @classmethod
+    def output_shape(cls, config: Any, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) != 3:
+            raise ValueError(f"GlobalAvgPooling: takes (C, H, W), got {shape}")
+        return (shape[0],)
 
     def forward(self, x: Array) -> Array:
         check_rank("x", x, 4, "(N, C, H, W)")

@@ -24,6 +24,7 @@ class SoftmaxWithLoss(Layer):
     """
 
     shard_safe = True  # the loss is a mean over samples: shards combine by their sizes
+    is_loss = True
 
     def __init__(self) -> None:
         super().__init__()

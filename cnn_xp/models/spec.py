@@ -24,6 +24,7 @@ from typing import Any
 
 from .._version import __version__
 from ..checks import check_int, float_dtype_name
+from ..layers.base import checked_output
 from ..layers.composite import MAX_DEPTH, Composite
 from ..layers.registry import layer_class
 from ..serialization import CHECKPOINT_FORMAT, FORMAT_VERSION, PARAMS_FORMAT, Header, read_header
@@ -95,8 +96,12 @@ def check_spec(spec: Any, where: str = "model") -> tuple[dict[str, Any], dict[st
         if not isinstance(loss, dict):
             raise ValueError(f"'loss' must be an object, got {type(loss).__name__}")
         loss_cls = layer_class(loss.get("type"), "loss")
+        if not loss_cls.is_loss:
+            raise ValueError(f"the loss layer {loss.get('type')!r} is not a loss (its class does not set is_loss)")
         if loss_cls.state_shapes(loss) or loss_cls.param_names:
             raise ValueError(f"the loss layer {loss.get('type')!r} must hold no arrays")
+        if input_dim is not None:
+            _check_sizes(layers, tuple(input_dim))
     except TypeError as exc:  # wrong argument names or types
         raise ValueError(f"{where}: {exc}") from None
     except ValueError as exc:  # UnregisteredLayerError stays itself
@@ -146,6 +151,21 @@ def _walk(
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from None
         _walk(children, path + ".", depth + 1, found, count)
+
+
+def _check_sizes(layers: list[dict[str, Any]], shape: tuple[int, ...]) -> None:
+    """One sample's activations through the layers, each bounded (:data:`MAX_ACTIVATION`), as far
+    as the layers can tell their output's shape; ValueError naming the layer otherwise."""
+    current: tuple[int, ...] | None = shape
+    for name, config in _entries(layers, "layers"):
+        if current is None:
+            return  # a layer that cannot tell: nothing more is known
+        try:
+            current = checked_output(name, layer_class(config.get("type"), name).output_shape(config, current))
+        except (TypeError, KeyError) as exc:
+            raise ValueError(f"{name}: {exc}") from None
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}" if not str(exc).startswith(f"{name}:") else str(exc)) from None
 
 
 def _check_layers(layers: Any) -> tuple[list[Leaf], dict[str, dict[str, tuple[int, ...]]]]:

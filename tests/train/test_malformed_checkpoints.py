@@ -112,15 +112,32 @@ def raw_of(arrays: dict[str, np.ndarray]) -> dict[str, tuple[str, list[int], byt
     return {k: (names[v.dtype], list(v.shape), np.ascontiguousarray(v).tobytes()) for k, v in arrays.items()}
 
 
-def edit_meta(key: str, change: Callable[[dict], object]) -> Callable[[Path, Path], None]:
-    """A case that rewrites one JSON metadata entry (``change`` edits it in place, or returns a
-    replacement)."""
+def _plain(spec: dict, pad: list | None = None) -> dict:
+    """A book network's spec as a network of one's own (its layers, no constructor arguments)."""
+    plain = {k: v for k, v in spec.items() if k != "kwargs"} | {"name": "Mine"}
+    if pad is not None:
+        plain["layers"] = [dict(plain["layers"][0], pad=pad), *plain["layers"][1:]]
+    return plain
 
-    def make(good: Path, out: Path) -> None:
+
+def _relus(count: int) -> list[dict]:
+    return [{"name": f"R{i}", "type": "Relu"} for i in range(count)]
+
+
+_PCG64_TOO_LARGE = {"bit_generator": "PCG64", "state": {"state": 2**200, "inc": 1}, "has_uint32": 0, "uinteger": 0}
+
+
+def edit_meta(key: str, change: Callable[[dict], object]) -> Callable[..., None]:
+    """A case that rewrites one JSON metadata entry (``change`` edits it in place, or returns a
+    replacement); ``model`` may rewrite the model's description as well."""
+
+    def make(good: Path, out: Path, model: Callable[[dict], dict] | None = None) -> None:
         arrays, meta = read(good)
         value = json.loads(meta[key])
         result = change(value)
         meta[key] = json.dumps(value if result is None else result)
+        if model is not None:
+            meta["model"] = json.dumps(model(json.loads(meta["model"])))
         safetensors.numpy.save_file(arrays, str(out), metadata=meta)
 
     return make
@@ -322,6 +339,22 @@ CASES = [
     case("run dtype float16", edit_meta("run", lambda r: r.update(dtype="float16")), about_model=False),
     case("run negative learning rate", edit_meta("run", lambda r: r.update(lr=-1.0)), about_model=False),
     case("run epochs a float", edit_meta("run", lambda r: r.update(epochs=2.5)), about_model=False),
+    # ---- descriptions whose size or kind would do harm when built or run
+    case("loss layer a Relu", edit_meta("model", lambda m: {**_plain(m), "loss": {"type": "Relu"}})),
+    case("padding of 3000 on a network of one's own", edit_meta("model", lambda m: _plain(m, pad=[3000, 3000]))),
+    case(
+        "30,000 ReLU layers",
+        edit_meta("model", lambda m: {**_plain(m), "layers": [*_plain(m)["layers"], *_relus(30_000)]}),
+    ),
+    case(
+        "rng state out of range",
+        lambda good, out: edit_meta("rng", lambda r: {"Drop": _PCG64_TOO_LARGE})(
+            good,
+            out,
+            model=lambda m: {**_plain(m), "layers": [*_plain(m)["layers"], {"name": "Drop", "type": "Dropout"}]},
+        ),
+        about_model=False,
+    ),
     # ---- random states
     case("rng not an object", set_meta("rng", "3"), about_model=False),
     case("rng for a layer that does not exist", set_meta("rng", json.dumps({"Dropout9": {}})), about_model=False),
