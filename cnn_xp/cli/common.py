@@ -129,8 +129,12 @@ class Stopped(BaseException):
         self.signum = signum
 
 
+_received: list[int] = []  # stop signals that arrived, in case the exception raised for one is swallowed
+
+
 def _raise_stopped(signum: int, frame: Any) -> None:
-    raise Stopped(signum)
+    _received.append(signum)
+    raise Stopped(signum)  # (where Python swallows it -- a finalizer, a weakref callback -- run_command still sees it)
 
 
 @contextlib.contextmanager
@@ -157,11 +161,15 @@ def run_command(prog: str, body: Body, argv: list[str] | None = None, *, keep_he
     PyTorch processes must run with the C library's own settings, as PyTorch's users run it."""
     if keep_heap:
         keep_freed_memory()
+    _received.clear()
     # images over Pillow's pixel limit are skipped and reported by cnn_xp itself, in one line
     warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit", module="PIL")
     try:
         with stop_signals_raise():
-            return body(argv, prog)
+            code = body(argv, prog)
+        if _received:  # the Stopped raised for it was swallowed ("Exception ignored in ..."): still a stop
+            raise Stopped(_received[0])
+        return code
     except UsageError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2

@@ -109,6 +109,7 @@ TRAINER = record(
             required=("loss_sum", "hits", "seen", "seconds"),
         ),
         "data_seed": integer(0, 2**64 - 1),
+        "start_loss": optional(number(0.0)),
     },
     required=("epoch", "step"),
 )

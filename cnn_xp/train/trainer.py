@@ -51,6 +51,15 @@ class NonFiniteLossError(RuntimeError):
     non-finite was written."""
 
 
+class DivergedError(NonFiniteLossError):
+    """Training went astray while its numbers stayed finite: the loss far above where the run
+    started, and accuracy at chance; nothing of it was written."""
+
+
+DIVERGED_LOSS = 3.0  # times the run's starting loss ...
+DIVERGED_ACCURACY = 1.5  # ... with accuracy at most this many times chance (1 / classes): a diverged run
+
+
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, read-only, ...); the previous one is intact."""
 
@@ -159,6 +168,9 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.best_test_acc: float | None = None
         self._partial = {"loss_sum": 0.0, "hits": 0, "seen": 0, "seconds": 0.0}
+        self.start_loss: float | None = (
+            None  # the mean loss of the run's first steps: what divergence is judged against
+        )
         self.last_checkpoint: Path | None = None
         self._interrupted = 0  # the stop signal this process received (0: none)
         self._progress_bar: Any = None  # one tqdm bar for the whole fit()
@@ -176,6 +188,7 @@ class Trainer:
             "best_test_acc": self.best_test_acc,
             "partial": self._partial,
             "data_seed": self.train_loader.seed,
+            "start_loss": self.start_loss,
         }
 
     def load_state(self, state: dict[str, Any], rng: dict[str, Any] | None = None) -> None:
@@ -194,6 +207,7 @@ class Trainer:
             self.model.set_extra_state(rng)
         self.epoch, self.step, self.step_in_epoch = epoch, step, step_in_epoch
         self.history = list(state.get("history", []))
+        self.start_loss = state.get("start_loss")
         self.best_test_acc = state.get("best_test_acc")
         self._partial = {**self._partial, **state.get("partial", {})}
         if "data_seed" in state and int(state["data_seed"]) != self.train_loader.seed:
@@ -207,6 +221,9 @@ class Trainer:
         Raises CheckpointWriteError (an OSError) if the file cannot be written, and
         NonFiniteLossError if a weight or an optimizer state holds NaN or inf (a diverged run
         never replaces a good checkpoint); the previous file at ``path`` is then untouched."""
+        if self.step_in_epoch:  # a checkpoint within an epoch: judged on the epoch's steps so far
+            p = self._partial
+            self._check_diverged(p["loss_sum"] / max(self.step_in_epoch, 1), p["hits"] / max(p["seen"], 1))
         bad = self._non_finite_state()
         if bad is not None:
             raise NonFiniteLossError(
@@ -385,6 +402,8 @@ class Trainer:
                 f"(global step {self.step - k + bad[0] + 1}); training stopped and {self._last_good()}. "
                 "Try a smaller --lr."
             )
+        if self.start_loss is None:
+            self.start_loss = float(per_step[0])  # the first step: before any update of this run
         self._partial["loss_sum"] += float(per_step.sum())
         self._partial["hits"] += int(total[2 * k])
         self._partial["seen"] += int(total[k : 2 * k].sum())
@@ -447,6 +466,7 @@ class Trainer:
                 f"non-finite test loss ({test_loss}) after epoch {self.epoch + 1}; training stopped and "
                 f"{self._last_good()}. Try a smaller --lr."
             )
+        self._check_diverged(p["loss_sum"] / max(self.step_in_epoch, 1), p["hits"] / max(p["seen"], 1))
         record = {
             "epoch": self.epoch + 1,
             "step": self.step,
@@ -482,6 +502,30 @@ class Trainer:
                 ) from exc
         elif test_acc is not None and (self.best_test_acc is None or test_acc > self.best_test_acc):
             self.best_test_acc = test_acc
+
+    def _check_diverged(self, loss: float, accuracy: float) -> None:
+        """Raise DivergedError if the run's loss is far above its start while its training accuracy
+        is at chance (weights that exploded but stayed finite, as a far too large learning rate
+        does); nothing is written then."""
+        if self.start_loss is None or not self.step:
+            return
+        classes = self._classes()
+        if loss > DIVERGED_LOSS * max(self.start_loss, 1e-3) and accuracy <= DIVERGED_ACCURACY / classes:
+            raise DivergedError(
+                f"the run diverged: training loss {loss:.4g} in epoch {self.epoch + 1}, against {self.start_loss:.4g} "
+                f"at its start, and training accuracy {accuracy:.1%} (chance: {1 / classes:.1%}); training stopped and "
+                f"{self._last_good()}. Try a smaller --lr."
+            )
+
+    def _classes(self) -> int:
+        if not hasattr(self, "_num_classes"):
+            x = self.train_loader.x[:1]
+            with no_grad(), on_device(self.device):
+                scores = self.model.predict(
+                    to_device(numpy.asarray(x, dtype=float_dtype_name(self.model.dtype)), self.device)
+                )
+            self._num_classes = int(scores.shape[1])
+        return self._num_classes
 
     def evaluate(self, loader: DataLoader) -> tuple[float, float]:
         """(mean loss, accuracy) over all of ``loader``'s samples, in inference mode."""

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cnn_xp.cli.train import main as train_main
-from cnn_xp.train import NonFiniteLossError, load_checkpoint
+from cnn_xp.train import DivergedError, NonFiniteLossError, load_checkpoint
 
 from .test_faults import check_resumable
 
@@ -77,3 +77,31 @@ def test_non_finite_optimizer_state_is_caught_too(make_trainer, tmp_path):
     slot[key][...] = np.nan
     with pytest.raises(NonFiniteLossError, match=r"the optimizer's"):
         trainer.save_checkpoint(tmp_path / "last.safetensors")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--optimizer", "adam", "--lr", "1e4"],
+        ["--optimizer", "sgd", "--lr", "1e3"],
+        ["--optimizer", "momentum", "--lr", "50"],
+    ],
+)
+def test_a_run_whose_weights_explode_but_stay_finite_says_so_and_exits_1(tmp_path, capsys, argv):
+    """(Such runs once exited 0 with checkpoints that predict one class, saying only the final accuracy.)"""
+    out = tmp_path / "run"
+    args = ["--device", "cpu", "--train-size", "1000", "--test-size", "100", "--epochs", "2", "--quiet", *argv]
+    assert train_main([*args, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the run diverged: training loss" in err[0] and "chance: 10.0%" in err[0]
+    assert not (out / "last.safetensors").exists()  # nothing of it written
+
+
+def test_the_last_good_checkpoint_survives_a_divergence(make_trainer, tmp_path):
+    trainer = make_trainer(out=tmp_path)
+    trainer.fit(1)
+    good = (tmp_path / "last.safetensors").read_bytes()
+    trainer.optimizer.lr, trainer.lr_schedule = 1e4, None
+    with pytest.raises(DivergedError, match=r"the last good checkpoint is .*last\.safetensors"):
+        trainer.fit(2)
+    assert (tmp_path / "last.safetensors").read_bytes() == good
