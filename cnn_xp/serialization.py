@@ -35,7 +35,7 @@ def write_atomically(path: str | os.PathLike[str], blob: bytes) -> Path:
     renamed over ``path``: readers see the old file or the new one, never a torn one."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}{TEMPORARY_MARK}", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=temporary_prefix(path), suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         with os.fdopen(fd, "wb") as f:
@@ -52,6 +52,12 @@ def write_atomically(path: str | os.PathLike[str], blob: bytes) -> Path:
 
 
 TEMPORARY_MARK = ".cnn_xp-"  # in the name of every temporary file cnn_xp writes: .<target>.cnn_xp-<random>.tmp
+
+
+def temporary_prefix(path: Path) -> str:
+    """The start of the name of a temporary file written for ``path``: the target's name (its first
+    64 characters: a long name must not make the temporary's too long) and cnn_xp's mark."""
+    return f".{path.name[:64]}{TEMPORARY_MARK}"
 
 
 def own_temporaries(folder: Path, targets: tuple[str, ...] | None = None) -> list[Path]:
@@ -145,6 +151,8 @@ def read_header(path: str | os.PathLike[str]) -> tuple[Header, dict[str, str]]:
             for key in f.keys():  # noqa: SIM118 - safe_open is not a dict
                 piece = f.get_slice(key)
                 header[key] = (str(piece.get_dtype()), tuple(int(v) for v in piece.get_shape()))
+    except MemoryError:
+        raise ValueError(f"{path}: cannot be mapped into the memory this process may use") from None
     except (safetensors.SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: not a valid safetensors file (truncated or corrupt?): {exc}") from None
     return header, metadata

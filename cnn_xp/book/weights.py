@@ -214,6 +214,10 @@ def read_book_pickle(path: str | os.PathLike[str]) -> dict[str, numpy.ndarray]:
             if not isinstance(key, str) or not isinstance(value, _Array):
                 raise BookPickleError(f"entry {key!r} is not a named array")
             arrays[key] = value.numpy()
+            if not numpy.isfinite(arrays[key]).all():
+                raise BookPickleError(
+                    f"array {key!r} holds non-finite values (NaN or inf); a network of them would predict nothing"
+                )
         return arrays
     except BookPickleError as exc:
         raise BookPickleError(f"{path}: {exc}") from None

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 from ..backend import Device, GPUUnavailableError, parse_device
 from ..heap import keep_freed_memory
+from ..serialization import temporary_prefix
 from ..train.checkpoint import Checkpoint, load_checkpoint
 
 
@@ -67,7 +68,7 @@ def check_writable(flag: str, path: Path) -> None:
     if not folder.is_dir():
         raise UsageError(f"{flag}: folder {folder} does not exist")
     try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{path.name}.", suffix=".tmp"):
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=temporary_prefix(path), suffix=".tmp"):
             pass
     except OSError as exc:
         raise UsageError(f"{flag}: cannot write in {folder}: {exc.strerror or exc}") from None
@@ -78,7 +79,12 @@ def check_output_file(flag: str, path: Path, inputs: list[Path] = ()) -> None:  
     the command (the same file by another name too), one that exists but is not a regular file
     (a folder, a device such as /dev/stdout, a pipe -- renaming over it would replace it), or
     one whose folder is missing or not writable."""
-    if path.exists() or path.is_symlink():
+    try:
+        present = path.exists() or path.is_symlink()
+    except OSError as exc:  # a name too long for the file system, ...
+        shown = str(path) if len(str(path)) <= 80 else f"{str(path)[:77]}..."
+        raise UsageError(f"{flag}: {shown}: {exc.strerror or exc}") from None
+    if present:
         try:
             target = path.stat()  # follows links: /proc/self/fd/1 -> the terminal or a pipe
         except OSError:
@@ -110,10 +116,11 @@ def device_arg(spec: str, flag: str = "--device") -> Device:
 
 
 def checkpoint_arg(path: Path, name: str = "CHECKPOINT") -> Checkpoint:
+    """A checkpoint's model, for commands that only run it (evaluate, predict, export)."""
     if not path.is_file():
         raise UsageError(f"{name}: no such file: {path}")
     try:
-        return load_checkpoint(path)
+        return load_checkpoint(path, for_training=False)
     except ValueError as exc:
         raise UsageError(f"{name}: {exc}") from None
 
@@ -176,6 +183,9 @@ def run_command(prog: str, body: Body, argv: list[str] | None = None, *, keep_he
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"{prog}: error: out of memory (the memory this process may use is exhausted)", file=sys.stderr)
+        return 1
     except Stopped as stop:
         print(f"{prog}: stopped by {signal.Signals(stop.signum).name}", file=sys.stderr)
         return 128 + stop.signum

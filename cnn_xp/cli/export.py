@@ -63,9 +63,11 @@ def _main(argv: list[str] | None, prog: str) -> int:
     except OSError as exc:
         print(f"{prog}: error: could not write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    pre = ckpt.preprocess
+    recipe = f"pixels * {pre.scale:.6g}" + (", less the mean, over the std, per channel" if pre.mean else "")
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes, opset {args.opset}, input 'input' (N, ...), "
-          f"output '{'probabilities' if args.softmax else 'scores'}'; the input is pixels * scale, less the mean, "
-          f"over the std, per channel, as metadata 'cnn_xp.preprocess' records: {json.dumps(ckpt.preprocess.to_json())})")  # fmt: skip
+          f"output '{'probabilities' if args.softmax else 'scores'}'); its input is {recipe}, as its metadata "
+          f"'cnn_xp.preprocess' records: {json.dumps(pre.to_json())}")  # fmt: skip
     checked = max_difference_in_onnxruntime(args.out, net, args.softmax)
     if checked is None:
         print(f"not checked: onnxruntime is not installed ({'pip install ' + repr('cnn_xp[onnx]')})")

@@ -140,8 +140,12 @@ def _json(path: Path, meta: dict[str, str], key: str, required: bool = True) -> 
         raise ValueError(f"{path}: checkpoint metadata {key!r} is not valid JSON ({exc})") from None
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+def load_checkpoint(path: str | os.PathLike[str], for_training: bool = True) -> Checkpoint:
     """Read a checkpoint (or a ``save_params`` file) onto the host, checking everything first.
+
+    ``for_training=False`` (evaluating, predicting, exporting) reads the model alone: the
+    optimizer's part is neither read nor required (a checkpoint without its optimizer tensors is
+    fine to evaluate), and the returned checkpoint holds no optimizer.
 
     Raises FileNotFoundError if missing, and ValueError naming the file and the entry for a
     file that is unreadable, not safetensors (a pickle, say), truncated, from a newer cnn_xp
@@ -156,10 +160,11 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     prefix = "model/" if fmt == CHECKPOINT_FORMAT else ""
     expected = {prefix + k: shape for k, shape in shapes.items()}
     optimizer_meta = None
-    if fmt == CHECKPOINT_FORMAT and "optimizer" in meta:
+    if fmt == CHECKPOINT_FORMAT and "optimizer" in meta and for_training:
         params = {k: shapes[k] for k in param_keys(spec)}
         optimizer_meta = _check_optimizer(path, _json(path, meta, "optimizer"), header, params, expected)
-    _check_tensors(path, header, expected, spec["dtype"])
+    unread = () if for_training or fmt != CHECKPOINT_FORMAT else tuple(k for k in header if k.startswith("optim/"))
+    _check_tensors(path, {k: v for k, v in header.items() if k not in unread}, expected, spec["dtype"])
     arrays, _ = load_arrays(path, keys=list(expected))  # only what the model uses, each checked above
     for key, value in arrays.items():
         if not numpy.isfinite(value).all():
@@ -177,7 +182,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             "state": {n: {k: arrays[f"optim/{n}/{k}"] for k in shapes if f"optim/{n}/{k}" in arrays} for n in names},
         }
     trainer = _field(path, meta, "trainer", schema.TRAINER)
-    if trainer:
+    if trainer and for_training:
         _check_counters(path, trainer, optimizer)
     rng = _json(path, meta, "rng", required=False)
     _check_extra_state(path, rng, spec)

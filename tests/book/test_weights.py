@@ -219,3 +219,16 @@ def test_pickles_that_would_exhaust_the_unpickler_are_refused_in_one_line_before
     with pytest.raises(BookPickleError, match=words):
         read_book_pickle(path)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200 * 1024  # KiB: no large allocation
+
+
+def test_a_pickle_of_non_finite_weights_is_refused_not_converted(tmp_path, capsys):
+    """(convert once wrote NaN weights with exit status 0, which evaluate then refused.)"""
+    from cnn_xp.cli.convert import main as convert_main
+
+    arrays = {k: v.copy() for k, v in read_book_pickle(SHIPPED["simple"]).items()}
+    arrays["W2"][0, 0] = np.nan
+    path = tmp_path / "nan.pkl"
+    path.write_bytes(pickle.dumps(arrays))
+    assert convert_main([str(path), str(tmp_path / "out.safetensors")]) == 2
+    assert "array 'W2' holds non-finite values" in capsys.readouterr().err
+    assert not (tmp_path / "out.safetensors").exists()

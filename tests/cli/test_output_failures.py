@@ -4,6 +4,7 @@ traceback, checked before the work where possible; nothing half-written left beh
 from __future__ import annotations
 
 import errno
+import importlib.util
 import time
 
 import numpy as np
@@ -129,3 +130,21 @@ def test_a_full_disk_while_writing_metrics_is_one_line(tmp_path, monkeypatch, ca
     assert train_cli.main([*QUICK, "--out", str(tmp_path)]) == 1
     err = one_line(capsys)
     assert "could not write" in err and "metrics.csv: No space left on device; the checkpoints are intact" in err
+
+
+def test_outputs_with_names_too_long_or_that_are_inputs_are_one_line(tmp_path, capsys):
+    """(export to a 300-character name once gave a traceback; export X X replaced the checkpoint.)"""
+    from cnn_xp import SimpleConvNet
+    from cnn_xp.cli.export import main as export_main
+
+    ckpt = tmp_path / "p.safetensors"
+    SimpleConvNet(seed=0).save_params(ckpt)
+    before = ckpt.read_bytes()
+    for out, words in [(tmp_path / ("x" * 300 + ".onnx"), "File name too long"), (ckpt, "is the input")]:
+        assert export_main([str(ckpt), str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0], err
+    assert ckpt.read_bytes() == before
+    long_but_valid = tmp_path / ("y" * 240 + ".onnx")  # fits the file system: written, temporaries and all
+    if importlib.util.find_spec("onnx") is not None:
+        assert export_main([str(ckpt), str(long_but_valid)]) == 0 and long_but_valid.is_file()

@@ -196,3 +196,26 @@ def test_a_convolution_whose_public_state_changed_is_refused_before_its_kernels_
     layer.W, layer.b = rng.standard_normal((8, 4, 3, 3)).astype(np.float32), np.zeros(3, np.float32)
     with pytest.raises(ValueError, match=r"b: expected shape \(FN,\)=\(8,\)"):
         layer.forward(x)
+
+
+def test_pooling_backward_of_a_big_endian_gradient_equals_the_native_one():
+    """(The compiled backward once took a big-endian dout through float64: 1 ulp off.)"""
+    from cnn_xp import Pooling
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    layer = Pooling(3, 3, stride=1)
+    y = layer.forward(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    native = layer.backward(dy)
+    swapped = layer.backward(dy.astype(">f4"))
+    assert swapped.dtype == np.dtype(">f4")
+    np.testing.assert_array_equal(swapped.astype(np.float32), native)
+
+
+@pytest.mark.parametrize("state", [None, [1, 2], "W1", 3])
+def test_load_state_dict_of_something_not_a_mapping_is_one_typeerror(state):
+    from cnn_xp import SimpleConvNet
+
+    with pytest.raises(TypeError, match=r"state: expected a mapping of names to arrays \(a state dict\), got"):
+        SimpleConvNet().load_state_dict(state)

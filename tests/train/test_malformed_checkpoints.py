@@ -385,6 +385,16 @@ def test_the_corpus_is_large_and_its_good_file_works(corpus, capsys, tmp_path):
     load_checkpoint(corpus["good"]).build_optimizer()
 
 
+# Cases whose fault lies in what only resuming reads (the optimizer's entry and tensors, the
+# trainer's counters): evaluate and predict read the model alone and work; --resume refuses.
+TRAINING_ONLY = {
+    "optimizer not JSON", "optimizer unknown", "an optimizer state tensor missing", "negative learning rate",
+    "learning rate a string", "trainer step 10^12", "learning rate NaN", "trainer history of another length",
+    "beta1 above 1", "unknown hyperparameter", "state names of another optimizer", "step counter of 10^12",
+    "negative step counter",
+}  # fmt: skip
+
+
 def commands(path: Path, image: Path, out: Path) -> dict[str, Callable[[], int]]:
     return {
         "evaluate": lambda: evaluate_main([str(path), "--device", "cpu", "--test-size", "20"]),
@@ -407,6 +417,9 @@ def test_each_malformed_checkpoint_is_one_line_and_exit_2(c, corpus, capsys, tmp
     for command, run in commands(corpus[c.name], corpus["image"], tmp_path / "run").items():
         code, peak = peak_of(run)
         captured = capsys.readouterr()
+        if c.name in TRAINING_ONLY and command != "resume":  # a part only resuming uses: not read here
+            assert code == 0, f"{command}: exit {code}, stderr {captured.err!r}"
+            continue
         lines = captured.err.strip().splitlines()
         assert code == 2 and len(lines) == 1, f"{command}: exit {code}, stderr {captured.err!r}"
         assert str(corpus[c.name].name) in lines[0] or (command == "resume" and "--resume" in lines[0]), lines[0]
@@ -482,6 +495,8 @@ def test_every_case_in_a_fresh_process_stays_under_200_mb(corpus, tmp_path):
             ("cnn_xp.evaluate", str(corpus[c.name]), "--device", "cpu"),
             ("cnn_xp.train", "--resume", str(corpus[c.name]), "--device", "cpu", "--out", str(tmp_path / "r")),
         ):
+            if c.name in TRAINING_ONLY and args[0] == "cnn_xp.evaluate":
+                continue  # evaluates (tested above)
             code, err, rss = rss_of_command(*args)
             assert code == 2 and len(err.strip().splitlines()) == 1, (c.name, err)
             worst = max(worst, (rss, f"{c.name} / {args[0]}"))

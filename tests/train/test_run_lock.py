@@ -111,9 +111,8 @@ def test_a_symbolic_link_planted_as_the_lock_is_refused_and_its_target_untouched
     out = tmp_path / "run"
     out.mkdir()
     (out / LOCK_NAME).symlink_to(victim)
-    with pytest.raises(RunFolderInUseError, match="is a symbolic link"):
-        with RunLock(out):
-            pass
+    with pytest.raises(RunFolderInUseError, match="is a symbolic link"), RunLock(out):
+        pass
     assert victim.read_text() == "years of work" and (out / LOCK_NAME).is_symlink()
 
 
