@@ -50,11 +50,12 @@ static inline void at_adjoint_##S_(T_ g0, T_ g1, T_ *o0, T_ *o1, T_ *o2, T_ *o3)
 }                                                                                                  \
                                                                                                    \
 /* Copies between x's plane (h, w) and the four quarters q (2, 2, th + 1, t1) of that plane     */ \
-/* zero-padded by (ph, pw): into the quarters if to_q, else back (padding dropped).             */ \
-static void quarters_##S_(T_ *restrict x, idx h, idx w, idx ph, idx pw, idx th, idx t1,            \
-                          T_ *restrict q, int to_q)                                                \
+/* zero-padded by (ph, pw): into the quarters if to_q, else back (padding dropped), counting    */ \
+/* the non-finite values copied back (x - x is 0 for a finite x only).                          */ \
+static idx quarters_##S_(T_ *restrict x, idx h, idx w, idx ph, idx pw, idx th, idx t1,             \
+                         T_ *restrict q, int to_q)                                                 \
 {                                                                                                  \
-    idx size = (th + 1) * t1;                                                                      \
+    idx size = (th + 1) * t1, bad = 0;                                                             \
     for (idx y = 0; y < h; y++)                                                                    \
         for (idx cp = 0; cp < 2; cp++) {                                                           \
             idx x0 = (pw + cp) & 1; /* first column of x that lands in this column parity */       \
@@ -64,8 +65,13 @@ static void quarters_##S_(T_ *restrict x, idx h, idx w, idx ph, idx pw, idx th, 
             if (to_q)                                                                              \
                 for (idx k = 0; k < count; k++) quarter[k] = row[2 * k];                           \
             else                                                                                   \
-                for (idx k = 0; k < count; k++) row[2 * k] = quarter[k];                           \
+                for (idx k = 0; k < count; k++) {                                                  \
+                    T_ v = quarter[k];                                                             \
+                    row[2 * k] = v;                                                                \
+                    bad += (v - v) != 0;                                                           \
+                }                                                                                  \
         }                                                                                          \
+    return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
 void winograd_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw,        \
@@ -101,9 +107,10 @@ void winograd_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx p
         }                                                                                          \
 }                                                                                                  \
                                                                                                    \
-void winograd_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw,  \
+idx winograd_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw,  \
                               idx th, idx t1, idx tw, T_ *restrict dx, T_ *restrict scratch)       \
 {                                                                                                  \
+    idx bad = 0; /* non-finite outputs: the caller falls back to the direct path */                \
     idx plane = th * t1, size = (th + 1) * t1, ct = c * n * th * tw;                               \
     T_ *restrict q = scratch;               /* (2, 2, th + 1, t1): the padded plane's gradient */  \
     T_ *restrict r = scratch + 4 * size;    /* (4, 2, plane): gradients of B^T d */               \
@@ -146,13 +153,15 @@ void winograd_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w,
                     od[m] = 0 - g3[m - t1];                                                        \
                 }                                                                                  \
             }                                                                                      \
-            quarters_##S_(dx + (img * c + ci) * h * w, h, w, ph, pw, th, t1, q, 0);                \
+            bad += quarters_##S_(dx + (img * c + ci) * h * w, h, w, ph, pw, th, t1, q, 0);                \
         }                                                                                          \
+    return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-void winograd_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,      \
+idx winograd_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,      \
                           idx ow, idx th, idx t1, idx tw, T_ *restrict y, T_ *restrict scratch)    \
 {                                                                                                  \
+    idx bad = 0; /* non-finite outputs: the caller falls back to the direct path */                \
     idx plane = th * t1, size = (th + 1) * t1, ft = fn * n * th * tw;                              \
     T_ *restrict q = scratch;               /* (2, 2, th + 1, t1): the output plane, quarters */   \
     T_ *restrict r = scratch + 4 * size;    /* (2, 4, plane): A^T m down the columns */           \
@@ -181,8 +190,9 @@ void winograd_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx
                     od[j] = (g1[j] - g2[j]) - g3[j];                                               \
                 }                                                                                  \
             }                                                                                      \
-            quarters_##S_(y + (img * fn + f) * oh * ow, oh, ow, 0, 0, th, t1, q, 0);               \
+            bad += quarters_##S_(y + (img * fn + f) * oh * ow, oh, ow, 0, 0, th, t1, q, 0);               \
         }                                                                                          \
+    return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
 void winograd_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th,      \

@@ -106,9 +106,10 @@ static void a6_##S_(idx gn, const T_ *restrict g0, const T_ *restrict g1, const 
 /* Copies between gn planes (h, w), stride apart, and their image-innermost copy xi (rows,      */ \
 /* cols, gn) with the planes placed at (top, left): into xi if to_xi (xi zeroed first), else    */ \
 /* back (the rest of xi dropped).                                                               */ \
-static void interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx top, idx left,   \
-                            idx rows, idx cols, T_ *restrict xi, int to_xi)                        \
+static idx interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx top, idx left,    \
+                           idx rows, idx cols, T_ *restrict xi, int to_xi)                         \
 {                                                                                                  \
+    idx bad = 0; /* non-finite values copied back (x - x is 0 for a finite x only) */              \
     if (to_xi)                                                                                     \
         memset(xi, 0, sizeof(T_) * (size_t)(rows * cols * gn));                                    \
     for (idx p = 0; p < gn; p++)                                                                   \
@@ -118,8 +119,13 @@ static void interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, id
             if (to_xi)                                                                             \
                 for (idx k = 0; k < w; k++) dst[k * gn] = row[k];                                  \
             else                                                                                   \
-                for (idx k = 0; k < w; k++) row[k] = dst[k * gn];                                  \
+                for (idx k = 0; k < w; k++) {                                                      \
+                    T_ v = dst[k * gn];                                                            \
+                    row[k] = v;                                                                    \
+                    bad += (v - v) != 0;                                                           \
+                }                                                                                  \
         }                                                                                          \
+    return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
 void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw,       \
@@ -153,9 +159,10 @@ void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx 
         }                                                                                          \
 }                                                                                                  \
                                                                                                    \
-void winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw, \
+idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw, \
                                idx th, idx tw, idx nb, T_ *restrict dx, T_ *restrict scratch)      \
 {                                                                                                  \
+    idx bad = 0; /* non-finite outputs: the caller falls back to the direct path */                \
     idx rows = 4 * th + 2, cols = 4 * tw + 2, ct = c * n * th * tw;                                \
     for (idx ci = 0; ci < c; ci++)                                                                 \
         for (idx g0 = 0; g0 < n; g0 += nb) {                                                       \
@@ -180,14 +187,16 @@ void winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w
                                 d + dr, d + 2 * dr, d + 3 * dr, d + 4 * dr, d + 5 * dr, 1);        \
                     }                                                                              \
                 }                                                                                  \
-            interleave_##S_(dx + (g0 * c + ci) * h * w, c * h * w, gn, h, w, ph, pw, rows, cols,   \
+            bad += interleave_##S_(dx + (g0 * c + ci) * h * w, c * h * w, gn, h, w, ph, pw, rows, cols,   \
                             xi, 0);                                                                \
         }                                                                                          \
+    return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-void winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,     \
+idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,     \
                            idx ow, idx th, idx tw, idx nb, T_ *restrict y, T_ *restrict scratch)   \
 {                                                                                                  \
+    idx bad = 0; /* non-finite outputs: the caller falls back to the direct path */                \
     idx rows = 4 * th, cols = 4 * tw, ft = fn * n * th * tw;                                       \
     for (idx f = 0; f < fn; f++)                                                                   \
         for (idx g0 = 0; g0 < n; g0 += nb) {                                                       \
@@ -211,9 +220,10 @@ void winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, id
                                  d + dr, d + 2 * dr, d + 3 * dr);                                  \
                     }                                                                              \
                 }                                                                                  \
-            interleave_##S_(y + (g0 * fn + f) * oh * ow, fn * oh * ow, gn, oh, ow, 0, 0, rows,     \
+            bad += interleave_##S_(y + (g0 * fn + f) * oh * ow, fn * oh * ow, gn, oh, ow, 0, 0, rows,     \
                             cols, yi, 0);                                                          \
         }                                                                                          \
+    return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
 void winograd4_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th,     \

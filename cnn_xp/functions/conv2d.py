@@ -42,6 +42,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy  # errstate only: Winograd's overflow is caught and redone by the direct path
+
 from ..backend import (
     array_device,
     follows_input_device,
@@ -546,17 +548,37 @@ def conv2d_forward(
     ``keep_cols=False`` (inference) keeps no columns and leaves ``workspace`` alone:
     ``backward`` recomputes them.  Returns y and the state for
     :func:`conv2d_backward`.
+
+    Where Winograd's compiled transforms give a non-finite value (an input or a product beyond
+    float range, or an inf meeting their sums), the call is computed again by the direct path,
+    whose inf and NaN are those of the convolution's definition (and PyTorch's).
     """
     xp = get_array_module(x, W)
-    fn, _, kh, kw = W.shape
+    fn = W.shape[0]
     if b is None:  # no bias: the paths add zeros (one small array, not a second code path each)
         b = xp.zeros((fn,), dtype=W.dtype, device=array_device(W))
-    n = x.shape[0]
-    oh, ow = window_output_shape(tuple(x.shape), kh, kw, *stride, *pad)
     gpu_bytes = gpu_scratch_bytes(x)  # a GPU's budget is its free memory, not a CPU cache
     itemsize = xp.finfo(x.dtype).bits // 8
     budget = (workspace_limit_bytes if gpu_bytes is None else gpu_bytes) // itemsize
     name = _choose_path(x, W, stride, pad, gpu_bytes, budget if keep_cols else 0)
+    if name != "winograd":
+        return _forward(x, W, b, stride, pad, name, workspace, keep_cols, gpu_bytes, budget)
+    try:
+        with numpy.errstate(all="ignore"):  # (host arrays only: an overflow here is caught below)
+            return _forward(x, W, b, stride, pad, name, workspace, keep_cols, gpu_bytes, budget)
+    except native.NonFiniteResult:
+        return _forward(x, W, b, stride, pad, "flat_rows", workspace, keep_cols, gpu_bytes, budget)
+
+
+def _forward(
+    x: Array, W: Array, b: Array, stride: Any, pad: Any, name: str, workspace: Workspace | None, keep_cols: bool,
+    gpu_bytes: int | None, budget: int,
+) -> tuple[Array, ConvState]:  # fmt: skip
+    xp = get_array_module(x, W)
+    fn, _, kh, kw = W.shape
+    n = x.shape[0]
+    oh, ow = window_output_shape(tuple(x.shape), kh, kw, *stride, *pad)
+    itemsize = xp.finfo(x.dtype).bits // 8
     path = _PATHS[name]
     per_image = path.col_elems(tuple(x.shape), W.shape, stride, pad)
     keep = keep_cols and n * per_image <= budget
@@ -589,7 +611,8 @@ def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True)
     """(dx, dW, db) from dy (N, FN, OH, OW) and the state of the matching forward.
 
     ``need_dx=False`` skips the input gradient (dx is None): a network's first layer, whose
-    input is data, needs only dW and db -- as PyTorch skips inputs that do not require grad."""
+    input is data, needs only dW and db -- as PyTorch skips inputs that do not require grad.
+    A Winograd backward that gives a non-finite value is computed again by the direct path."""
     xp = get_array_module(dy, W)
     x = state.x
     if state.w_shape and tuple(W.shape) != state.w_shape:
@@ -598,8 +621,25 @@ def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True)
     expected = (n, W.shape[0], *window_output_shape(tuple(x.shape), kh, kw, *state.stride, *state.pad))
     if tuple(dy.shape) != expected:
         raise ValueError(f"dy: expected shape {expected} (the forward's output), got {tuple(dy.shape)}")
-    path = _PATHS[state.path]
     db = xp.sum(dy, axis=(0, 2, 3))
+    if state.path == "winograd":
+        try:
+            with numpy.errstate(all="ignore"):
+                dx, dW = _backward(dy, W, state, need_dx)
+            if xp.all(xp.isfinite(dW)):  # (dW is small: a cheap look; dx's transforms counted theirs)
+                return dx, dW, db
+        except native.NonFiniteResult:
+            pass
+        state.path, state.cols, state.workspace = "flat_rows", None, None  # the direct path, from x
+    dx, dW = _backward(dy, W, state, need_dx)
+    return dx, dW, db
+
+
+def _backward(dy: Array, W: Array, state: ConvState, need_dx: bool) -> tuple[Array | None, Array]:
+    xp = get_array_module(dy, W)
+    x = state.x
+    n, kh, kw = x.shape[0], W.shape[2], W.shape[3]
+    path = _PATHS[state.path]
     if n == 0:
         dW = xp.zeros(W.shape, dtype=W.dtype, device=array_device(W))
     # one chunk (a training step) whose dx is an array of its own: that is the batch's dx, no copy
@@ -617,4 +657,4 @@ def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True)
         dW = dWc if s == 0 else dW + dWc  # one chunk: no zeros, no add
     if state.path == "flat_rows" and need_dx and W.shape[1] >= W.shape[0]:
         state.cols = None  # the full correlation's columns overwrote them in the workspace
-    return dx, dW, db
+    return dx, dW

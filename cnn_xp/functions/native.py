@@ -75,9 +75,9 @@ def header() -> tuple[int, dict[str, tuple[Any, tuple[Any, ...]]]]:
     for ret, name, args in re.findall(r"^(int|idx|void) (\w+)\(([^)]*)\);", text, re.M):
         table[name] = (_C_TYPES[ret], () if args.strip() == "void" else tuple(_argtype(a) for a in args.split(",")))
     body = text[text.index("#define CNN_XP_KERNELS(") :]
-    for name, args in re.findall(r"void (\w+)_##S_\(([^)]*)\);", body):
+    for ret, name, args in re.findall(r"(void|idx) (\w+)_##S_\(([^)]*)\);", body):
         for suffix in _SUFFIX.values():
-            table[f"{name}_{suffix}"] = (None, tuple(_argtype(a) for a in args.split(",")))
+            table[f"{name}_{suffix}"] = (_C_TYPES[ret], tuple(_argtype(a) for a in args.split(",")))
     return abi, table
 
 
@@ -159,14 +159,21 @@ def fits(reads: Mapping[str, tuple[Any, Any, int]], writes: Mapping[str, tuple[A
     return True
 
 
-def _call(name: str, dtype: Any, *args: Any) -> None:
+def _call(name: str, dtype: Any, *args: Any) -> Any:
     """Call ``<name>`` for ``dtype``: arrays as pointers (the caller's references keep them
-    alive), everything else as its C type.  The caller has run :func:`check_call`."""
+    alive), everything else as its C type; returns what the kernel returns.  The caller has run
+    :func:`check_call`."""
     lib = _library()
     if lib is None or numpy.dtype(dtype) not in _SUFFIX:
         raise KernelArgumentError(f"{name}: the compiled kernels are not available for {dtype}")
     pointers = [a.ctypes.data if isinstance(a, numpy.ndarray) else a for a in args]
-    getattr(lib, f"{name}_{_SUFFIX[numpy.dtype(dtype)]}")(*pointers)
+    return getattr(lib, f"{name}_{_SUFFIX[numpy.dtype(dtype)]}")(*pointers)
+
+
+class NonFiniteResult(ArithmeticError):  # noqa: N818 - an outcome the caller handles, not an error
+    """A Winograd transform wrote non-finite values: its products overflowed, or an inf or NaN
+    input met the transforms' sums (inf - inf), which the direct path would not; the
+    convolution computes this call with the direct path instead."""
 
 
 # --------------------------------------------------------------------------- denormals
@@ -225,7 +232,8 @@ def input_gradient(dV: numpy.ndarray, t: Any) -> numpy.ndarray:
     dx = numpy.empty((t.n, t.c, t.h, t.w), dtype=dV.dtype)
     check_call({"dV": (dV, dV.dtype, t.k * t.c * t.tiles)}, {"dx": (dx, dV.dtype, dx.size)})
     family, grid = _grid(t)
-    _call(f"{family}_input_grad", dV.dtype, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, *grid, dx, _scratch(t, dV.dtype))
+    if _call(f"{family}_input_grad", dV.dtype, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, *grid, dx, _scratch(t, dV.dtype)):
+        raise NonFiniteResult("input gradient")
     return dx
 
 
@@ -239,7 +247,8 @@ def transform_output(M: numpy.ndarray, b: numpy.ndarray, t: Any) -> numpy.ndarra
     y = numpy.empty((t.n, fn, t.oh, t.ow), dtype=M.dtype)
     check_call({"M": (M, M.dtype, t.k * fn * t.tiles), "b": (b, M.dtype, fn)}, {"y": (y, M.dtype, y.size)})
     family, grid = _grid(t)
-    _call(f"{family}_output", M.dtype, M, b, t.n, fn, t.oh, t.ow, *grid, y, _scratch(t, M.dtype))
+    if _call(f"{family}_output", M.dtype, M, b, t.n, fn, t.oh, t.ow, *grid, y, _scratch(t, M.dtype)):
+        raise NonFiniteResult("output")
     return y
 
 

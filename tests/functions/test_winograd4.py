@@ -211,3 +211,30 @@ def test_a_tiling_of_4x4_tiles_is_compact():
         winograd.tiling((1, 2, 8, 8), (1, 1), compact=False, m=4)
     with pytest.raises(ValueError, match="m: expected"):
         winograd.tiling((1, 2, 8, 8), (1, 1), compact=True, m=3)
+
+
+@pytest.mark.parametrize("where", ["an inf input", "inputs near float32's limit"])
+def test_outside_its_range_winograd_gives_the_direct_paths_inf_and_nan(torch, where):
+    """(F(4x4, 3x3) once gave 64 NaN where the direct path and PyTorch give inf, and non-finite
+    outputs for finite inputs near 3e36 where they give none.)  The transforms count the
+    non-finite values they write, and such a call is computed again by the direct path."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 4, 12, 12)).astype(np.float32)
+    if where == "an inf input":
+        x[0, 1, 5, 5] = np.inf
+    else:
+        x *= np.float32(3e36)
+    W, dy = rng.standard_normal((8, 4, 3, 3)).astype(np.float32), np.ones((2, 8, 12, 12), np.float32)
+    y, state = conv2d.conv2d_forward(x, W, np.zeros(8, np.float32), (1, 1), (1, 1))
+    dx, dW, _ = conv2d.conv2d_backward(dy, W, state)
+    assert state.path == "flat_rows"  # it fell back
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, torch.from_numpy(W), padding=1)
+    ty.backward(torch.from_numpy(dy))
+    for got, want in ((y, ty.detach().numpy()), (dx, tx.grad.numpy())):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    ordinary = rng.standard_normal((2, 4, 12, 12)).astype(np.float32)
+    assert (
+        conv2d.conv2d_forward(ordinary, W, np.zeros(8, np.float32), (1, 1), (1, 1))[1].path == "winograd"
+    )  # unchanged
