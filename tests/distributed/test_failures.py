@@ -65,8 +65,9 @@ def test_a_rank_failing_before_training_stops_every_rank(tmp_path, extra, words)
         (["--seed", "1"], "rank 1 has seed 1 where rank 0 has 0"),
         (["--model", "deep"], "rank 1 has model 'deep' where rank 0 has 'simple'"),
         (["--dtype", "float64"], "rank 1 has dtype 'float64' where rank 0 has 'float32'"),
+        (["--save-every", "1"], "rank 1 has save_every 1 where rank 0 has 0"),  # once a deadlock until the timeout
     ],
-    ids=["seed", "model", "dtype"],
+    ids=["seed", "model", "dtype", "checkpoint interval"],
 )
 def test_ranks_started_with_different_settings_all_exit_2(tmp_path, extra, words):
     result, seconds = run_differing(tmp_path, *extra)
@@ -75,6 +76,24 @@ def test_ranks_started_with_different_settings_all_exit_2(tmp_path, extra, words
     assert len(lines) == 1, result.stderr
     assert "the ranks were started with different settings" in lines[0] and words in lines[0]
     assert seconds < 30
+
+
+@pytest.mark.slow
+@needs_mpirun
+def test_ranks_resuming_from_different_checkpoints_of_one_run_all_exit_2(tmp_path):
+    """(Each rank would have run its own number of steps: a deadlock until the collective timeout.)"""
+    from cnn_xp.cli.train import main as train_main
+
+    single = [a for a in ARGS if a != "--distributed"]
+    assert train_main([*single, "--out", str(tmp_path / "one")]) == 0
+    shutil.copy(tmp_path / "one" / "last.safetensors", tmp_path / "epoch1.safetensors")
+    assert train_main(["--resume", str(tmp_path / "one" / "last.safetensors"), "--epochs", "2", "--quiet"]) == 0
+    result = mpirun(
+        2, JOBS, "rank_1_differs", "--resume", tmp_path / "one" / "last.safetensors", "--",
+        *ARGS, "--epochs", "3", "--resume", tmp_path / "epoch1.safetensors", "--out", tmp_path / "run", timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "rank 1 has resumed_at_step 8 where rank 0 has 4" in result.stderr
 
 
 @pytest.mark.slow
