@@ -133,14 +133,17 @@ def launches(out: Path) -> dict:
     return counts
 
 
-def prefetch(out: Path, wait: bool = True) -> dict:
+def prefetch(out: Path, wait: bool = True, host_wait: bool = True) -> dict:
     """Batches through the prefetching DataLoader, each read by a kernel on the compute stream,
     two iterators over the same loader interleaved; with ``wait=False`` the streams' waits on
-    each other's events are removed (the race the ring of buffers prevents), which the double
-    must catch."""
+    each other's events are removed (the race the ring of buffers prevents), with
+    ``host_wait=False`` the host's wait for a slot's last copy before it rewrites the slot's
+    pinned staging buffer: the double must catch both."""
     loader, _ = loaders(mnist_subset(), device=DEVICE)
     if not wait:
         cupy.cuda.Stream.wait_event = lambda self, event: None
+    if not host_wait:
+        cupy.cuda.Event.synchronize = lambda self: None
     try:
         with cupy.cuda.Device(1):  # no host read until the end, as in a training loop
             first, second = loader.batches(0), loader.batches(0)

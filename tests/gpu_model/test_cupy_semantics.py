@@ -132,6 +132,80 @@ def test_prefetch_never_overwrites_a_buffer_still_being_read(tmp_path):
     np.testing.assert_allclose(ok["sums"], expected, rtol=1e-5)  # every batch is its own, not a later one's
     broken = run("prefetch", tmp_path, wait=False)
     assert broken["race"] and "without waiting" in broken["race"]
+    rewritten = run("prefetch", tmp_path, host_wait=False)  # the staging buffer rewritten mid-copy
+    assert rewritten["race"] and "pinned memory" in rewritten["race"]
+
+
+STRICT = """
+import json, numpy as np, cupy, cupyx
+out = {}
+with cupy.cuda.Device(1):
+    # a block freed after another stream read it, handed back to its own stream's next allocation
+    def reuse(wait_first):
+        side = cupy.cuda.Stream(non_blocking=True)
+        a = cupy.ones(1000)
+        side.wait_event(cupy.cuda.get_current_stream().record())
+        with side:
+            b = a * 2                                   # read on the side stream
+        if wait_first:
+            cupy.cuda.get_current_stream().wait_event(side.record())
+        del a
+        c = cupy.empty(1000)                            # the same block, on the null stream
+        try:
+            c.fill(0.0)
+        except cupy.StreamRace as e:
+            return str(e)
+        return None
+    out["reuse_race"] = reuse(False)
+    cupy.cuda.Device(1).synchronize()  # (the racing block is back in the pool: the host waits it out)
+    out["reuse_waited"] = reuse(True)
+    x = cupy.arange(12.0).reshape(3, 4)
+    out["to_device"] = hasattr(x, "to_device")
+    out["array_interface"] = hasattr(x, "__array_interface__")
+    try:
+        range(cupy.array(3))
+        out["index"] = "allowed"
+    except TypeError as e:
+        out["index"] = str(e)
+    before = cupy.stats.host_reads
+    x[x > 3]; cupy.nonzero(x); x.nonzero(); cupy.where(x > 3); cupy.unique(x); cupy.argwhere(x)
+    out["data_sized_reads"] = cupy.stats.host_reads - before
+    before = cupy.stats.host_reads
+    cupy.where(x > 3, x, 0.0); x[1:, ::2]; x[cupy.array([0, 2])]
+    out["fixed_size_reads"] = cupy.stats.host_reads - before
+    try:
+        with cupyx.allow_synchronize(False):
+            cupy.cuda.Device(1).synchronize()
+    except cupyx.DeviceSynchronized as e:
+        out["device_sync"] = str(e)
+    before = cupy.stats.launches
+    h = cupy.random.default_rng(0).random((5,), dtype=np.float16)
+    out["half"] = [str(h.dtype), cupy.stats.launches - before]
+    strided, rows = x[:, ::2], x[1:]
+with cupy.cuda.Device(0):
+    try:
+        cupy.asarray(strided)
+    except NotImplementedError as e:
+        out["peer_strided"] = str(e)
+    out["peer_contiguous"] = cupy.asarray(rows).device.id
+print(json.dumps(out))
+"""
+
+
+def test_the_double_is_as_strict_as_cupy():
+    """Each behaviour of CuPy that can hide a GPU bug, modelled: the probe of each bug is caught."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", STRICT], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["reuse_race"] and "without waiting" in out["reuse_race"]
+    assert out["reuse_waited"] is None
+    assert out["to_device"] is False and out["array_interface"] is False
+    assert "integer" in out["index"]
+    assert out["data_sized_reads"] == 6 and out["fixed_size_reads"] == 0
+    assert "allow_synchronize" in out["device_sync"]
+    assert out["half"] == ["float16", 2]
+    assert "non-contiguous" in out["peer_strided"] and out["peer_contiguous"] == 0
 
 
 @pytest.mark.slow

@@ -19,6 +19,19 @@ NumPy computes underneath; what is modelled is CuPy's semantics, not its speed:
   that touches memory last touched on another stream must first have waited for it (an event
   of that stream recorded after the access, through ``wait_event``, or a host synchronisation),
   else :class:`StreamRace` is raised.
+* Pinned host memory (``cupyx.empty_pinned``): ``ndarray.set(pinned, stream=s)`` is an
+  asynchronous copy, so the host rewriting that pinned buffer before it has synchronised with
+  ``s`` past the copy raises :class:`StreamRace` (pageable NumPy memory is staged at once, as
+  CUDA does).
+* The memory pool is per stream, as CuPy's: a freed block goes back to the pool of the stream
+  that allocated it and is handed out again to an allocation of the same size on that stream,
+  with the accesses it had -- so another stream's unfinished read of a freed array makes the
+  reuse a :class:`StreamRace`.
+* Only CuPy's ``ndarray`` methods exist (no ``to_device``, ``__index__``,
+  ``__array_interface__``); copying a non-contiguous array between devices raises
+  NotImplementedError; ``Device.synchronize()`` is a synchronisation; boolean-mask indexing,
+  ``nonzero``, ``argwhere``, one-argument ``where`` and ``unique`` read the device (their
+  output size) and are counted; float16 random draws are float32 draws cast.
 """
 
 from __future__ import annotations
@@ -30,7 +43,7 @@ import os
 import threading
 import weakref
 from types import ModuleType, SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy
 
@@ -68,6 +81,9 @@ def _cur() -> int:
 # --------------------------------------------------------------------------- streams and events
 
 
+_streams: list[Stream] = []
+
+
 class Stream:
     _count = 0
 
@@ -79,6 +95,7 @@ class Stream:
         self.waited: dict[int, int] = {}  # other stream uid -> its seq that this stream is ordered after
         self.ptr = self.uid
         self.null = null
+        _streams.append(self)  # (a device synchronisation waits for every stream ever made on it)
 
     def record(self, event: Event | None = None) -> Event:
         event = event or Event()
@@ -143,6 +160,14 @@ def _host_synced(stream: Stream, seq: int | None = None) -> None:
 
 
 _last_access: dict[int, dict[int, tuple[Stream, int]]] = {}  # id(root buffer) -> stream uid -> (stream, seq)
+# CuPy's pool keeps one free list per stream: (device, stream uid, rounded size) -> the freed
+# blocks' access records, most recent last.
+_free_blocks: dict[tuple[int, int, int], list[dict[int, tuple[Stream, int]]]] = {}
+_POOL_DEPTH = 64  # freed blocks remembered per free list
+
+
+def _rounded(nbytes: int) -> int:
+    return -(-_b.max(nbytes, 1) // 512) * 512  # CuPy's allocation unit
 
 
 def _root(a: numpy.ndarray) -> numpy.ndarray:
@@ -151,17 +176,35 @@ def _root(a: numpy.ndarray) -> numpy.ndarray:
     return a
 
 
+def _freed(key: int, pool: tuple[int, int, int]) -> None:
+    """A device buffer was garbage-collected: its block returns to its stream's free list."""
+    seen = _last_access.pop(key, None)
+    if seen:
+        blocks = _free_blocks.setdefault(pool, [])
+        blocks.append(seen)
+        del blocks[:-_POOL_DEPTH]
+
+
+def _allocated(root: numpy.ndarray) -> None:
+    """A new device buffer on the current device and stream: it may be a block freed on this
+    stream, still carrying the other streams' accesses of its previous life."""
+    key = id(root)
+    if key in _last_access:
+        return
+    pool = (_cur(), get_current_stream().uid, _rounded(root.nbytes))
+    blocks = _free_blocks.get(pool)
+    _last_access[key] = blocks.pop() if blocks else {}
+    weakref.finalize(root, _freed, key, pool)
+
+
 def _access(arrays: list[numpy.ndarray]) -> None:
     """Record that the current stream touches ``arrays``' memory, checking the ordering."""
     stream = get_current_stream()
     stream.seq += 1
     for a in arrays:
         root = _root(a)
-        key = id(root)
-        seen = _last_access.get(key)
-        if seen is None:
-            seen = _last_access[key] = {}
-            weakref.finalize(root, _last_access.pop, key, None)
+        _allocated(root)
+        seen = _last_access[id(root)]
         for uid, (_other, seq) in seen.items():
             if uid != stream.uid and _b.max(stream.waited.get(uid, 0), _host_seen.get(uid, 0)) < seq:
                 raise StreamRace(
@@ -197,7 +240,8 @@ class _Device:
         _state.device = self.id
 
     def synchronize(self) -> None:
-        for s in list(_null_streams.values()) + list(_all_streams()):
+        _host_read("Device.synchronize")  # CuPy declares it: refused inside allow_synchronize(False)
+        for s in _streams:
             if s.device_id == self.id:
                 _host_synced(s)
 
@@ -209,10 +253,6 @@ class _Device:
 
     def __repr__(self) -> str:
         return f"<CUDA Device {self.id}>"
-
-
-def _all_streams() -> list[Stream]:
-    return [s for stack in getattr(_state, "streams", {}).values() for s in stack]
 
 
 class _Runtime(SimpleNamespace):
@@ -275,6 +315,36 @@ def get_default_pinned_memory_pool() -> _Pool:
 
 def is_available() -> bool:
     return True
+
+
+# --------------------------------------------------------------------------- pinned host memory
+
+
+class _Pinned(numpy.ndarray):
+    """Page-locked host memory (``cupyx.empty_pinned``): a NumPy array whose asynchronous copies
+    to the device (``ndarray.set(pinned, stream=s)``) read it later, when ``s`` runs them; a host
+    write to it before the host has synchronised with ``s`` past the copy is a race."""
+
+    pending: ClassVar[dict[int, tuple[Stream, int]]] = {}  # id(root pinned buffer) -> (stream, seq of its copy)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        root = _root(self)
+        pending = _Pinned.pending.get(id(root))
+        if pending is not None:
+            stream, seq = pending
+            if _host_seen.get(stream.uid, 0) < seq:
+                raise StreamRace(
+                    f"the host rewrites pinned memory whose copy to the device (stream {stream.uid}, its step "
+                    f"{seq}) may not have run yet: synchronise with that copy first"
+                )
+            del _Pinned.pending[id(root)]
+        super().__setitem__(key, value)
+
+
+def _empty_pinned(shape: Any, dtype: Any = float, order: str = "C") -> numpy.ndarray:
+    a = _Pinned(shape, dtype, order=order)  # owns its memory: its own root
+    weakref.finalize(a, _Pinned.pending.pop, id(a), None)
+    return a
 
 
 # --------------------------------------------------------------------------- arrays
@@ -386,6 +456,8 @@ class ndarray:  # noqa: N801 - CuPy's name
             raise OutOfMemoryError(a.nbytes, _FREE)
         obj = cls.__new__(cls)
         obj._a, obj._dev = a, _cur() if dev is None else dev
+        if a.base is None:
+            _allocated(a)
         return obj
 
     # metadata: free
@@ -460,10 +532,6 @@ class ndarray:  # noqa: N801 - CuPy's name
         _host_read("int")
         return int(self._a)
 
-    def __index__(self) -> int:
-        _host_read("index")
-        return int(self._a)
-
     def __array__(self, *args: Any, **kwargs: Any) -> numpy.ndarray:
         raise TypeError(
             "Implicit conversion to a NumPy array is not allowed. Please use `.get()` to construct a NumPy array explicitly."
@@ -483,11 +551,18 @@ class ndarray:  # noqa: N801 - CuPy's name
             self._a[...] = arr
             _launched("set")
             _access([self._a])
+            if isinstance(arr, _Pinned):  # asynchronous: the host must not rewrite it until synced
+                stream_ = get_current_stream()
+                _Pinned.pending[id(_root(arr))] = (stream_, stream_.seq)
 
     # indexing
     def __getitem__(self, key: Any) -> ndarray:
         touched = [self._a]
         _check_here(self)
+        if _b.any(
+            isinstance(k, ndarray) and k.dtype == numpy.bool_ for k in (key if isinstance(key, tuple) else (key,))
+        ):
+            _host_read("boolean mask")  # the output's size is read from the device first
         return _wrap(self._a[_unwrap(key, touched)], touched, write=False, name="getitem")
 
     def __setitem__(self, key: Any, value: Any) -> None:
@@ -514,8 +589,9 @@ class ndarray:  # noqa: N801 - CuPy's name
         return _op(lambda a: a.copy(order=order), "copy")(self)
 
     def fill(self, value: Any) -> None:
-        _op(lambda a: a.fill(value), "fill")(self)
-        _launched("fill")
+        _check_here(self)
+        self._a.fill(value)
+        _wrap(None, [self._a], write=True, name="fill")
 
     def view(self, *args: Any) -> ndarray:
         return _op(lambda a: a.view(*args), "view")(self)
@@ -524,10 +600,53 @@ class ndarray:  # noqa: N801 - CuPy's name
         return _op(lambda a: a.ravel(), "ravel")(self)
 
     def __getattr__(self, name: str) -> Any:
-        method = getattr(numpy.ndarray, name, None)
-        if method is None or name.startswith("_"):
-            raise AttributeError(name)
-        return functools.partial(_op(method, name), self)
+        if name not in _METHODS:
+            raise AttributeError(f"'cupy.ndarray' object has no attribute {name!r}")
+        if name == "nonzero":
+            _host_read("nonzero")
+        return functools.partial(_op(getattr(numpy.ndarray, name), name), self)
+
+
+# The rest of cupy.ndarray's array methods (CuPy 14): anything else -- NumPy's ``to_device``,
+# ``__array_interface__`` -- is an AttributeError, as on a real GPU.
+_METHODS = frozenset(
+    [
+        "all",
+        "any",
+        "argmax",
+        "argmin",
+        "argpartition",
+        "argsort",
+        "choose",
+        "clip",
+        "compress",
+        "conj",
+        "conjugate",
+        "cumprod",
+        "cumsum",
+        "diagonal",
+        "dot",
+        "flatten",
+        "max",
+        "mean",
+        "min",
+        "nonzero",
+        "partition",
+        "prod",
+        "ptp",
+        "put",
+        "repeat",
+        "round",
+        "sort",
+        "squeeze",
+        "std",
+        "sum",
+        "swapaxes",
+        "take",
+        "trace",
+        "var",
+    ]
+)
 
 
 def _binary(name: str) -> Any:
@@ -621,6 +740,7 @@ _CREATION = {
 def asarray(obj: Any, dtype: Any = None, order: Any = None, *, blocking: bool = False) -> ndarray:
     if isinstance(obj, ndarray):
         if obj._dev != _cur():  # CuPy copies between devices (peer copy)
+            _peer_copyable(obj)
             out = ndarray._of(numpy.array(obj._a, dtype=dtype))
             _launched("peer copy")
             _access([out._a])
@@ -632,8 +752,15 @@ def asarray(obj: Any, dtype: Any = None, order: Any = None, *, blocking: bool = 
     return out
 
 
+def _peer_copyable(x: ndarray) -> None:
+    if not (x._a.flags.c_contiguous or x._a.flags.f_contiguous):
+        raise NotImplementedError("CuPy cannot copy non-contiguous array between devices.")
+
+
 def array(obj: Any, dtype: Any = None, copy: Any = True, order: Any = "K", ndmin: int = 0, **kwargs: Any) -> ndarray:
     if isinstance(obj, ndarray) and copy is not False:  # a copy on the *current* device, as CuPy makes
+        if obj._dev != _cur():
+            _peer_copyable(obj)
         out = ndarray._of(numpy.array(obj._a, dtype=dtype, copy=True, order=order, ndmin=ndmin))
         _launched("copy" if obj._dev == _cur() else "peer copy")
         _access([out._a])
@@ -657,6 +784,21 @@ def get_array_module(*args: Any) -> ModuleType:
     import sys
 
     return sys.modules[__name__] if any(isinstance(a, ndarray) for a in args) else numpy
+
+
+def _reading(fn: Any, name: str) -> Any:
+    """Functions whose output size depends on the data: CuPy reads it from the device first."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if name != "where" or len(args) + len(kwargs) == 1:
+            _host_read(name)
+        return fn(*args, **kwargs)
+
+    run.__name__ = name
+    return run
+
+
+_READS = {"nonzero", "flatnonzero", "argwhere", "where", "unique", "extract"}
 
 
 def _create(name: str) -> Any:
@@ -716,6 +858,8 @@ for _n in dir(numpy):
         globals()[_n] = _obj  # dtypes, constants, classes (dtype, integer, floating, ...)
     elif callable(_obj):
         globals()[_n] = _create(_n) if _n in _CREATION else _op(_obj, _n)
+        if _n in _READS:
+            globals()[_n] = _reading(globals()[_n], _n)
     else:
         continue
     _names.append(_n)
@@ -746,10 +890,14 @@ class _Generator:
         self._rng = numpy.random.default_rng(seed)
 
     def random(self, size: Any = None, dtype: Any = numpy.float64, out: Any = None) -> ndarray:
-        out_ = ndarray._of(self._rng.random(size, dtype=dtype))
+        dtype = numpy.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"Unsupported dtype {dtype.name} for random")
+        drawn = numpy.float32 if dtype == numpy.float16 else dtype  # float16: drawn as float32, then cast
+        out_ = ndarray._of(self._rng.random(size, dtype=drawn))
         _launched("random")
         _access([out_._a])
-        return out_
+        return out_ if drawn == dtype else out_.astype(dtype)
 
 
 def _as_strided(x: ndarray, shape: Any = None, strides: Any = None) -> ndarray:

@@ -31,4 +31,6 @@ def allow_synchronize(allow: bool) -> Iterator[None]:
 
 
 def empty_pinned(shape: Any, dtype: Any = float, order: str = "C") -> numpy.ndarray:
-    return numpy.empty(shape, dtype, order=order)
+    import cupy
+
+    return cupy._empty_pinned(shape, dtype, order)
