@@ -65,7 +65,9 @@ def main() -> int:
         print(f"{name}: {row['seconds']:.2f} s (from the cache: {row['from_cache']}; {row['train']} train + "
               f"{row['test']} test images of {row['shape']})")  # fmt: skip
     cache = sum(f.stat().st_size for f in (args.dir / ".cnn_xp_cache").rglob("*") if f.is_file())
-    print(f"cache: {cache / 2**20:.0f} MiB; measured on {cpu_model()}, {len(__import__('os').sched_getaffinity(0))} cores")
+    print(
+        f"cache: {cache / 2**20:.0f} MiB; measured on {cpu_model()}, {len(__import__('os').sched_getaffinity(0))} cores"
+    )
     return 0
 
 

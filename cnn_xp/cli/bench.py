@@ -57,9 +57,10 @@ def _peak_rss_mib() -> float:
 
 
 def _cnn_xp_worker(model: str, mode: str, device: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
-    from cnn_xp import Adam, no_grad, to_device
-    from cnn_xp.backend import synchronize
+    from cnn_xp.backend import synchronize, to_device
     from cnn_xp.heap import keep_freed_memory
+    from cnn_xp.layers import no_grad
+    from cnn_xp.optim import Adam
 
     keep_freed_memory()  # as cnn_xp's programs do (the worker runs outside run_command)
 
@@ -186,9 +187,9 @@ def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> st
     """The median training step as it runs, then the median forward/backward milliseconds of
     every layer (synchronised) -- of one shard on one thread when the step splits its batch
     across threads (:mod:`cnn_xp.models.shards`): what each thread runs at once."""
-    from cnn_xp import Adam, to_device
-    from cnn_xp.backend import synchronize
+    from cnn_xp.backend import synchronize, to_device
     from cnn_xp.heap import keep_freed_memory
+    from cnn_xp.optim import Adam
     from cnn_xp.threads import single_blas_thread
 
     keep_freed_memory()

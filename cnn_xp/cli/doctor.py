@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy
 
-from .. import Adam, DeepConvNet, ResNet, SimpleConvNet, to_device, to_numpy
 from .._version import __version__
 from ..backend import (
     AGREEMENT,
@@ -35,6 +34,8 @@ from ..backend import (
     on_device,
     parse_device,
     synchronize,
+    to_device,
+    to_numpy,
 )
 from ..datasets import load_mnist
 from ..layers import (
@@ -52,6 +53,8 @@ from ..layers import (
     SoftmaxWithLoss,
 )
 from ..layers.composite import iter_leaves
+from ..models import DeepConvNet, ResNet, SimpleConvNet
+from ..optim import Adam
 from .common import OneLineParser, UsageError, flag_error, run_command
 
 PROG = "python -m cnn_xp.doctor"

@@ -16,6 +16,12 @@ from .pooling import AvgPooling, GlobalAvgPooling, Pooling
 from .registry import LAYER_TYPES, register_layer
 from .softmax_with_loss import SoftmaxWithLoss
 
+for _cls in (
+    Affine, AvgPooling, BatchNormalization, Convolution, Dropout, GlobalAvgPooling, Pooling, Relu, Residual, Sequential,
+    Sigmoid, SoftmaxWithLoss,
+):  # fmt: skip
+    register_layer(_cls)
+
 __all__ = [
     "LAYER_TYPES",
     "Affine",

@@ -15,6 +15,7 @@ from typing import Any
 from ..checks import check_same_place
 from .base import Array, Layer, checked_output, settings, type_name
 from .grad_mode import grad_enabled
+from .registry import layer_class
 
 MAX_DEPTH = 32  # composites inside composites: far beyond any network, and no runaway recursion
 
@@ -113,8 +114,6 @@ def _describe(children: list[tuple[str, Layer]]) -> list[dict[str, Any]]:
 
 
 def _built(configs: list[tuple[str, dict[str, Any]]], dtype: Any) -> list[tuple[str, Layer]]:
-    from .registry import layer_class
-
     return [(name, layer_class(config.get("type"), name).from_config(config, dtype)) for name, config in configs]
 
 
@@ -169,8 +168,6 @@ class Sequential(Composite):
 
     @classmethod
     def output_shape(cls, config: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, ...] | None:
-        from .registry import layer_class
-
         out: tuple[int, ...] | None = tuple(shape)
         for name, child in cls.child_configs(config):
             out = None if out is None else checked_output(name, layer_class(child.get("type")).output_shape(child, out))
@@ -253,8 +250,6 @@ class Residual(Composite):
 
     @classmethod
     def output_shape(cls, config: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, ...] | None:
-        from .registry import layer_class
-
         shapes = [
             checked_output(n, layer_class(c.get("type")).output_shape(c, tuple(shape)))
             for n, c in cls.child_configs(config)

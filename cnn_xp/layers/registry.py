@@ -2,7 +2,9 @@
 
 A network is described by its layers' :meth:`~cnn_xp.layers.Layer.config` (type name and
 settings, no arrays); :func:`layer_class` finds the class for a type name.  cnn_xp's own
-layers are registered here; a user's layer class is registered with ``@register_layer``::
+layers are registered by ``cnn_xp.layers`` (this module knows no layer class, so that every
+layer module may import it); a user's layer class is registered the same way, with
+``@register_layer``::
 
     @cnn_xp.register_layer
     class Swish(cnn_xp.layers.Layer):
@@ -17,15 +19,7 @@ from __future__ import annotations
 from typing import TypeVar
 
 from ..registry import Registry, UnknownNameError
-from .activation import Relu, Sigmoid
-from .affine import Affine
 from .base import Layer, type_name
-from .batch_normalization import BatchNormalization
-from .composite import Residual, Sequential
-from .convolution import Convolution
-from .dropout import Dropout
-from .pooling import AvgPooling, GlobalAvgPooling, Pooling
-from .softmax_with_loss import SoftmaxWithLoss
 
 L = TypeVar("L", bound=type[Layer])
 
@@ -72,10 +66,3 @@ def layer_class(name: object, where: str = "layer") -> type[Layer]:
 
 def is_registered(layer: Layer) -> bool:
     return LAYER_TYPES.get(type_name(type(layer))) is type(layer)
-
-
-for _cls in (
-    Affine, AvgPooling, BatchNormalization, Convolution, Dropout, GlobalAvgPooling, Pooling, Relu, Residual, Sequential,
-    Sigmoid, SoftmaxWithLoss,
-):  # fmt: skip
-    register_layer(_cls)
