@@ -271,12 +271,16 @@ def _gpu_arg(spec: str) -> tuple[Device | None, str | None]:
 def _main(argv: list[str] | None, prog: str) -> int:
     p = OneLineParser(
         prog=prog,
-        description="Check this install: versions, GPUs, every layer and both networks on the GPU against the CPU, "
-        "a 100-step training run on each, PASS/FAIL (exit status 1 if anything disagrees).",
+        description="Check this install: versions, GPUs, every layer and the networks on the GPU against the CPU, "
+        "a 100-step training run on each, PASS/FAIL (exit status 1 if anything disagrees, 2 if the GPU asked for "
+        "is not usable: the CPU is checked all the same).",
     )
-    p.add_argument("--device", default="gpu", help="the GPU to check: 'gpu', 'gpu:N' or 'auto'")
+    p.add_argument(
+        "--device", default="auto", help="the GPU to check: 'gpu', 'gpu:N', or 'auto' (GPU 0 if usable; the default)"
+    )
     args = p.parse_args(argv)
     gpu, reason = _gpu_arg(args.device)
+    asked = args.device.strip().lower() != "auto"  # a GPU was named: not finding it is a failure
     out: list[str] = ["cnn_xp doctor"]
     out += [f"  {name:14s} {value}" for name, value in versions()]
     if gpu is None:
@@ -324,9 +328,12 @@ def _main(argv: list[str] | None, prog: str) -> int:
     width = max(len(name) for name, _, _ in table)
     lines = [f"  {'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}" for name, ok, detail in table]
     failed = sum(not ok for _, ok, _ in table)
-    lines.append(f"{len(table) - failed} passed, {failed} failed")
+    summary = f"{len(table) - failed} passed, {failed} failed"
+    if gpu is None and asked:
+        summary += f"; {args.device} not checked: not usable"
+    lines.append(summary)
     print("\n".join(lines), flush=True)
-    return 1 if failed else 0
+    return 1 if failed else 2 if gpu is None and asked else 0
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:

@@ -143,11 +143,13 @@ def _train(run: Run, prog: str) -> int:
     if primary:
         for line in run.warnings():
             print(f"warning: {line}", file=sys.stderr)
+    # Only a network that does not split its batches runs on BLAS's threads, which spin while they
+    # wait for busy cores: there (and only there) fewer threads were measured to help.
     if config.threads is None and not run.device.is_gpu and not config.quiet and primary and run.threads > 1:
         busy = busy_cores()
-        if busy >= 1:
-            say(f"note: other work keeps {busy:.0f} core(s) busy; --threads auto (or 1) trains several times "
-                "faster on a busy machine")  # fmt: skip
+        if busy >= 1 and not run.trainer.model.splits_batches:
+            say(f"note: other work keeps {busy:.0f} core(s) busy and {type(run.trainer.model).__name__}'s matrix "
+                "products wait on BLAS threads there; --threads auto (or 1) trains faster on a busy machine")  # fmt: skip
     if not run.device.is_gpu and not native.available() and primary:  # said at install too, but pip hides it
         say("note: cnn_xp's compiled CPU kernels are not built (no C compiler at install): training runs slower; "
             "`cnn_xp doctor` says more")  # fmt: skip

@@ -193,6 +193,13 @@ class Network:
             shards = self._shards = Shards(self)
         return shards
 
+    @property
+    def splits_batches(self) -> bool:
+        """Whether this network runs a large NumPy batch as one shard per thread (see
+        :mod:`cnn_xp.models.shards`); if not, its matrix products use BLAS's own threads."""
+        shards = self._splitter()
+        return shards is not None and shards.splits()
+
     def _whole(self) -> None:
         """A forward pass runs unsplit: a following backward runs through these layers."""
         shards = self._splitter()

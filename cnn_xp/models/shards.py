@@ -118,6 +118,16 @@ class Shards:
     def __getstate__(self) -> dict[str, Any]:  # copies hold locks; a copied network makes its own
         return {"network": self.network, "_copies": {}, "split_last": False, "_sizes": []}
 
+    def splits(self) -> bool:
+        """Whether a batch of NumPy arrays large enough runs split: every layer may be split, the
+        parameters are NumPy arrays and there are two threads or more."""
+        net = self.network
+        return (
+            all(_splittable(layer) for _, layer in iter_all([*net.layers.items(), ("", net.last_layer)]))
+            and all(isinstance(p, numpy.ndarray) for p in net.params.values())
+            and get_num_threads() >= 2
+        )
+
     def plan(self, x: Array, t: Array | None = None) -> list[slice] | None:
         """The shards of batch ``x`` (and labels ``t``), or None to run it whole."""
         net = self.network
@@ -128,9 +138,7 @@ class Shards:
             return None
         if t is not None and (not isinstance(t, numpy.ndarray) or t.ndim == 0 or t.shape[0] != n):
             return None  # the whole batch raises the error that names both shapes
-        if not all(_splittable(layer) for _, layer in iter_all([*net.layers.items(), ("", net.last_layer)])):
-            return None
-        if not all(isinstance(p, numpy.ndarray) for p in net.params.values()):
+        if not self.splits():
             return None
         count = min(get_num_threads(), n // MIN_SHARD)
         if count < 2:

@@ -62,7 +62,10 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | os.PathLike[str])
     ax_acc.legend()
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(epochs) <= 12:  # each epoch its tick (a locator falls back to fractions on a short axis)
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     _save(fig, path)
 

@@ -44,6 +44,16 @@ def test_without_a_gpu_says_so_in_one_line_and_checks_the_cpu():
 
 
 @pytest.mark.slow
+def test_a_gpu_asked_for_but_not_usable_exits_2_after_checking_the_cpu():
+    proc = doctor("--device", "gpu")
+    if "no GPU checked" not in proc.stdout:
+        pytest.skip("this machine has a usable GPU")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert all(r.startswith("PASS") for r in rows(proc.stdout)) and rows(proc.stdout)
+    assert proc.stdout.rstrip().endswith("0 failed; gpu not checked: not usable")
+
+
+@pytest.mark.slow
 def test_on_a_gpu_every_layer_both_networks_and_a_training_run_agree():
     proc = doctor("--device", "gpu:1", fake_gpu=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -206,12 +206,20 @@ def test_filters_plot_shows_the_change_from_the_initial_weights(tmp_path):
 
 @pytest.mark.slow
 def test_examples_write_only_into_their_output_folder(tmp_path):
-    for example, args in (("port_from_the_book", ["--iters", "2"]), ("visualize", ["--train-size", "200"])):
+    for example, args in (
+        ("port_from_the_book", ["--iters", "2"]),
+        ("visualize", ["--train-size", "200"]),
+        ("custom_network", ["--train-size", "200"]),
+        ("gpu_vs_cpu", []),
+    ):
         result = run(sys.executable, str(REPO / "examples" / f"{example}.py"), *args, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert str(Path("runs") / "examples" / example) in result.stdout  # it says where
     files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    run_files = ["best.safetensors", "last.safetensors", "metrics.csv"]  # a Trainer's files
     assert files == [
+        *(f"runs/examples/custom_network/{name}" for name in run_files),
+        "runs/examples/gpu_vs_cpu/results.json",
         "runs/examples/port_from_the_book/params.safetensors",
         "runs/examples/visualize/activations.png",
         "runs/examples/visualize/filters_after.png",
@@ -270,7 +278,8 @@ def test_threads_flag_sets_the_blas_threads_during_training(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_default_threads_keep_weights_bit_identical_under_load(tmp_path, capsys):
     """The default thread count depends on the machine, not on its load: a run beside busy
-    processes gives the same weights as a run on the idle machine (and says --threads auto exists)."""
+    processes gives the same weights as a run on the idle machine (and, since DeepConvNet splits
+    its batches across threads instead of waiting on BLAS's, does not suggest --threads auto)."""
     from cnn_xp.train import load_checkpoint
 
     args = ["--device", "cpu", "--train-size", "200", "--test-size", "100", "--batch-size", "50", "--model", "deep"]
@@ -286,8 +295,44 @@ def test_default_threads_keep_weights_bit_identical_under_load(tmp_path, capsys)
         for p in spinners:
             p.kill()
             p.wait()
-    assert "--threads auto (or 1) trains several times faster on a busy machine" in capsys.readouterr().err
+    assert "--threads auto" not in capsys.readouterr().err
     a = load_checkpoint(tmp_path / "idle" / "last.safetensors").model_state
     b = load_checkpoint(tmp_path / "busy" / "last.safetensors").model_state
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_the_threads_hint_comes_only_for_a_network_on_blas_threads(tmp_path, capsys, monkeypatch):
+    """On a busy machine, only a network that cannot split its batches (a layer of the user's that
+    is not shard_safe) runs its products on BLAS's spinning threads: only there is the hint given."""
+    import cnn_xp
+    from cnn_xp import Affine, Network
+    from cnn_xp.layers import LAYER_TYPES
+    from cnn_xp.models import MODELS
+
+    class Twice(cnn_xp.Layer):  # a user's layer: shard_safe is not claimed
+        def forward(self, x, train=True):
+            return x * 2
+
+        def backward(self, dout):
+            return dout * 2
+
+    def flat(input_dim, output_size, *, dtype="float32", device=None, seed=None):
+        w = np.random.default_rng(seed).standard_normal((int(np.prod(input_dim)), output_size)).astype(dtype) * 0.01
+        return Network([("twice", Twice()), ("fc", Affine(w, np.zeros(output_size, dtype)))], input_dim=input_dim)
+
+    monkeypatch.setattr(train_cli, "busy_cores", lambda: 2.0)
+    monkeypatch.setattr("cnn_xp.train.resources.usable_cores", lambda: 2)  # the default: 2 threads
+    cnn_xp.register_layer(Twice)
+    cnn_xp.register_model("flat", flat)
+    try:
+        args = ["--device", "cpu", "--train-size", "100", "--test-size", "50", "--epochs", "1", "--quiet"]
+        for model, hinted in (("flat", True), ("simple", False)):
+            capsys.readouterr()
+            argv = [*args[:-1], "--model", model, "--out", str(tmp_path / model)]
+            assert train_cli.main(argv) == 0
+            err = capsys.readouterr().err
+            assert ("--threads auto (or 1) trains faster on a busy machine" in err) is hinted, (model, err)
+    finally:
+        MODELS.remove("flat")
+        LAYER_TYPES.remove("Twice")
