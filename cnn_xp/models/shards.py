@@ -130,7 +130,6 @@ class Shards:
 
     def plan(self, x: Array, t: Array | None = None) -> list[slice] | None:
         """The shards of batch ``x`` (and labels ``t``), or None to run it whole."""
-        net = self.network
         if not isinstance(x, numpy.ndarray) or x.ndim == 0:
             return None
         n = int(x.shape[0])
