@@ -2,18 +2,16 @@
 
 A training step allocates and frees the same few arrays of a few MiB each step.  glibc's
 malloc hands the free top of a heap (each thread has its own) back to the system, so the next
-step faults every page in again: SimpleConvNet's step (batch 100, 2 threads) took 3271-3789
-page faults (2026-11-24; 7 ms of system time in a step of about 22 ms).  Asking malloc to keep
-:data:`TOP_PAD` bytes of slack (``M_TOP_PAD``, what ``MALLOC_TOP_PAD_`` sets) brings that to
-1.6-1.8 faults (``tests/test_heap.py`` measures both).
+step faults every page in again: thousands of page faults per step, a third of a small step's
+time in the kernel.  Asking malloc to keep :data:`TOP_PAD` bytes of slack (``M_TOP_PAD``, what
+``MALLOC_TOP_PAD_`` sets) leaves a step a few faults (``tests/test_heap.py`` counts them).
 
 Setting ``M_TOP_PAD`` also freezes malloc's mmap threshold at its 128 KiB start, so every array
-between 128 KiB and the 4 MiB from which NumPy asks for huge pages was a fresh ``mmap`` faulted
-in page by page: DeepConvNet's step with the Winograd convolutions (many arrays of 0.5-3 MiB)
-took 6400-7100 faults and 20-24 ms of system time per step (batch 100, 2 threads, 2026-11-24).
-:data:`MMAP_THRESHOLD` (``M_MMAP_THRESHOLD``, glibc's largest) takes them from the heap too:
-1-5 faults, 2.5-3 ms.  The command-line programs do it at start; a program importing cnn_xp may call
-:func:`keep_freed_memory` itself.  Elsewhere than glibc it does nothing.
+between 128 KiB and the 4 MiB from which NumPy asks for huge pages would be a fresh ``mmap``
+faulted in page by page -- most of the Winograd convolutions' arrays.  :data:`MMAP_THRESHOLD`
+(``M_MMAP_THRESHOLD``, glibc's largest) takes them from the heap too.  The command-line programs
+do it at start; a program importing cnn_xp may call :func:`keep_freed_memory` itself.  Elsewhere
+than glibc it does nothing.
 """
 
 from __future__ import annotations

@@ -43,9 +43,8 @@ def _peak_rss_mib() -> float:
 
     Linux's ``VmHWM`` (the high-water mark of the memory the program runs in) when there is one:
     ``getrusage``'s ``ru_maxrss`` also counts the memory of the parent the worker was started
-    from (it keeps the larger of the peaks before and after ``exec``), so every cnn_xp worker
-    of ``--compare torch`` read the parent's 221 MiB, PyTorch imported, instead of its own
-    130-160 MiB (measured 2026-11-24)."""
+    from (it keeps the larger of the peaks before and after ``exec``): a worker would report
+    its parent's peak, PyTorch imported, instead of its own."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
@@ -315,9 +314,8 @@ DESCRIPTION = (
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     # The malloc settings are left to each worker: cnn_xp's set them as cnn_xp's programs do,
-    # PyTorch's keep the C library's own (cnn_xp's M_TOP_PAD, inherited, had slowed its DeepConvNet
-    # training from 1771-1905 to 1066-1213 img/s on a 2-core AVX-512 EPYC, 2026-11-24: every array
-    # above 128 KiB a fresh mmap).
+    # PyTorch's keep the C library's own, as PyTorch's users run it (cnn_xp's M_TOP_PAD alone,
+    # inherited, makes every array above 128 KiB a fresh mmap and slows PyTorch down).
     return run_command(prog, _main, argv, keep_heap=False)
 
 

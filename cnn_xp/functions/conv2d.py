@@ -65,9 +65,8 @@ workspace_limit_bytes = 64 * 2**20
 
 chunk_bytes = 4 * 2**20
 """Bytes of columns per chunk when none are kept (inference, or a batch over the limit above):
-small enough to stay in cache, large enough for efficient GEMMs.  DeepConvNet inference at
-batch 1000 on a 2-core AVX-512 EPYC (two shards of 500, one per thread): 4300-4800 img/s with
-4 MiB chunks, 4100-4400 with 2 or 8 MiB, 3300-3600 with 16 or 32 MiB."""
+small enough to stay in cache, large enough for efficient GEMMs (DeepConvNet's inference ran
+fastest with 4 MiB among 2 to 32 MiB)."""
 
 
 @dataclass
@@ -398,9 +397,8 @@ winograd_block_tiles = 500
 
 winograd_block_bytes = 2**20
 """Most bytes of transformed patches per block: a block's patches and products stay in a core's
-L2 cache (2 MiB on the machine of docs/benchmarks.md) instead of going to memory, which the
-other thread's shard is using too.  On DeepConvNet's 28x28 and 14x14 layers, two threads at
-once, one shard of 50 images each, forward + backward: 19-28% faster than one block of 50."""
+L2 cache instead of going to memory, which the other thread's shard is using too (faster than
+one block per shard on DeepConvNet's layers, two threads at once)."""
 
 
 def _winograd_block_size(t: winograd.Tiling, itemsize: int) -> int:
@@ -512,17 +510,15 @@ def _choose_path(x: Array, W: Array, stride: Any, pad: Any, gpu_bytes: int | Non
         return "strided"
     host, c = gpu_bytes is None, W.shape[1]
     # Winograd in training, where the batch's transformed patches are kept for backward.  In
-    # inference (nothing kept: worked through in chunks) only F(4x4, 3x3): F(2x2, 3x3) there was
-    # slower than the flat rows (DeepConvNet, batch 1000, 2-core AVX-512 EPYC: 3730-3780 against
-    # 4420-4510 img/s), F(4x4, 3x3) faster (7683-8448 against 4646-5027 img/s, alternated).
+    # inference (nothing kept: worked through in chunks) only F(4x4, 3x3): there F(2x2, 3x3)'s
+    # transforms cost more than its saved products, F(4x4, 3x3)'s do not.
     tiles_fit = x.shape[0] * _Winograd.col_elems(tuple(x.shape), W.shape, stride, pad) <= keep_elems
     large_tiles = keep_elems == 0 and native.accepts(x) and _winograd_tile(tuple(x.shape), tuple(pad)) == 4
     if host and c > 1 and tuple(W.shape[2:]) == (3, 3) and winograd_enabled() and (tiles_fit or large_tiles):
         return "winograd"
     # The flat rows -- on the CPU except for one input channel (a network's data layer): its
-    # columns have only KH*KW rows, and one product per image ran forward + backward about 2x
-    # faster (SimpleConvNet's conv1 4.8 -> 2.6 ms, DeepConvNet's 1.6 -> 0.8 ms per 50 images,
-    # one thread, AVX-512 EPYC).  A GPU keeps the flat rows: one copy kernel, not KH*KW.
+    # columns have only KH*KW rows, too few for one long product to beat one product per image.
+    # A GPU keeps the flat rows: one copy kernel, not KH*KW.
     return "flat_rows" if c > 1 or not host else "generic"
 
 
