@@ -17,43 +17,68 @@ def run(*args, threads: int | None = None):
     )
 
 
+QUICK = ["--steps", "2", "--warmup", "1", "--rounds", "1", "--infer-batch", "50", "--latency-calls", "3"]
+
+
 @pytest.mark.slow
-def test_bench_runs_and_writes_raw_figures(tmp_path):
+def test_bench_runs_every_mode_and_writes_raw_figures(tmp_path):
     out = tmp_path / "bench.json"
-    result = run(
-        "--models", "simple", "--steps", "2", "--warmup", "1", "--rounds", "1", "--infer-batch", "200", "--json", out
-    )
+    result = run("--models", "simple", *QUICK, "--trained-steps", "3", "--json", out)
     assert result.returncode == 0, result.stderr
-    assert "simple train" in result.stdout and "simple infer" in result.stdout
-    rows = json.loads(out.read_text())["rows"]
-    assert {(r["framework"], r["mode"]) for r in rows} == {("cnn_xp", "train"), ("cnn_xp", "infer")}
+    text = result.stdout
+    assert "Measured on " in text and "threads per engine" in text and "Matrix-product peak" in text
+    for mode in ("train", "trained", "infer", "latency"):
+        assert f"| simple | mnist | {mode} |" in text, mode
+    raw = json.loads(out.read_text())
+    rows = raw["rows"]
+    assert {(r["engine"], r["mode"]) for r in rows} == {
+        ("cnn_xp", "train"), ("cnn_xp", "trained"), ("cnn_xp-ieee", "trained"), ("cnn_xp", "infer"), ("cnn_xp", "latency")
+    }  # fmt: skip
     assert all(r["images_per_s"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
+    assert raw["peak"]["numpy"] > 0 and raw["flops"]["simple:mnist"]["forward"] > 0
+
+
+def test_the_flop_count_is_the_direct_computations():
+    from cnn_xp.cli.bench_workers import flops, network
+
+    net, _ = network("simple", (1, 28, 28), None)
+    conv = 2 * 30 * 1 * 5 * 5 * 24 * 24  # the book's SimpleConvNet: 30 filters 5x5 over 28x28
+    fc = 2 * 30 * 12 * 12 * 100 + 2 * 100 * 10
+    assert flops(net, (1, 28, 28)) == {"forward": conv + fc, "train": 3 * (conv + fc) - conv}
 
 
 @pytest.mark.slow
-def test_bench_compares_with_torch(torch, tmp_path):
+def test_bench_compares_with_every_peer_interleaved(torch, tmp_path):
+    pytest.importorskip("onnxruntime")
     out = tmp_path / "bench.json"
-    result = run(
-        "--models",
-        "deep",
-        "--steps",
-        "1",
-        "--warmup",
-        "1",
-        "--rounds",
-        "2",
-        "--infer-batch",
-        "100",
-        "--compare",
-        "torch",
-        "--json",
-        out,
-    )
+    argv = ["--models", "resnet20", "--inputs", "cifar", "--modes", "train,infer", "--compare", "torch,channels_last"]
+    result = run(*argv, *QUICK, "--rounds", "2", "--batch-size", "8", "--json", out)
     assert result.returncode == 0, result.stderr
-    assert "ratio cnn_xp/torch median" in result.stdout and "rounds: " in result.stdout
+    assert "| resnet20 | cifar | train | 8 |" in result.stdout and " vs PyTorch" in result.stdout
     rows = json.loads(out.read_text())["rows"]
-    assert len(rows) == 2 * 2 * 2  # rounds x modes x frameworks
-    assert [r["framework"] for r in rows[:2]] == ["cnn_xp", "torch"]  # interleaved A/B
+    assert len(rows) == 2 * 2 * 3  # rounds x modes x engines
+    assert [r["engine"] for r in rows[:3]] == ["cnn_xp", "torch", "channels_last"]  # interleaved
+    result = run("--models", "simple", "--modes", "infer", "--compare", "onnxruntime", *QUICK)
+    assert result.returncode == 0, result.stderr
+    assert "ONNX Runtime" in result.stdout and "vs ONNX Runtime" in result.stdout
+
+
+def test_a_missing_peer_is_skipped_with_the_reason(monkeypatch):
+    import builtins
+
+    from cnn_xp.backend import parse_device
+    from cnn_xp.cli.bench import _available
+
+    real = builtins.__import__
+
+    def without_onnxruntime(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_onnxruntime)
+    kept, skipped = _available(["onnxruntime"], parse_device("cpu"))
+    assert kept == [] and "onnxruntime is not installed (pip install 'cnn_xp[onnx]')" in skipped["onnxruntime"]
 
 
 def test_bench_bad_arguments():
@@ -66,7 +91,7 @@ def test_bench_profile_lists_every_layer_and_the_update(threads):
     result = run("--profile", "--models", "simple", "--steps", "2", "--warmup", "1", threads=threads)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "simple training step, batch 100, device cpu" in out
+    assert "simple (1, 28, 28) training step, batch 100, device cpu" in out
     if threads == 1:
         assert "the batch whole" in out and "shard" not in out
     else:  # the layer times are those of one thread's shard, as the step runs them
@@ -96,12 +121,12 @@ def test_bench_on_a_missing_gpu_says_why_in_one_line():
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("framework", ["cnn_xp", "torch"])
-def test_only_cnn_xps_worker_changes_the_malloc_settings(framework, monkeypatch, capsys, request):
+@pytest.mark.parametrize("engine", ["cnn_xp", "torch"])
+def test_only_cnn_xps_worker_changes_the_malloc_settings(engine, monkeypatch, capsys, request):
     """PyTorch runs with the C library's own malloc settings, as its users run it: with cnn_xp's
     (the programs' keep_freed_memory) its DeepConvNet training ran 1.8x slower, which once made
     cnn_xp's ratio look better than it was."""
-    if framework == "torch":
+    if engine == "torch":
         request.getfixturevalue("torch")
     import cnn_xp.cli.bench as bench
     import cnn_xp.cli.common as common
@@ -110,10 +135,11 @@ def test_only_cnn_xps_worker_changes_the_malloc_settings(framework, monkeypatch,
     calls = []
     monkeypatch.setattr(heap, "keep_freed_memory", lambda *a: calls.append(a) or True)
     monkeypatch.setattr(common, "keep_freed_memory", lambda *a: calls.append(a) or True)
-    argv = ["--worker", framework, "simple", "train", "--steps", "1", "--warmup", "0", "--batch-size", "4"]
-    assert bench.main(argv) == 0
+    job = {"engine": engine, "model": "simple", "shape": [1, 28, 28], "mode": "train", "batch": 4, "steps": 1,
+           "warmup": 0, "weights": None, "threads": 1, "device": "cpu"}  # fmt: skip
+    assert bench.main(["--worker", json.dumps(job)]) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["images_per_s"] > 0
-    assert len(calls) == (1 if framework == "cnn_xp" else 0)
+    assert len(calls) == (1 if engine == "cnn_xp" else 0)
 
 
 def test_a_closed_pipe_stops_the_program_quietly():
@@ -138,8 +164,8 @@ def test_a_workers_peak_memory_is_its_own_not_its_parents():
         "import subprocess, sys\n"
         "big = bytearray(400 * 2**20)\n"  # touched: 400 MiB resident in the parent
         "big[:: 4096] = b'x' * len(big[:: 4096])\n"
-        "out = subprocess.run([sys.executable, '-c', 'from cnn_xp.cli.bench import _peak_rss_mib; "
-        "print(_peak_rss_mib())'], capture_output=True, text=True, check=True)\n"
+        "out = subprocess.run([sys.executable, '-c', 'from cnn_xp.cli.bench_workers import peak_rss_mib; "
+        "print(peak_rss_mib())'], capture_output=True, text=True, check=True)\n"
         "print(out.stdout.strip())\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)

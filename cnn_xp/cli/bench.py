@@ -1,23 +1,37 @@
-"""``python -m cnn_xp.bench``: training and inference throughput and peak memory, beside PyTorch.
+"""``cnn_xp bench``: training and inference speed and peak memory, beside the engines users pick.
 
-For SimpleConvNet and DeepConvNet it measures training (forward + backward + Adam update, batch
-100 by default), inference (batch 1000) and peak memory (host RSS; on a GPU also CuPy's memory
-pool peak). Every measurement runs in a fresh process; with ``--compare torch`` the same networks
-run in PyTorch on the same device, A/B interleaved over ``--rounds`` rounds, and the report gives
-medians and the per-round ratio cnn_xp / PyTorch. Warm-up steps are excluded and GPU timings
-synchronise before the clock is read. ``--json PATH`` writes every raw figure. ``--profile``
-prints, instead, where a cnn_xp training step spends its time, layer by layer.
-``CNN_XP_FAST_PATHS=0`` in the environment measures the generic reference paths.
+For each network (``--models``, registered names) on each input shape (``--inputs``: ``mnist``
+1x28x28, ``cifar`` 3x32x32) it measures, each in a fresh process:
+
+* ``train`` -- a training step (forward, backward, optimizer update) from random weights;
+* ``trained`` -- the same from trained weights and optimizer state (``--trained NAME=CKPT``, or a
+  short training run of ``--trained-steps`` steps it makes itself on the bundled MNIST), with and
+  without flushing subnormal floats (``cnn_xp (IEEE)``);
+* ``infer`` -- inference at ``--infer-batch``;
+* ``latency`` -- inference of one image, milliseconds per call.
+
+``--compare`` adds peers, each optional and skipped with the reason when not installed: PyTorch
+eager in NCHW (``torch``) and ``channels_last``, ``torch.compile`` (``compile``; its compile time
+is reported apart), ONNX Runtime on cnn_xp's own ONNX export (``onnxruntime``, inference), or
+``all``.  Every engine runs the same network with the same weights on the same threads, A/B
+interleaved over ``--rounds`` rounds; the report is a Markdown table of medians, the ratio to the
+best peer (with every round's), each row's GFLOP/s of direct-computation FLOPs and its share of
+the machine's matrix-product peak (measured first), and peak memory.  It names the CPU.
+``--json PATH`` writes every raw figure; ``--profile`` prints instead where a cnn_xp training
+step spends its time, layer by layer.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import resource
+import os
+import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,161 +42,45 @@ from ..backend import GPUUnavailableError, parse_device
 from ..models import MODELS as NETWORKS
 from ..models import build_named_model
 from ..serialization import write_atomically
+from .bench_workers import ENGINE_RUNNERS, INPUTS
 from .common import OneLineParser, UsageError, check_output_file, flag_error, run_command
 
-PROG = "python -m cnn_xp.bench"
-MODELS = tuple(NETWORKS)  # the network registry's short names
-MODES = ("train", "infer")
+PROG = "cnn_xp bench"
+MODES = ("train", "trained", "infer", "latency")
+ENGINE_TITLES = {
+    "cnn_xp": "cnn_xp",
+    "cnn_xp-ieee": "cnn_xp (IEEE)",
+    "torch": "PyTorch",
+    "channels_last": "PyTorch channels_last",
+    "compile": "torch.compile",
+    "onnxruntime": "ONNX Runtime",
+}
+PEERS = ("torch", "channels_last", "compile", "onnxruntime")
 
 
-# --------------------------------------------------------------------------- workers (fresh processes)
-
-
-def _peak_rss_mib() -> float:
-    """This process's peak resident memory since it started its program, in MiB.
-
-    Linux's ``VmHWM`` (the high-water mark of the memory the program runs in) when there is one:
-    ``getrusage``'s ``ru_maxrss`` also counts the memory of the parent the worker was started
-    from (it keeps the larger of the peaks before and after ``exec``): a worker would report
-    its parent's peak, PyTorch imported, instead of its own."""
+def cpu_description() -> str:
+    """The CPU's model name and vector extensions, from /proc/cpuinfo (else the platform's word)."""
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0  # kB
+        info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB; macOS: bytes
-
-
-def _cnn_xp_worker(model: str, mode: str, device: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
-    from cnn_xp.backend import synchronize, to_device
-    from cnn_xp.heap import keep_freed_memory
-    from cnn_xp.layers import no_grad
-    from cnn_xp.optim import Adam
-
-    keep_freed_memory()  # as cnn_xp's programs do (the worker runs outside run_command)
-
-    net = build_named_model(model, (1, 28, 28), 10, seed=0, device=device)
-    rng = numpy.random.default_rng(0)
-    x = to_device(rng.random((batch, 1, 28, 28), dtype=numpy.float32), device)
-    t = to_device(rng.integers(0, 10, batch), device)
-    if mode == "train":
-        opt = Adam()
-
-        def step() -> None:
-            opt.update(net.params, net.gradient(x, t))
-    else:
-        net.eval()
-
-        def step() -> None:
-            with no_grad():  # as torch.no_grad() in the PyTorch worker
-                net.predict(x)
-
-    for _ in range(warmup):
-        step()
-    synchronize(x)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(x)
-    seconds = time.perf_counter() - start
-    return {
-        "images_per_s": batch * steps / seconds,
-        "seconds": seconds,
-        "peak_rss_mib": _peak_rss_mib(),
-        **_gpu_pool_peak(x),
-    }
-
-
-def _gpu_pool_peak(x: Any) -> dict[str, float]:
-    from cnn_xp.backend import is_gpu_array
-
-    if not is_gpu_array(x):
-        return {}
-    import cupy
-
-    # The pool keeps every freed block for reuse (nothing calls free_all_blocks), so what it holds
-    # at the end is its high-water mark of *reserved* memory -- compared with PyTorch's
-    # max_memory_reserved(), the same quantity of its caching allocator.
-    return {"gpu_reserved_peak_mib": cupy.get_default_memory_pool().total_bytes() / 2**20}
-
-
-GPU_SETTINGS = "PyTorch with TF32 off (cuBLAS and cuDNN in full FP32, as CuPy's cuBLAS runs) and cudnn.benchmark on"
-"""How the PyTorch side of a GPU comparison is configured, so that both sides compute alike."""
-
-
-def _torch_worker(model: str, mode: str, device: str, batch: int, steps: int, warmup: int) -> dict[str, Any]:
-    import torch
-    from torch import nn
-
-    dev = torch.device(device.replace("gpu", "cuda"))  # "cpu" or "gpu:N" (resolved by main)
-    torch.manual_seed(0)
-    if dev.type == "cuda":  # like with like (GPU_SETTINGS): PyTorch 2.x runs cuDNN convolutions in TF32 by default
-        torch.cuda.set_device(dev)
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True
-    if model == "simple":  # the book's SimpleConvNet
-        net = nn.Sequential(
-            nn.Conv2d(1, 30, 5),
-            nn.ReLU(),
-            nn.MaxPool2d(2, 2),
-            nn.Flatten(),
-            nn.Linear(30 * 12 * 12, 100),
-            nn.ReLU(),
-            nn.Linear(100, 10),
-        )
-    else:  # the book's DeepConvNet
-
-        def conv(i: int, o: int, pad: int = 1) -> list[nn.Module]:
-            return [nn.Conv2d(i, o, 3, padding=pad), nn.ReLU()]
-
-        net = nn.Sequential(
-            *conv(1, 16), *conv(16, 16), nn.MaxPool2d(2, 2), *conv(16, 32), *conv(32, 32, pad=2), nn.MaxPool2d(2, 2),
-            *conv(32, 64), *conv(64, 64), nn.MaxPool2d(2, 2), nn.Flatten(), nn.Linear(64 * 4 * 4, 50), nn.ReLU(),
-            nn.Dropout(0.5), nn.Linear(50, 10), nn.Dropout(0.5),
-        )  # fmt: skip
-    net = net.to(dev)
-    x = torch.rand(batch, 1, 28, 28, device=dev)
-    t = torch.randint(0, 10, (batch,), device=dev)
-    if mode == "train":
-        opt = torch.optim.Adam(net.parameters(), lr=0.001)
-        loss_fn = nn.CrossEntropyLoss()
-
-        def step() -> None:
-            opt.zero_grad(set_to_none=True)
-            loss_fn(net(x), t).backward()
-            opt.step()
-    else:
-        net.eval()
-
-        def step() -> None:
-            with torch.no_grad():
-                net(x)
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(warmup):
-        step()
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    seconds = time.perf_counter() - start
-    out = {"images_per_s": batch * steps / seconds, "seconds": seconds, "peak_rss_mib": _peak_rss_mib()}
-    if dev.type == "cuda":
-        out["gpu_reserved_peak_mib"] = torch.cuda.max_memory_reserved(dev) / 2**20
-    return out
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    isa = [name for flag, name in (("avx512f", "AVX-512"), ("amx_tile", "AMX"), ("avx2", "AVX2")) if flag in flags]
+    isa = [i for i in isa if not (i == "AVX2" and "AVX-512" in isa)]
+    family = (
+        f"family {fields['cpu family']} model {fields['model']}, "
+        if "cpu family" in fields and "model" in fields
+        else ""
+    )
+    return f"{fields.get('model name', platform.machine())} ({family}{', '.join(isa) or 'no AVX2'})"
 
 
 # --------------------------------------------------------------------------- per-layer profile
 
 
-def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> str:
+def _profile(model: str, shape: tuple[int, ...], device: str, batch: int, steps: int, warmup: int) -> str:
     """The median training step as it runs, then the median forward/backward milliseconds of
     every layer (synchronised) -- of one shard on one thread when the step splits its batch
     across threads (:mod:`cnn_xp.models.shards`): what each thread runs at once."""
@@ -192,9 +90,9 @@ def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> st
     from cnn_xp.threads import single_blas_thread
 
     keep_freed_memory()
-    net = build_named_model(model, (1, 28, 28), 10, seed=0, device=device)
+    net = build_named_model(model, shape, 10, seed=0, device=device)
     rng = numpy.random.default_rng(0)
-    x = to_device(rng.random((batch, 1, 28, 28), dtype=numpy.float32), device)
+    x = to_device(rng.random((batch, *shape), dtype=numpy.float32), device)
     t = to_device(rng.integers(0, 10, batch), device)
     opt = Adam()
     whole: list[float] = []
@@ -205,7 +103,7 @@ def _profile(model: str, device: str, batch: int, steps: int, warmup: int) -> st
         synchronize(x)
         whole.append(1e3 * (time.perf_counter() - start))
     plan = net._shards.plan(x, t) if net._shards is not None else None
-    head = f"{model} training step, batch {batch}, device {device}: {statistics.median(whole[warmup:]):.1f} ms"
+    head = f"{model} {shape} training step, batch {batch}, device {device}: {statistics.median(whole[warmup:]):.1f} ms"
     if plan is None:
         return head + " (median, the batch whole)\n" + _layer_times(net, opt, x, t, steps, warmup)
     size = plan[0].stop
@@ -259,56 +157,199 @@ def _layer_times(net: Any, opt: Any, x: Any, t: Any, steps: int, warmup: int) ->
 # --------------------------------------------------------------------------- driver
 
 
-def _measure(framework: str, model: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
-    batch = args.batch_size if mode == "train" else args.infer_batch
-    cmd = [sys.executable, "-m", "cnn_xp.cli.bench", "--worker", framework, model, mode, "--device", args.device,
-           "--batch-size", str(batch), "--steps", str(args.steps), "--warmup", str(args.warmup)]  # fmt: skip
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+def _worker(job: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one measurement (``job``) in a fresh process; RuntimeError with its last line if it fails."""
+    cmd = [sys.executable, "-m", "cnn_xp.cli.bench", "--worker", json.dumps(job)]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise RuntimeError(f"the {framework} {model} {mode} measurement failed: {last}")
-    return {
-        "framework": framework,
-        "model": model,
-        "mode": mode,
-        "batch": batch,
-        **json.loads(result.stdout.strip().splitlines()[-1]),
-    }
+        raise RuntimeError(last)
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _gpu_memory(rows: list[dict[str, Any]]) -> str:
-    """ ", GPU reserved peak N MiB" for rows measured on a GPU, else ""."""
-    peaks = [r["gpu_reserved_peak_mib"] for r in rows if "gpu_reserved_peak_mib" in r]
-    return f", GPU reserved peak {max(peaks):6.0f} MiB" if peaks else ""
+def _available(engines: list[str], device: Any) -> tuple[list[str], dict[str, str]]:
+    """The peers that can run here, and why each other one cannot."""
+    skipped: dict[str, str] = {}
+    for engine in engines:
+        module = "onnxruntime" if engine == "onnxruntime" else "torch"
+        try:
+            __import__(module)
+        except ImportError:
+            extra = "onnx" if module == "onnxruntime" else "torch"
+            skipped[engine] = f"{module} is not installed (pip install 'cnn_xp[{extra}]')"
+            continue
+        if device.is_gpu and engine != "torch":
+            skipped[engine] = "measured on the CPU only"
+    return [e for e in engines if e not in skipped], skipped
 
 
-def _report(rows: list[dict[str, Any]], compare: bool) -> str:
-    lines = []
-    if compare and any("gpu_reserved_peak_mib" in r for r in rows):
-        lines.append(f"GPU comparison: {GPU_SETTINGS}; GPU memory is reserved memory on both sides")
-    for model in MODELS:
-        for mode in MODES:
-            mine = [r for r in rows if (r["model"], r["mode"], r["framework"]) == (model, mode, "cnn_xp")]
-            if not mine:
+def _cases(models: list[str], inputs: list[str] | None, modes: list[str]) -> list[tuple[str, str, str]]:
+    cases = []
+    for model in models:
+        shapes = inputs or (["mnist", "cifar"] if model.startswith("resnet") else ["mnist"])
+        cases += [(model, shape, mode) for shape in shapes for mode in modes]
+    return cases
+
+
+def _trained_weights(
+    args: argparse.Namespace, cases: list[tuple[str, str, str]], work: str
+) -> dict[tuple[str, str], Any]:
+    """(model, input) -> its trained checkpoint, or the reason it has none."""
+    given: dict[tuple[str, str], str] = {}
+    for item in args.trained:
+        name, _, path = item.partition("=")
+        model, _, shape = name.partition(":")
+        if not path or model not in NETWORKS or (shape or "mnist") not in INPUTS:
+            raise UsageError(f"--trained: expected NAME[:INPUT]=CHECKPOINT with NAME a model, got {item!r}")
+        given[(model, shape or "mnist")] = path
+    out: dict[tuple[str, str], Any] = {}
+    for model, shape, mode in cases:
+        if mode != "trained" or (model, shape) in out:
+            continue
+        if (model, shape) in given:
+            out[(model, shape)] = given[(model, shape)]
+        elif shape != "mnist":
+            out[(model, shape)] = RuntimeError(
+                f"no {shape}-shaped data is bundled: give --trained {model}:{shape}=CKPT"
+            )
+        else:
+            folder = os.path.join(work, f"{model}-{shape}")
+            start = time.perf_counter()
+            job = {
+                "engine": "make_trained",
+                "model": model,
+                "shape": INPUTS[shape],
+                "steps": args.trained_steps,
+                "out": folder,
+            }
+            out[(model, shape)] = _worker(job)["checkpoint"]
+            print(f"  trained {model} {args.trained_steps} steps on MNIST for the trained rows: "
+                  f"{time.perf_counter() - start:.0f} s", file=sys.stderr)  # fmt: skip
+    return out
+
+
+def _measure_all(args: argparse.Namespace, cases: list, engines: list[str], trained: dict, threads: int) -> list[dict]:
+    rows: list[dict[str, Any]] = []
+    for round_ in range(args.rounds):
+        for model, shape, mode in cases:
+            weights = trained.get((model, shape)) if mode == "trained" else None
+            if isinstance(weights, Exception):
                 continue
-            med = statistics.median(r["images_per_s"] for r in mine)
-            rss = max(r["peak_rss_mib"] for r in mine)
-            line = f"{model:6s} {mode:5s} batch {mine[0]['batch']:4d}: cnn_xp {med:8.0f} img/s (median of {len(mine)}), peak RSS {rss:6.0f} MiB"
-            line += _gpu_memory(mine)
-            if compare:
-                theirs = [r for r in rows if (r["model"], r["mode"], r["framework"]) == (model, mode, "torch")]
-                tmed = statistics.median(r["images_per_s"] for r in theirs)
-                ratios = [a["images_per_s"] / b["images_per_s"] for a, b in zip(mine, theirs, strict=True)]
-                line += (f" | torch {tmed:8.0f} img/s, peak RSS {max(r['peak_rss_mib'] for r in theirs):6.0f} MiB{_gpu_memory(theirs)}"
-                         f" | ratio cnn_xp/torch median {statistics.median(ratios):.2f} (rounds: {', '.join(f'{v:.2f}' for v in ratios)})")  # fmt: skip
-            lines.append(line)
+            batch = {"train": args.batch_size, "trained": args.batch_size, "infer": args.infer_batch, "latency": 1}[
+                mode
+            ]
+            steps = args.latency_calls if mode == "latency" else args.steps
+            warmup = args.warmup * (10 if mode == "latency" else 1)
+            runs = [e for e in engines if not (e == "onnxruntime" and mode in ("train", "trained"))]
+            if mode == "trained":
+                runs = ["cnn_xp", "cnn_xp-ieee", *runs[1:]]
+            for engine in runs:
+                job = {"engine": "cnn_xp" if engine == "cnn_xp-ieee" else engine, "model": model,
+                       "shape": INPUTS[shape], "mode": "train" if mode == "trained" else mode, "batch": batch,
+                       "steps": steps, "warmup": warmup, "weights": weights, "threads": threads,
+                       "device": args.device}  # fmt: skip
+                env = {**os.environ, "CNN_XP_FLUSH_DENORMALS": "0"} if engine == "cnn_xp-ieee" else None
+                row = {"round": round_, "model": model, "input": shape, "mode": mode, "engine": engine, "batch": batch}
+                try:
+                    row.update(_worker(job, env))
+                except RuntimeError as exc:
+                    row["error"] = str(exc)
+                rows.append(row)
+    return rows
+
+
+def _cell(rows: list[dict], latency: bool) -> str:
+    ok = [r for r in rows if "error" not in r]
+    if not ok:
+        return "failed" if rows else ""
+    if latency:
+        return f"{statistics.median(r['ms_per_call'] for r in ok):.2f} ms"
+    return f"{statistics.median(r['images_per_s'] for r in ok):,.0f}"
+
+
+def _speed(r: dict, latency: bool) -> float:
+    return 1.0 / r["ms_per_call"] if latency else r["images_per_s"]
+
+
+def report(rows: list[dict], peak: dict[str, float], flops: dict, engines: list[str], skipped: dict[str, str],
+           header: str) -> str:  # fmt: skip
+    """The Markdown report: one row per network, input and mode; the engines' medians, the ratio of
+    cnn_xp to the best peer (median of the rounds' ratios, and each round's), cnn_xp's GFLOP/s and
+    share of the matrix-product peak, and peak memory."""
+    best_peak = max(peak.values()) if peak else 0.0
+    shown = ["cnn_xp", "cnn_xp-ieee", *[e for e in engines if e != "cnn_xp"]]
+    cases = list(dict.fromkeys((r["model"], r["input"], r["mode"]) for r in rows))
+    shown = [e for e in shown if any(r["engine"] == e for r in rows)]
+    lines = [header, ""]
+    if peak:
+        sources = ", ".join(f"{name} {rate:.0f}" for name, rate in peak.items())
+        lines.append(f"Matrix-product peak (float32, square sizes 1024-3072): {best_peak:.0f} GFLOP/s ({sources}).")
+        lines.append("")
+    titles = [ENGINE_TITLES[e] for e in shown]
+    lines.append("| network | input | mode | batch | " + " | ".join(titles)
+                 + " | cnn_xp / best peer (rounds) | cnn_xp GFLOP/s (of peak) | peak RSS cnn_xp / best peer |")  # fmt: skip
+    lines.append("| --- | --- | --- | ---: | " + " | ".join("---:" for _ in shown) + " | ---: | ---: | ---: |")
+    compile_times = []
+    for model, shape, mode in cases:
+        latency = mode == "latency"
+        mine = [r for r in rows if (r["model"], r["input"], r["mode"]) == (model, shape, mode)]
+        by_engine = {e: [r for r in mine if r["engine"] == e] for e in shown}
+        cells = [_cell(by_engine[e], latency) for e in shown]
+        peers = {e: [r for r in v if "error" not in r] for e, v in by_engine.items() if e in PEERS}
+        peers = {e: v for e, v in peers.items() if v}
+        ours = [r for r in by_engine["cnn_xp"] if "error" not in r]
+        ratio, rss = "", ""
+        if peers and ours:
+            best = max(peers, key=lambda e: statistics.median(_speed(r, latency) for r in peers[e]))
+            per_round = []
+            for r in ours:
+                theirs = [p for p in peers[best] if p["round"] == r["round"]]
+                if theirs:
+                    per_round.append(_speed(r, latency) / _speed(theirs[0], latency))
+            if per_round:
+                rounds = ", ".join(f"{v:.2f}" for v in per_round)
+                ratio = f"**{statistics.median(per_round):.2f}** vs {ENGINE_TITLES[best]} ({rounds})"
+            rss = f"{max(r['peak_rss_mib'] for r in ours):.0f} / {max(r['peak_rss_mib'] for r in peers[best]):.0f} MiB"
+        elif ours:
+            rss = f"{max(r['peak_rss_mib'] for r in ours):.0f} MiB"
+        gflops = ""
+        if ours:
+            per_image = flops[(model, shape)]["train" if mode in ("train", "trained") else "forward"]
+            rate = statistics.median(_speed(r, False) if not latency else 1e3 / r["ms_per_call"] for r in ours)
+            g = per_image * rate / 1e9
+            gflops = f"{g:.0f} ({100 * g / best_peak:.0f}%)" if best_peak else f"{g:.0f}"
+        batch = mine[0]["batch"] if mine else ""
+        lines.append(
+            f"| {model} | {shape} | {mode} | {batch} | " + " | ".join(cells) + f" | {ratio} | {gflops} | {rss} |"
+        )
+        for r in by_engine.get("compile", []):
+            if "error" not in r:
+                compile_times.append((model, shape, mode, r["first_call_s"]))
+    lines.append("")
+    lines.append("Images per second (latency: milliseconds per call of one image), medians; ratios above 1: cnn_xp "
+                 "faster. GFLOP/s counts the direct computation's multiply-adds of convolutions and affine layers.")  # fmt: skip
+    if compile_times:
+        worst = {}
+        for model, shape, mode, seconds in compile_times:
+            worst[(model, shape, mode)] = max(worst.get((model, shape, mode), 0.0), seconds)
+        text = "; ".join(f"{m} {s} {mode} {sec:.1f} s" for (m, s, mode), sec in worst.items())
+        lines.append(f"torch.compile's first call (compiling), not in its figures: {text}.")
+    errors = sorted(
+        {
+            f"{ENGINE_TITLES[r['engine']]} ({r['model']} {r['input']} {r['mode']}): {r['error']}"
+            for r in rows
+            if "error" in r
+        }
+    )
+    lines += [f"Failed: {e}" for e in errors]
+    lines += [f"Skipped: {ENGINE_TITLES[e]}: {why}" for e, why in skipped.items()]
     return "\n".join(lines)
 
 
 DESCRIPTION = (
-    "Training and inference throughput and peak memory of SimpleConvNet and DeepConvNet, each measured in a "
-    "fresh process; with --compare torch the same networks run in PyTorch on the same device, interleaved "
-    "round by round, and the report gives medians and the per-round ratio cnn_xp / PyTorch."
+    "Training (from random and from trained weights) and inference speed, latency and peak memory of registered "
+    "networks, each measured in a fresh process, beside PyTorch (NCHW, channels_last, torch.compile) and ONNX "
+    "Runtime on the same threads, interleaved round by round; prints a Markdown table naming the CPU."
 )
 
 
@@ -319,33 +360,49 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     return run_command(prog, _main, argv, keep_heap=False)
 
 
-def _main(argv: list[str] | None, prog: str) -> int:
+def _parser(prog: str) -> OneLineParser:
     p = OneLineParser(prog=prog, description=DESCRIPTION)
-    p.add_argument("--device", default="cpu", help="'cpu' or 'gpu' (both frameworks run there)")
-    p.add_argument("--models", default="simple,deep", help="comma-separated: simple, deep")
+    p.add_argument("--device", default="cpu", help="'cpu' or 'gpu' (cnn_xp and PyTorch run there)")
+    p.add_argument("--models", default="simple,deep,resnet20", help="comma-separated registered model names")
+    p.add_argument("--inputs", default=None, help="comma-separated: mnist, cifar (default: mnist; for ResNets both)")
+    p.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, from {', '.join(MODES)}")
+    p.add_argument("--compare", default=None, help=f"comma-separated peers from {', '.join(PEERS)}, or 'all'")
     p.add_argument("--batch-size", type=int, default=100, help="training batch")
     p.add_argument("--infer-batch", type=int, default=1000, help="inference batch")
     p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    p.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    p.add_argument("--latency-calls", type=int, default=200, help="timed calls per latency measurement")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (ten times as many calls for latency)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (fresh processes each)")
-    p.add_argument("--compare", choices=("torch",), default=None, help="also run the same networks in PyTorch")
+    p.add_argument("--trained", action="append", default=[], metavar="NAME[:INPUT]=CKPT",
+                   help="a checkpoint whose weights and optimizer state the trained rows start from")  # fmt: skip
+    p.add_argument("--trained-steps", type=int, default=300, help="without --trained: steps of the short run")
     p.add_argument("--json", default=None, metavar="PATH", help="write the raw figures here")
-    p.add_argument(
-        "--profile", action="store_true", help="instead: per-layer forward/backward times of a cnn_xp training step"
-    )
-    p.add_argument("--worker", nargs=3, metavar=("FRAMEWORK", "MODEL", "MODE"), help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    p.add_argument("--profile", action="store_true", help="instead: per-layer times of a cnn_xp training step")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def _main(argv: list[str] | None, prog: str) -> int:
+    args = _parser(prog).parse_args(argv)
     if args.worker:
-        framework, model, mode = args.worker
-        worker = _cnn_xp_worker if framework == "cnn_xp" else _torch_worker
-        print(json.dumps(worker(model, mode, args.device, args.batch_size, args.steps, args.warmup)))
+        job = json.loads(args.worker)
+        if job["engine"] == "make_trained":
+            from .bench_workers import make_trained
+
+            print(json.dumps(make_trained(job["model"], tuple(job["shape"]), job["steps"], job["out"])))
+        else:
+            print(json.dumps(ENGINE_RUNNERS[job["engine"]](job)))
         return 0
     models = [m for m in args.models.split(",") if m]
-    bad = [m for m in models if m not in MODELS] + (
-        [] if min(args.batch_size, args.infer_batch, args.steps, args.rounds) >= 1 and args.warmup >= 0 else ["sizes"]
-    )
-    if bad:
-        raise UsageError(f"expected --models from {list(MODELS)} and positive sizes, got {bad}")
+    inputs = [i for i in args.inputs.split(",") if i] if args.inputs else None
+    modes = [m for m in args.modes.split(",") if m]
+    peers = list(PEERS) if args.compare == "all" else [e for e in (args.compare or "").split(",") if e]
+    bad = [m for m in models if m not in NETWORKS] + [i for i in inputs or [] if i not in INPUTS]
+    bad += [m for m in modes if m not in MODES] + [e for e in peers if e not in PEERS]
+    sizes = (args.batch_size, args.infer_batch, args.steps, args.rounds, args.latency_calls, args.trained_steps)
+    if bad or min(sizes) < 1 or args.warmup < 0:
+        raise UsageError(f"expected --models from {list(NETWORKS)}, --inputs from {list(INPUTS)}, --modes from "
+                         f"{list(MODES)}, --compare from {list(PEERS)} or all, and positive sizes; got {bad or 'sizes'}")  # fmt: skip
     if args.json:
         check_output_file("--json", Path(args.json))
     try:  # resolve the device once ('auto' included), so every process runs where the first did
@@ -353,35 +410,48 @@ def _main(argv: list[str] | None, prog: str) -> int:
     except (ValueError, GPUUnavailableError) as e:
         raise flag_error("--device", e) from None
     args.device = str(device)
-    if args.compare == "torch":
-        try:
-            import torch
-        except ImportError:
-            raise UsageError("--compare torch needs PyTorch installed: pip install 'cnn_xp[torch]'") from None
-        if device.is_gpu and not torch.cuda.is_available():
-            raise UsageError(f"--compare torch on {device} needs a CUDA build of PyTorch")
     if args.profile:
         for model in models:
-            print(_profile(model, args.device, args.batch_size, args.steps, args.warmup))
+            for shape in inputs or (["mnist", "cifar"] if model.startswith("resnet") else ["mnist"]):
+                print(_profile(model, INPUTS[shape], args.device, args.batch_size, args.steps, args.warmup))
         return 0
-    frameworks = ["cnn_xp"] + (["torch"] if args.compare else [])
-    rows = []
-    try:
-        for _ in range(args.rounds):  # A/B interleaved: each round measures every case once per framework
-            for model in models:
-                for mode in MODES:
-                    rows += [_measure(fw, model, mode, args) for fw in frameworks]
-    except RuntimeError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"device {args.device}, {args.rounds} rounds, {args.steps} timed steps after {args.warmup} warm-up, fresh process each"
-    )
-    print(_report(rows, bool(args.compare)))
+    if device.is_gpu:
+        modes = [m for m in modes if m != "trained"]
+    peers, skipped = _available(peers, device)
+    from .bench_workers import threads
+
+    n = threads()
+    versions = [f"NumPy {numpy.__version__}"]
+    for module, title in (("torch", "PyTorch"), ("onnxruntime", "ONNX Runtime")):
+        with contextlib.suppress(ImportError):
+            versions.append(f"{title} {__import__(module).__version__}")
+    where = cpu_description() if not device.is_gpu else f"{args.device} ({cpu_description()} host)"
+    header = (f"Measured on {where}, {os.cpu_count()} cores, {n} threads per engine, float32; "
+              f"{', '.join(versions)}. `{prog} {' '.join(argv or sys.argv[1:])}`.")  # fmt: skip
+    cases = _cases(models, inputs, modes)
+    peak = _worker({"engine": "peak", "threads": n}) if not device.is_gpu else {}
+    from .bench_workers import flops, network
+
+    shapes = {(m, s) for m, s, _ in cases}
+    counted = {(m, s): flops(network(m, INPUTS[s], None)[0], INPUTS[s]) for m, s in shapes}
+    with tempfile.TemporaryDirectory(prefix="cnn_xp-bench-") as work:
+        try:
+            trained = _trained_weights(args, cases, work) if "trained" in modes else {}
+        except RuntimeError as exc:
+            print(f"{prog}: error: the short training run for the trained rows failed: {exc}", file=sys.stderr)
+            return 1
+        for (model, shape), why in trained.items():
+            if isinstance(why, Exception):
+                skipped[f"trained {model} {shape}"] = str(why)
+        rows = _measure_all(args, cases, ["cnn_xp", *peers], trained, n)
+    ENGINE_TITLES.update({k: k for k in skipped if k not in ENGINE_TITLES})
+    text = report(rows, peak, counted, ["cnn_xp", *peers], skipped, header)
+    print(text)
     if args.json:
-        raw = {"args": {k: v for k, v in vars(args).items() if k != "worker"}, "rows": rows}
+        raw = {"args": {k: v for k, v in vars(args).items() if k != "worker"}, "peak": peak, "rows": rows,
+               "flops": {f"{m}:{s}": v for (m, s), v in counted.items()}}  # fmt: skip
         write_atomically(args.json, json.dumps(raw, indent=2).encode())
-    return 0
+    return 0 if not any("error" in r for r in rows) else 1
 
 
 if __name__ == "__main__":
