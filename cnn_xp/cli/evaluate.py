@@ -11,6 +11,7 @@ from ..backend import to_device, to_numpy
 from ..checks import float_dtype_name
 from ..datasets import NAMES, class_names, load_split
 from .common import OneLineParser, UsageError, checkpoint_arg, device_arg, flag_error, run_command
+from .engines import add_engine_argument, check_engine, scorer
 
 PROG = "python -m cnn_xp.evaluate"
 
@@ -44,7 +45,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("--device", default="auto", help="'auto', 'cpu', 'gpu' or 'gpu:N'")
     p.add_argument("--batch-size", type=int, default=1000, help="evaluation batch size")
     p.add_argument("--test-size", type=int, default=None, metavar="N", help="only the first N test samples")
+    add_engine_argument(p)
     args = p.parse_args(argv)
+    check_engine(args.engine, args.device)
     if args.batch_size < 1 or (args.test_size is not None and args.test_size < 1):
         raise UsageError(
             f"--batch-size/--test-size: expected positive integers, got {args.batch_size}, {args.test_size}"
@@ -66,23 +69,34 @@ def _main(argv: list[str] | None, prog: str) -> int:
             f"--dataset: images of shape {tuple(x.shape[1:])} in {dataset} do not fit this network's input {tuple(expected)}"
         )
     host_dtype = numpy.dtype(float_dtype_name(model.dtype))
-    batches = (
-        (
-            to_device(preprocess.apply_host(x[i : i + args.batch_size], host_dtype), model.device),
-            to_device(numpy.ascontiguousarray(t[i : i + args.batch_size], dtype=numpy.int64), model.device),
+    if args.engine == "cnn_xp":
+        batches = (
+            (
+                to_device(preprocess.apply_host(x[i : i + args.batch_size], host_dtype), model.device),
+                to_device(numpy.ascontiguousarray(t[i : i + args.batch_size], dtype=numpy.int64), model.device),
+            )
+            for i in range(0, x.shape[0], args.batch_size)
         )
-        for i in range(0, x.shape[0], args.batch_size)
-    )
-    try:
-        tally = model.tally(batches, keep_predicted=True)
-    except ValueError as exc:  # labels outside the network's classes, images it cannot take
-        raise UsageError(f"--dataset: {dataset} does not fit this network: {exc}") from None
-    pred = numpy.concatenate([to_numpy(p) for p in tally.predicted])
-    hits = int(tally.hits)
-    print(f"checkpoint: {args.checkpoint}  dataset: {dataset} ({why})  device: {device}")
+        try:
+            tally = model.tally(batches, keep_predicted=True)
+        except ValueError as exc:  # labels outside the network's classes, images it cannot take
+            raise UsageError(f"--dataset: {dataset} does not fit this network: {exc}") from None
+        pred, classes, where = numpy.concatenate([to_numpy(p) for p in tally.predicted]), tally.classes, str(device)
+    else:
+        scores, where = scorer(model, args.engine, args.device)
+        parts = [
+            scores(preprocess.apply_host(x[i : i + args.batch_size], host_dtype))
+            for i in range(0, len(x), args.batch_size)
+        ]
+        classes = int(parts[0].shape[1])
+        if t.size and (int(t.min()) < 0 or int(t.max()) >= classes):
+            raise UsageError(f"--dataset: {dataset} has labels outside this network's {classes} classes")
+        pred = numpy.concatenate([numpy.argmax(s, axis=1) for s in parts])
+    hits = int(numpy.count_nonzero(pred == t))
+    print(f"checkpoint: {args.checkpoint}  dataset: {dataset} ({why})  device: {where}")
     print(f"test accuracy: {hits / t.shape[0]:.2%} ({hits}/{t.shape[0]})")
-    names = ckpt.class_names(tally.classes) or class_names(str(dataset), tally.classes, ckpt.dataset_options())
-    print(format_matrix(confusion_matrix(t, pred, tally.classes), names))
+    names = ckpt.class_names(classes) or class_names(str(dataset), classes, ckpt.dataset_options())
+    print(format_matrix(confusion_matrix(t, pred, classes), names))
     return 0
 
 

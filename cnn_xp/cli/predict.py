@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy
 
-from ..backend import to_device, to_numpy
 from ..checks import float_dtype_name
 from ..datasets import class_names
 from ..datasets.folder import IMAGE_EXTENSIONS, read_image
 from ..functions import softmax
-from ..layers import no_grad
 from ..serialization import write_atomically
 from .common import OneLineParser, UsageError, check_output_file, checkpoint_arg, device_arg, run_command
+from .engines import add_engine_argument, check_engine, scorer
 
 PROG = "python -m cnn_xp.predict"
 BATCH = 256
@@ -81,7 +80,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
         help="invert grey levels; 'auto': for a grey network without per-channel normalisation (the MNIST family, "
         "light digits on black), images that are mostly light",
     )
+    add_engine_argument(p)
     args = p.parse_args(argv)
+    check_engine(args.engine, args.device)
     if args.csv is not None:
         check_output_file("--csv", args.csv, inputs=[args.checkpoint])
     ckpt = checkpoint_arg(args.checkpoint)
@@ -93,11 +94,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
             f"CHECKPOINT: {args.checkpoint} does not record an image input (C, H, W) (got {input_dim}); "
             "images cannot be fitted to it"
         )
-    classes = int(
-        to_numpy(
-            model.predict(to_device(numpy.zeros((1, *input_dim), dtype=float_dtype_name(model.dtype)), model.device))
-        ).shape[1]
-    )
+    dtype = float_dtype_name(model.dtype)
+    scores, _ = scorer(model, args.engine, args.device)
+    classes = int(scores(numpy.zeros((1, *input_dim), dtype=dtype)).shape[1])
     if not 1 <= args.top_k <= classes:
         raise UsageError(f"--top-k: expected an integer in [1, {classes}], got {args.top_k}")
     names = ckpt.class_names(classes) or class_names(str(ckpt.run.get("dataset", "mnist")), classes)
@@ -106,7 +105,6 @@ def _main(argv: list[str] | None, prog: str) -> int:
     paths = image_paths(args.paths)
     rows: list[list[object]] = []
     failed = 0
-    dtype = float_dtype_name(model.dtype)
     for start in range(0, len(paths), BATCH):
         batch, kept = [], []
         for path in paths[start : start + BATCH]:
@@ -122,9 +120,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
             kept.append(path)
         if not batch:
             continue
-        x = to_device(preprocess.apply_host(numpy.stack(batch), dtype), model.device)
-        with no_grad():
-            probs = to_numpy(softmax(model.predict(x)))
+        probs = softmax(scores(preprocess.apply_host(numpy.stack(batch), dtype)))
         for path, row in zip(kept, probs, strict=True):
             best = numpy.argsort(-row, kind="stable")[: args.top_k]
             print(f"{path}: " + ", ".join(f"{names[k]} (class {k}) p={row[k]:.4f}" for k in best))
