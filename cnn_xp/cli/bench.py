@@ -45,7 +45,7 @@ from ..serialization import write_atomically
 from .bench_workers import ENGINE_RUNNERS, INPUTS
 from .common import OneLineParser, UsageError, check_output_file, flag_error, run_command
 
-PROG = "cnn_xp bench"
+PROG = "python -m cnn_xp.bench"
 MODES = ("train", "trained", "infer", "latency")
 ENGINE_TITLES = {
     "cnn_xp": "cnn_xp",
