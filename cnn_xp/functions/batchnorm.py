@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy  # host scalars and the kernels' per-channel factors
 
-from ..backend import get_array_module
+from ..backend import array_device, get_array_module, to_numpy
 from . import native
 
 Array = Any
@@ -52,6 +52,18 @@ def _layout(x: Array) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return ((0, 2, 3), (1, c, 1, 1)) if x.ndim == 4 else ((0,), (1, c))
 
 
+def _combined(reduce: Any, mean: numpy.ndarray, sq: numpy.ndarray, local: int) -> tuple[Any, Any, float]:
+    """The whole batch's per-channel mean and biased variance (float64) from each part's count,
+    mean and squared deviations from its own mean, in one reduction (one wait for the other
+    parts): sum x = n mean, sum x^2 = sq + n mean^2, summed over the parts."""
+    c = mean.shape[0]
+    packed = reduce(numpy.concatenate([local * mean, sq + local * mean * mean, [float(local)]]))
+    count = float(packed[2 * c])
+    total_mean = packed[:c] / count
+    var = numpy.maximum(packed[c : 2 * c] / count - total_mean * total_mean, 0.0)
+    return total_mean, var, count
+
+
 def batch_norm_forward(
     x: Array,
     gamma: Array,
@@ -74,15 +86,17 @@ def batch_norm_forward(
         return _forward_kernels(x, gamma, beta, eps, train, running_mean, running_var, reduce, keep, local)
     xp = get_array_module(x, gamma)
     if train:
-        sums = xp.sum(x, axis=axes)
-        count = float(local)
-        if reduce is not None:
-            packed = reduce(numpy.concatenate([sums, [local]]))
-            sums, count = packed[:c].astype(x.dtype), float(packed[c])
-        mean = sums / count
+        mean = xp.sum(x, axis=axes) / local
         xc = x - xp.reshape(mean, shape)
-        sq = xp.sum(xc * xc, axis=axes)
-        var = (reduce(sq) if reduce is not None else sq) / count
+        sq = xp.sum(xc * xc, axis=axes)  # this part's squared deviations from its own mean
+        if reduce is None:
+            var, count = sq / local, float(local)
+        else:
+            m64, sq64 = (numpy.asarray(to_numpy(a), dtype=numpy.float64) for a in (mean, sq))
+            mean64, var64, count = _combined(reduce, m64, sq64, local)
+            mean = xp.asarray(mean64.astype(x.dtype), device=array_device(x))
+            var = xp.asarray(var64.astype(x.dtype), device=array_device(x))
+            xc = x - xp.reshape(mean, shape)
     else:
         mean, var, count = None, None, float(local)
         xc = x - xp.reshape(running_mean, shape)
@@ -97,15 +111,13 @@ def _forward_kernels(
     x: Any, gamma: Any, beta: Any, eps: float, train: bool, running_mean: Any, running_var: Any,
     reduce: Reduce, keep: bool, local: int,
 ) -> tuple[Any, BatchNormState | None, Any, Any, float]:  # fmt: skip
-    c = x.shape[1]
     if train:
-        sums, count = native.bn_sum(x), float(local)
-        if reduce is not None:
-            packed = reduce(numpy.concatenate([sums, [local]]))
-            sums, count = packed[:c], float(packed[c])
-        mean = sums / count
-        sq = native.bn_sqdev(x, mean)
-        var = (reduce(sq) if reduce is not None else sq) / count
+        mean = native.bn_sum(x) / local
+        sq = native.bn_sqdev(x, mean)  # this part's squared deviations from its own mean
+        if reduce is None:
+            var, count = sq / local, float(local)
+        else:
+            mean, var, count = _combined(reduce, mean, sq, local)
     else:
         mean, var, count = running_mean.astype(numpy.float64), running_var.astype(numpy.float64), float(local)
     inv_std = 1.0 / numpy.sqrt(var + eps)
