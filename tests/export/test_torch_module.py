@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cnn_xp import BatchNormalization, DeepConvNet, ResNet, SimpleConvNet
-from cnn_xp.layers.composite import iter_leaves
 from cnn_xp.export.torch_module import to_torch, torch_parameters
+from cnn_xp.layers.composite import iter_leaves
 
 
 @pytest.mark.parametrize(
