@@ -329,7 +329,7 @@ def report(rows: list[dict], peak: dict[str, float], flops: dict, engines: list[
     lines.append("Images per second (latency: milliseconds per call of one image), medians; ratios above 1: cnn_xp "
                  "faster. GFLOP/s counts the direct computation's multiply-adds of convolutions and affine layers.")  # fmt: skip
     if compile_times:
-        worst = {}
+        worst: dict[tuple[str, str, str], float] = {}
         for model, shape, mode, seconds in compile_times:
             worst[(model, shape, mode)] = max(worst.get((model, shape, mode), 0.0), seconds)
         text = "; ".join(f"{m} {s} {mode} {sec:.1f} s" for (m, s, mode), sec in worst.items())
