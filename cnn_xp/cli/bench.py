@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import platform
@@ -173,7 +174,7 @@ def _available(engines: list[str], device: Any) -> tuple[list[str], dict[str, st
     for engine in engines:
         module = "onnxruntime" if engine == "onnxruntime" else "torch"
         try:
-            __import__(module)
+            importlib.import_module(module)
         except ImportError:
             extra = "onnx" if module == "onnxruntime" else "torch"
             skipped[engine] = f"{module} is not installed (pip install 'cnn_xp[{extra}]')"
