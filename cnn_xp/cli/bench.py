@@ -425,7 +425,7 @@ def _main(argv: list[str] | None, prog: str) -> int:
     versions = [f"NumPy {numpy.__version__}"]
     for module, title in (("torch", "PyTorch"), ("onnxruntime", "ONNX Runtime")):
         with contextlib.suppress(ImportError):
-            versions.append(f"{title} {__import__(module).__version__}")
+            versions.append(f"{title} {importlib.import_module(module).__version__}")
     where = cpu_description() if not device.is_gpu else f"{args.device} ({cpu_description()} host)"
     header = (f"Measured on {where}, {os.cpu_count()} cores, {n} threads per engine, float32; "
               f"{', '.join(versions)}. `{prog} {' '.join(argv or sys.argv[1:])}`.")  # fmt: skip
