@@ -64,19 +64,10 @@ def test_bench_compares_with_every_peer_interleaved(torch, tmp_path):
 
 
 def test_a_missing_peer_is_skipped_with_the_reason(monkeypatch):
-    import builtins
-
     from cnn_xp.backend import parse_device
     from cnn_xp.cli.bench import _available
 
-    real = builtins.__import__
-
-    def without_onnxruntime(name, *args, **kwargs):
-        if name == "onnxruntime":
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_onnxruntime)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
     kept, skipped = _available(["onnxruntime"], parse_device("cpu"))
     assert kept == [] and "onnxruntime is not installed (pip install 'cnn_xp[onnx]')" in skipped["onnxruntime"]
 
