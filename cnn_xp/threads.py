@@ -42,6 +42,17 @@ def _set(lib: Any, n: int) -> None:
     getattr(lib, "_real_set_num_threads", lib.set_num_threads)(n)
 
 
+def blas_description() -> str:
+    """The BLAS libraries NumPy runs on and the kernels each chose for this CPU, as threadpoolctl
+    reports them ("openblas 0.3.31 (SkylakeX kernels)"): the same library runs several times
+    slower on a kernel older than the CPU (one forced by ``OPENBLAS_CORETYPE``, say)."""
+    parts = []
+    for lib in _blas().lib_controllers:
+        arch = getattr(lib, "architecture", None)
+        parts.append(f"{lib.internal_api} {lib.version}" + (f" ({arch} kernels)" if arch else ""))
+    return ", ".join(parts) or "no BLAS found"
+
+
 def get_num_threads() -> int:
     """Threads cnn_xp's CPU work may use: the BLAS library's thread count (1 if none is found)."""
     return max((int(lib.num_threads) for lib in _blas().lib_controllers), default=1)

@@ -1,12 +1,12 @@
-"""The BLAS thread count under blocks entered from several threads at once."""
+"""The BLAS thread count under blocks entered from several threads at once; the BLAS named."""
 
 from __future__ import annotations
 
 import threading
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from cnn_xp.threads import get_num_threads, single_blas_thread
+from cnn_xp.threads import blas_description, get_num_threads, single_blas_thread
 
 
 def test_overlapping_single_thread_blocks_restore_the_count_only_when_the_last_one_ends():
@@ -31,3 +31,13 @@ def test_overlapping_single_thread_blocks_restore_the_count_only_when_the_last_o
             assert get_num_threads() == 1
         worker.join(5)
         assert get_num_threads() == 2  # the last one out restored the count
+
+
+def test_the_blas_is_named_with_the_kernels_it_chose():
+    blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
+    text = blas_description()
+    for lib in blas:  # as threadpoolctl sees it, in another way than the function asks it
+        assert f"{lib['internal_api']} {lib['version']}" in text
+        if lib.get("architecture"):
+            assert f"({lib['architecture']} kernels)" in text
+    assert blas or text == "no BLAS found"

@@ -422,7 +422,9 @@ def _main(argv: list[str] | None, prog: str) -> int:
     from .bench_workers import threads
 
     n = threads()
-    versions = [f"NumPy {numpy.__version__}"]
+    from ..threads import blas_description
+
+    versions = [f"NumPy {numpy.__version__} on {blas_description()}"]
     for module, title in (("torch", "PyTorch"), ("onnxruntime", "ONNX Runtime")):
         with contextlib.suppress(ImportError):
             versions.append(f"{title} {importlib.import_module(module).__version__}")

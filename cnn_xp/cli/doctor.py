@@ -73,7 +73,10 @@ def _version(dist: str) -> str:
 
 def versions() -> list[tuple[str, str]]:
     """(name, version) of cnn_xp and what it runs on; CUDA's from CuPy when CuPy imports."""
+    from ..threads import blas_description
+
     rows = [("cnn_xp", __version__), ("Python", platform.python_version()), ("NumPy", numpy.__version__)]
+    rows.append(("BLAS", blas_description()))
     try:
         import cupy
 

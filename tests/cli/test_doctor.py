@@ -83,6 +83,9 @@ def test_versions_name_cnn_xp_and_what_it_runs_on():
 
     rows = dict(versions())
     assert rows["cnn_xp"] == __version__ and rows["NumPy"] and "CuPy" in rows and "mpi4py" in rows
+    from cnn_xp.threads import blas_description
+
+    assert rows["BLAS"] == blas_description()  # the kernels the BLAS chose: a forced old one is slow
 
 
 def test_versions_say_whether_the_c_transforms_run(monkeypatch):
