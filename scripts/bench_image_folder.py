@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from cnn_xp.cli.bench import cpu_description
 
 TIMED = """
 import json, sys, time
@@ -29,16 +31,6 @@ first = int(x[0].sum())  # a pixel read: the data is there
 print(json.dumps({"seconds": time.perf_counter() - start, "from_cache": folder.from_cache,
                   "train": int(x.shape[0]), "test": int(folder.splits["test"][0].shape[0]), "shape": list(x.shape[1:])}))
 """
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> int:
@@ -65,9 +57,7 @@ def main() -> int:
         print(f"{name}: {row['seconds']:.2f} s (from the cache: {row['from_cache']}; {row['train']} train + "
               f"{row['test']} test images of {row['shape']})")  # fmt: skip
     cache = sum(f.stat().st_size for f in (args.dir / ".cnn_xp_cache").rglob("*") if f.is_file())
-    print(
-        f"cache: {cache / 2**20:.0f} MiB; measured on {cpu_model()}, {len(__import__('os').sched_getaffinity(0))} cores"
-    )
+    print(f"cache: {cache / 2**20:.0f} MiB; measured on {cpu_description()}, {len(os.sched_getaffinity(0))} cores")
     return 0
 
 

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from cnn_xp.cli.bench import cpu_description
+from cnn_xp.threads import blas_description
+
 TRAIN = [sys.executable, "-m", "cnn_xp.train", "--device", "cpu"]
 
 
@@ -111,16 +114,6 @@ def shown(command: list[str]) -> str:
     return " ".join("python" if part == sys.executable else part for part in command)
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def run_one(run: Run, out: Path, quick: bool) -> dict:
     command = [*run.command, "--out", str(out), *(QUICK if quick else [])]  # a repeated flag: the last wins
     start = time.perf_counter()
@@ -159,8 +152,8 @@ def minutes(seconds: float) -> str:
 
 def report(results: list[dict]) -> str:
     lines = [
-        f"Measured on {cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"{datetime.now():%Y-%m-%d}.",
+        f"Measured on {cpu_description()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"NumPy on {blas_description()}, {datetime.now():%Y-%m-%d}.",
         "",
         "| run | command | test accuracy | wall clock | training speed | BLAS threads | peak RSS |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
