@@ -9,13 +9,14 @@ from pathlib import Path
 from .common import OneLineParser, UsageError, device_arg, run_command
 
 PROG = "python -m cnn_xp.book"
-BOOK_EPILOG = """\
+BOOK_REPOSITORY = "https://github.com/oreilly-japan/deep-learning-from-scratch"
+BOOK_EPILOG = f"""\
 The scripts are the book's own; get them with
-  git clone https://github.com/oreilly-japan/deep-learning-from-scratch
+  git clone {BOOK_REPOSITORY}
   cd deep-learning-from-scratch/ch07 && python -m cnn_xp.book train_convnet.py
 The training scripts run their full length, in float64 as the book has them: on 2 CPU cores
-ch07/train_convnet.py (20 epochs of SimpleConvNet) takes about SIMPLE_TIME and
-ch08/train_deepnet.py (20 epochs of DeepConvNet) about DEEP_TIME; --device gpu shortens both."""
+ch07/train_convnet.py (20 epochs of SimpleConvNet) takes about 5 minutes and
+ch08/train_deepnet.py (20 epochs of DeepConvNet) about 20 minutes; --device gpu shortens both."""
 
 
 def _main(argv: list[str] | None, prog: str) -> int:
@@ -31,7 +32,10 @@ def _main(argv: list[str] | None, prog: str) -> int:
     p.add_argument("args", nargs=argparse.REMAINDER, metavar="ARGS", help="the script's own arguments")
     args = p.parse_args(argv)
     if not args.script.is_file():
-        raise UsageError(f"SCRIPT.py: no such file: {args.script}")
+        raise UsageError(
+            f"SCRIPT.py: no such file: {args.script} (the scripts are the book's own: git clone {BOOK_REPOSITORY} "
+            "and run from its chNN folder)"
+        )
     device = device_arg(args.device)
     from ..book.runner import run_script
 

@@ -212,5 +212,14 @@ def test_the_runner_resolves_the_books_names_and_refuses_a_missing_script(tmp_pa
         "['--flag', '1'] __main__",
     ]
     assert book_main([str(tmp_path / "missing.py")]) == 2
-    assert "SCRIPT.py: no such file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        "SCRIPT.py: no such file" in err
+        and "git clone https://github.com/oreilly-japan/deep-learning-from-scratch" in err
+    )
+    with pytest.raises(SystemExit):
+        book_main(["--help"])
+    help_text = capsys.readouterr().out  # where to get the scripts, and how long the training ones take
+    assert "git clone https://github.com/oreilly-japan/deep-learning-from-scratch" in help_text
+    assert "train_convnet.py (20 epochs of SimpleConvNet) takes about" in help_text and "minutes" in help_text
     assert common.__name__ == "cnn_xp.book.common"
