@@ -437,14 +437,24 @@ def strided_view(flat: Any, offset: int, shape: tuple[int, ...], strides: tuple[
     equivalent slices are one per window offset: it is how im2col's columns are built."""
     if flat.ndim != 1:
         raise ValueError(f"flat: expected a 1-D contiguous array, got shape {tuple(flat.shape)}")
+    # The view's reach is checked against the array: as_strided reads wherever it is told.
+    if any(n < 0 for n in shape) or any(s < 0 for s in strides) or offset < 0:
+        raise ValueError(f"strided_view: negative shape {shape}, strides {strides} or offset {offset}")
+    last = offset + sum((n - 1) * s for n, s in zip(shape, strides, strict=True)) if all(shape) else -1
+    if last >= flat.shape[0]:
+        raise ValueError(f"strided_view: shape {shape} with strides {strides} from {offset} reaches element "
+                         f"{last} of an array of {flat.shape[0]}")  # fmt: skip
     if isinstance(flat, numpy.ndarray) or is_gpu_array(flat):
         lib = numpy if isinstance(flat, numpy.ndarray) else _get_cupy()
         assert lib is not None
         item = flat.itemsize
+        if flat.strides[0] != item:  # a reshape may give a view that steps over elements: strides below count in elements
+            flat = lib.ascontiguousarray(flat)
         return lib.lib.stride_tricks.as_strided(flat[offset:], shape=shape, strides=tuple(s * item for s in strides))
     if array_api_compat.is_torch_array(flat):
         import torch
 
+        flat = flat.contiguous()  # as_strided counts from the storage, whatever the tensor's own stride
         return torch.as_strided(flat, shape, strides, flat.storage_offset() + offset)
     return None
 

@@ -165,3 +165,18 @@ def test_missing_gpu_index_names_the_count(fake_cupy):
 
 def test_real_environment_gpu_available_never_raises():
     assert backend.gpu_available() in (True, False)
+
+
+def test_strided_view_reads_the_elements_of_a_stepping_view_and_never_past_the_array(torch):
+    from cnn_xp.backend import strided_view
+
+    base = np.arange(12.0)
+    stepping = base[::2]  # 1-D, but every other element: strides count in elements, not in bytes
+    np.testing.assert_array_equal(strided_view(stepping, 1, (2, 2), (2, 1)), [[2.0, 4.0], [6.0, 8.0]])
+    t = torch.arange(12.0)[::2]
+    assert strided_view(t, 1, (2, 2), (2, 1)).tolist() == [[2.0, 4.0], [6.0, 8.0]]
+    with pytest.raises(ValueError, match=r"reaches element 6 of an array of 6"):
+        strided_view(stepping, 1, (2, 2), (4, 1))  # as_strided itself would read past the end
+    with pytest.raises(ValueError, match="negative"):
+        strided_view(stepping, 0, (2,), (-1,))
+    assert strided_view(stepping, 0, (0, 3), (3, 1)).shape == (0, 3)

@@ -366,3 +366,18 @@ def test_pointwise_and_strided_paths_on_every_backend(backend, float_dtype, case
     y_ref, state_ref = conv2d_forward(x, W, b, stride, pad)
     for g, want in zip(got, (y_ref, *conv2d_backward(dy, W, state_ref)), strict=True):
         backend.assert_matches(g, want, float_dtype)
+
+
+@pytest.mark.parametrize("path", ["strided", "pointwise", "generic"])
+def test_an_input_whose_reshape_is_a_strided_view_gives_the_right_result(torch, path):
+    """A (1, 1, 2, 1) slice of a wider array flattens to a 1-D view with a stride of two
+    elements; columns taken from it as if it were contiguous read the wrong elements."""
+    rng = np.random.default_rng(0)
+    wide = rng.standard_normal((2, 3, 6, 2))
+    x = wide[:1, :1, ::3, ::2]  # (1, 1, 2, 1): every stride a multiple of the element size
+    k, stride = ((2, 1), 2) if path == "strided" else ((1, 1), 2) if path == "pointwise" else ((2, 1), 1)
+    W, b = rng.standard_normal((1, 1, *k)), rng.standard_normal(1)
+    y, state = conv2d_forward(x, W, b, (stride, stride), (0, 0))
+    assert state.path == path
+    want = torch.nn.functional.conv2d(torch.tensor(x.copy()), torch.tensor(W), torch.tensor(b), stride=stride)
+    np.testing.assert_allclose(y, want.numpy(), rtol=1e-12, atol=1e-12)
