@@ -448,8 +448,8 @@ def strided_view(flat: Any, offset: int, shape: tuple[int, ...], strides: tuple[
         lib = numpy if isinstance(flat, numpy.ndarray) else _get_cupy()
         assert lib is not None
         item = flat.itemsize
-        if flat.strides[0] != item:  # a reshape may give a view that steps over elements: strides below count in elements
-            flat = lib.ascontiguousarray(flat)
+        if flat.strides[0] != item:  # a reshape may give a view that steps over elements
+            flat = lib.ascontiguousarray(flat)  # (the strides below count in elements)
         return lib.lib.stride_tricks.as_strided(flat[offset:], shape=shape, strides=tuple(s * item for s in strides))
     if array_api_compat.is_torch_array(flat):
         import torch
