@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnn_xp import Affine, BatchNormalization, Convolution, DeepConvNet, Network, Pooling, Relu, SimpleConvNet
+from cnn_xp import Adam, Affine, BatchNormalization, Convolution, DeepConvNet, Network, Pooling, Relu, SimpleConvNet
 
 F32_TOL = 1e-5  # float32 round-off over a few thousand multiply-adds
 
@@ -117,3 +117,19 @@ def test_unsupported_torch_module_is_named(torch):
         ValueError, match=r"PyTorch module '0' with entries \{'weight': \(2, 1, 3\), 'bias': \(2,\)\} is not a Conv2d"
     ):
         SimpleConvNet().load_state_dict(model.state_dict())
+
+
+def test_loading_a_torch_state_dict_copies_it_so_training_leaves_the_torch_model_alone(torch):
+    torch.manual_seed(0)
+    model = torch_simple_convnet(torch.nn)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    net = SimpleConvNet(seed=1)
+    net.load_state_dict(model.state_dict())
+    theirs = [v.numpy() for v in model.state_dict().values()]
+    for key, value in net.params.items():
+        assert value.flags.writeable and not any(np.shares_memory(value, t) for t in theirs), key
+    rng = np.random.default_rng(0)
+    x, t = rng.random((8, 1, 28, 28), dtype=np.float32), rng.integers(0, 10, 8)
+    Adam(lr=0.1).update(net.params, net.gradient(x, t))  # in place, on cnn_xp's arrays
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())  # the caller's model as it was
+    assert not np.array_equal(net.params["W2"], before["4.weight"].numpy().T)  # while cnn_xp's weights moved
