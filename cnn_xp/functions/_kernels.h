@@ -20,7 +20,7 @@
 typedef ptrdiff_t idx;
 typedef unsigned char u8;
 
-#define CNN_XP_KERNELS_ABI 6
+#define CNN_XP_KERNELS_ABI 7
 
 int cnn_xp_kernels_abi(void);
 int cnn_xp_flush_denormals(int on);
@@ -32,10 +32,10 @@ idx winograd4_scratch(idx th, idx tw, idx nb);
     idx winograd_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw, idx th, idx t1, idx tw, T_ *restrict dx, T_ *restrict scratch); \
     idx winograd_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh, idx ow, idx th, idx t1, idx tw, T_ *restrict y, T_ *restrict scratch); \
     void winograd_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th, idx t1, idx tw, T_ *restrict dm, T_ *restrict scratch); \
-    void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw, idx th, idx tw, idx nb, T_ *restrict v, T_ *restrict scratch); \
-    idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw, idx th, idx tw, idx nb, T_ *restrict dx, T_ *restrict scratch); \
-    idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh, idx ow, idx th, idx tw, idx nb, T_ *restrict y, T_ *restrict scratch); \
-    void winograd4_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th, idx tw, idx nb, T_ *restrict dm, T_ *restrict scratch); \
+    void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw, idx th, idx tw, idx nb, idx ldk, T_ *restrict v, T_ *restrict scratch); \
+    idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw, idx th, idx tw, idx nb, idx ldk, T_ *restrict dx, T_ *restrict scratch); \
+    idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh, idx ow, idx th, idx tw, idx nb, idx ldk, T_ *restrict y, T_ *restrict scratch); \
+    void winograd4_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th, idx tw, idx nb, idx ldk, T_ *restrict dm, T_ *restrict scratch); \
     void max_pool_##S_(const T_ *restrict x, idx planes, idx h, idx w, idx kh, idx kw, idx sh, idx sw, idx ph, idx pw, idx oh, idx ow, T_ *restrict y, u8 *restrict win); \
     void max_pool_grad_##S_(const T_ *restrict dy, const u8 *restrict win, idx planes, idx h, idx w, idx kh, idx kw, idx sh, idx sw, idx ph, idx pw, idx oh, idx ow, T_ *restrict dx); \
     void relu_##S_(const T_ *restrict x, idx size, T_ *restrict y, u8 *restrict mask); \

@@ -12,8 +12,11 @@
    is then transformed as a few dozen operations on vectors of gn elements.
 
    Layouts (T = n * th * tw tiles; th = ceil(oh / 4), tw = ceil(ow / 4)):
-     x, dx   (n, c, h, w)        v, dv   (36, c, T)
-     y, dy   (n, fn, oh, ow)     m, dm   (36, fn, T)
+     x, dx   (n, c, h, w)        v, dv   (36, c, T), planes ldk apart
+     y, dy   (n, fn, oh, ow)     m, dm   (36, fn, T), planes ldk apart
+   Each of the 36 planes is a C-contiguous (c, T) or (fn, T) matrix; ldk >= c * T (fn * T) is
+   chosen by the caller so that the planes do not fall into the same cache sets
+   (cnn_xp/functions/native.py, plane_stride).
    Tiles are ordered (group, tile row, tile column, image in the group): group g (images
    g * nb .. g * nb + gn - 1) holds tiles g * nb * th * tw onwards, so a block of whole groups is
    one run of tiles.  (ph, pw) is the zero padding on the top and left.  scratch holds
@@ -31,7 +34,7 @@ idx winograd4_scratch(idx th, idx tw, idx nb)
 
 #define DEFINE_TRANSFORMS4(T_, S_)                                                                 \
                                                                                                    \
-/* B^T (d0 .. d5), element by element over gn images: the input transform of six rows. */         \
+/* B^T (d0 .. d5), element by element over gn images: the input transform of six rows. */          \
 static void bt6_##S_(idx gn, const T_ *restrict d0, const T_ *restrict d1, const T_ *restrict d2,  \
                      const T_ *restrict d3, const T_ *restrict d4, const T_ *restrict d5,          \
                      T_ *restrict o0, T_ *restrict o1, T_ *restrict o2, T_ *restrict o3,           \
@@ -71,7 +74,7 @@ static void b6_##S_(idx gn, const T_ *restrict g0, const T_ *restrict g1, const 
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \
-/* A^T (m0 .. m5) + (0, bias, 0, 0, 0, 0): the output transform of six rows. */                   \
+/* A^T (m0 .. m5) + (0, bias, 0, 0, 0, 0): the output transform of six rows. */                    \
 static void at6_##S_(idx gn, const T_ *restrict m0, const T_ *restrict m1, const T_ *restrict m2,  \
                      const T_ *restrict m3, const T_ *restrict m4, const T_ *restrict m5,          \
                      T_ bias, T_ *restrict o0, T_ *restrict o1, T_ *restrict o2, T_ *restrict o3)  \
@@ -128,10 +131,10 @@ static idx interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx
     return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw,       \
-                          idx th, idx tw, idx nb, T_ *restrict v, T_ *restrict scratch)            \
+void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw,        \
+                          idx th, idx tw, idx nb, idx ldk, T_ *restrict v, T_ *restrict scratch)   \
 {                                                                                                  \
-    idx rows = 4 * th + 2, cols = 4 * tw + 2, ct = c * n * th * tw;                                \
+    idx rows = 4 * th + 2, cols = 4 * tw + 2, ct = ldk;                                            \
     for (idx ci = 0; ci < c; ci++)                                                                 \
         for (idx g0 = 0; g0 < n; g0 += nb) {                                                       \
             idx gn = n - g0 < nb ? n - g0 : nb;                                                    \
@@ -148,7 +151,7 @@ void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx 
                     bt6_##S_(gn, d, d + dr, d + 2 * dr, d + 3 * dr, d + 4 * dr, d + 5 * dr, e,     \
                              e + o, e + 2 * o, e + 3 * o, e + 4 * o, e + 5 * o);                   \
                 }                                                                                  \
-                for (idx j = 0; j < tw; j++)     /* ... and along the rows of each tile */          \
+                for (idx j = 0; j < tw; j++)     /* ... and along the rows of each tile */         \
                     for (idx a = 0; a < 6; a++) {                                                  \
                         const T_ *e = r + (a * cols + 4 * j) * gn;                                 \
                         T_ *o = out + 6 * a * ct + (i * tw + j) * gn;                              \
@@ -159,11 +162,12 @@ void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx 
         }                                                                                          \
 }                                                                                                  \
                                                                                                    \
-idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw, \
-                               idx th, idx tw, idx nb, T_ *restrict dx, T_ *restrict scratch)      \
+idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw,   \
+                               idx th, idx tw, idx nb, idx ldk, T_ *restrict dx,                   \
+                               T_ *restrict scratch)                                               \
 {                                                                                                  \
     idx bad = 0; /* non-finite outputs: the caller falls back to the direct path */                \
-    idx rows = 4 * th + 2, cols = 4 * tw + 2, ct = c * n * th * tw;                                \
+    idx rows = 4 * th + 2, cols = 4 * tw + 2, ct = ldk;                                            \
     for (idx ci = 0; ci < c; ci++)                                                                 \
         for (idx g0 = 0; g0 < n; g0 += nb) {                                                       \
             idx gn = n - g0 < nb ? n - g0 : nb;                                                    \
@@ -193,11 +197,12 @@ idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w,
     return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,     \
-                           idx ow, idx th, idx tw, idx nb, T_ *restrict y, T_ *restrict scratch)   \
+idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,       \
+                           idx ow, idx th, idx tw, idx nb, idx ldk, T_ *restrict y,                \
+                           T_ *restrict scratch)                                                   \
 {                                                                                                  \
     idx bad = 0; /* non-finite outputs: the caller falls back to the direct path */                \
-    idx rows = 4 * th, cols = 4 * tw, ft = fn * n * th * tw;                                       \
+    idx rows = 4 * th, cols = 4 * tw, ft = ldk;                                                    \
     for (idx f = 0; f < fn; f++)                                                                   \
         for (idx g0 = 0; g0 < n; g0 += nb) {                                                       \
             idx gn = n - g0 < nb ? n - g0 : nb;                                                    \
@@ -226,10 +231,10 @@ idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx
     return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-void winograd4_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th,     \
-                                idx tw, idx nb, T_ *restrict dm, T_ *restrict scratch)             \
+void winograd4_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th,      \
+                                idx tw, idx nb, idx ldk, T_ *restrict dm, T_ *restrict scratch)    \
 {                                                                                                  \
-    idx rows = 4 * th, cols = 4 * tw, ft = fn * n * th * tw;                                       \
+    idx rows = 4 * th, cols = 4 * tw, ft = ldk;                                                    \
     for (idx f = 0; f < fn; f++)                                                                   \
         for (idx g0 = 0; g0 < n; g0 += nb) {                                                       \
             idx gn = n - g0 < nb ? n - g0 : nb;                                                    \

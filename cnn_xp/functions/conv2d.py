@@ -437,8 +437,9 @@ class _Winograd:
     @staticmethod
     def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
         """V (K, C, T): the transformed input patches (4x4, or 6x6 for F(4x4, 3x3)) of x (n, C, H, W)."""
-        t = _winograd_tiling(tuple(x.shape), st, get_array_module(x), x.dtype)
-        return winograd.transform_input(x, t, ws.take((t.k * t.c * t.tiles,), like=x))
+        xp = get_array_module(x)
+        t = _winograd_tiling(tuple(x.shape), st, xp, x.dtype)
+        return winograd.transform_input(x, t, ws.take((winograd.input_elems(t, xp.finfo(x.dtype).bits // 8),), like=x))
 
     @staticmethod
     def product(cols: Array, W: Array, b: Array, x_shape: tuple[int, ...], st: ConvState) -> Array:
@@ -448,10 +449,10 @@ class _Winograd:
         U = winograd.transform_filters(W, t.m)
         blocks = _winograd_views(t, xp, cols.dtype)
         if len(blocks) == 1:
-            return winograd.transform_output(xp.matmul(U, cols), b, t)
+            return winograd.transform_output(winograd.products(U, cols, t), b, t)
         y = xp.empty((t.n, W.shape[0], t.oh, t.ow), dtype=cols.dtype, device=array_device(cols))
         for images, tiles, block in blocks:
-            y[images, ...] = winograd.transform_output(xp.matmul(U, cols[:, :, tiles]), b, block)
+            y[images, ...] = winograd.transform_output(winograd.products(U, cols[:, :, tiles], block), b, block)
         return y
 
     @staticmethod
@@ -471,7 +472,7 @@ class _Winograd:
             dUb = xp.matmul(dM, V.mT)
             dU = dUb if dU is None else dU + dUb
             if Ut is not None:
-                dxb = winograd.input_gradient(xp.matmul(Ut, dM), block)  # from dV (16, C, T)
+                dxb = winograd.input_gradient(winograd.products(Ut, dM, block), block)  # from dV (K, C, T)
                 if dx is None:  # one block: its dx is the batch's, no copy
                     dx = dxb
                 else:

@@ -123,23 +123,52 @@ def accepts(x: Any) -> bool:
 # --------------------------------------------------------------------------- checked calls
 
 
-def _require(name: str, a: Any, dtype: Any, size: int, writes: bool) -> None:
+def _require(name: str, a: Any, dtype: Any, size: int | tuple[int, int, int], writes: bool) -> None:
     if not isinstance(a, numpy.ndarray):
         raise KernelArgumentError(f"{name}: expected a NumPy array, got {type(a).__name__}")
     if a.dtype != dtype:
         raise KernelArgumentError(f"{name}: expected dtype {numpy.dtype(dtype)}, got {a.dtype}")
-    if not (a.flags.c_contiguous and a.flags.aligned):
-        raise KernelArgumentError(f"{name}: expected a C-contiguous, aligned array")
     if writes and not a.flags.writeable:
         raise KernelArgumentError(f"{name}: the kernel writes it, but the array is read-only")
+    if isinstance(size, tuple):
+        plane_stride_of(name, a, size)
+        return
+    if not (a.flags.c_contiguous and a.flags.aligned):
+        raise KernelArgumentError(f"{name}: expected a C-contiguous, aligned array")
     if a.size != size:
         raise KernelArgumentError(f"{name}: expected {size} elements for these sizes, got {a.size} (shape {a.shape})")
 
 
-def check_call(reads: Mapping[str, tuple[Any, Any, int]], writes: Mapping[str, tuple[Any, Any, int]]) -> None:
-    """Check the arrays of one kernel call: ``{name: (array, dtype, elements)}`` read and written.
-    Raises KernelArgumentError for a wrong type, dtype, layout, size, a read-only output, or an
-    output that overlaps any other argument."""
+def plane_stride_of(name: str, a: numpy.ndarray, shape: tuple[int, int, int]) -> int:
+    """The plane stride (elements) of ``a``, a (K, rows, tiles) array whose planes are each a
+    C-contiguous (rows, tiles) matrix, any whole number of elements apart, no closer than a
+    plane's size (:func:`planes`); raises KernelArgumentError for any other shape or layout.
+    A kernel given this stride touches exactly the array's elements."""
+    if tuple(a.shape) != tuple(shape):
+        raise KernelArgumentError(f"{name}: expected shape {tuple(shape)} for these sizes, got {a.shape}")
+    k, rows, tiles = shape
+    item, (s0, s1, s2) = a.itemsize, a.strides
+    laid_out = (
+        a.flags.aligned
+        and (tiles < 2 or s2 == item)
+        and (rows < 2 or s1 == tiles * item)
+        and (k < 2 or (s0 % item == 0 and s0 >= rows * tiles * item))
+    )
+    if not laid_out:
+        raise KernelArgumentError(
+            f"{name}: expected aligned planes of C-contiguous ({rows}, {tiles}) matrices, got strides {a.strides}"
+        )
+    return s0 // item if k > 1 else rows * tiles
+
+
+def check_call(
+    reads: Mapping[str, tuple[Any, Any, int | tuple[int, int, int]]],
+    writes: Mapping[str, tuple[Any, Any, int | tuple[int, int, int]]],
+) -> None:
+    """Check the arrays of one kernel call: ``{name: (array, dtype, elements)}`` read and written;
+    in place of ``elements`` a shape (K, rows, tiles) asks for an array of planes
+    (:func:`plane_stride_of`).  Raises KernelArgumentError for a wrong type, dtype, layout,
+    size, a read-only output, or an output that overlaps any other argument."""
     for name, (a, dtype, size) in reads.items():
         _require(name, a, dtype, size, False)
     for name, (a, dtype, size) in writes.items():
@@ -214,25 +243,88 @@ def _check_tiling(t: Any) -> None:
         raise KernelArgumentError(f"tiling: images per group {t.nb}, expected at least 1")
 
 
+_PAGE, _LINE = 4096, 64
+
+
+def plane_stride(rows: int, tiles: int, itemsize: int) -> int:
+    """Elements from one plane to the next of a (K, rows, tiles) F(4x4, 3x3) array (V, M and
+    their gradients): at least a plane's rows * tiles, and one 64-byte line more than a whole
+    number of 4 KiB pages.  Each transform reads or writes all 36 planes at once; planes a whole
+    number of pages apart (as a batch's planes often are: 16 channels of 8x8 tiles are 4 KiB)
+    fall into the same few sets of a core's L1 cache and evict each other, which made the
+    transforms of ResNet-20's 16-channel layers 1.3-2x slower; one line more spreads them over
+    all the sets."""
+    pages = -(-max(rows * tiles * itemsize - _LINE, 0) // _PAGE)
+    return (pages * _PAGE + _LINE) // itemsize
+
+
+def planes_elems(k: int, rows: int, tiles: int, itemsize: int) -> int:
+    """Elements a buffer needs for :func:`planes` of this shape."""
+    return k * plane_stride(rows, tiles, itemsize)
+
+
+def planes(buffer: numpy.ndarray, k: int, rows: int, tiles: int) -> numpy.ndarray:
+    """A (k, rows, tiles) view of the flat ``buffer`` (at least :func:`planes_elems` elements)
+    with its planes :func:`plane_stride` apart: each plane a C-contiguous (rows, tiles) matrix,
+    as matmul takes them."""
+    ld = plane_stride(rows, tiles, buffer.itemsize)
+    if buffer.ndim != 1 or buffer.shape[0] < k * ld:
+        raise KernelArgumentError(f"buffer: expected a flat array of at least {k * ld} elements, got {buffer.shape}")
+    return numpy.reshape(numpy.reshape(buffer[: k * ld], (k, ld))[:, : rows * tiles], (k, rows, tiles))
+
+
+def empty_planes(k: int, rows: int, tiles: int, dtype: Any) -> numpy.ndarray:
+    """A new uninitialised (k, rows, tiles) array of :func:`planes`."""
+    return planes(numpy.empty(planes_elems(k, rows, tiles, numpy.dtype(dtype).itemsize), dtype), k, rows, tiles)
+
+
+def matmul_planes(a: numpy.ndarray, b: numpy.ndarray) -> numpy.ndarray:
+    """a (K, P, Q) @ b (K, Q, T) into a new (K, P, T) array of :func:`planes`."""
+    out = empty_planes(a.shape[0], a.shape[1], b.shape[2], numpy.result_type(a, b))
+    return numpy.matmul(a, b, out=out)
+
+
+def _transformed(
+    name: str, a: numpy.ndarray, t: Any, rows: int
+) -> tuple[numpy.ndarray, dict[str, Any], tuple[int, ...]]:
+    """A (K, rows, T) array read by a transform of tiling ``t``: (the array, its check, the
+    plane-stride argument the kernel takes).  F(4x4, 3x3)'s kernels take planes any stride apart
+    (:func:`planes`); F(2x2, 3x3)'s a C-contiguous array."""
+    if t.m == 4:
+        return a, {name: (a, a.dtype, (t.k, rows, t.tiles))}, (plane_stride_of(name, a, (t.k, rows, t.tiles)),)
+    a = numpy.ascontiguousarray(a)
+    return a, {name: (a, a.dtype, t.k * rows * t.tiles)}, ()
+
+
 def transform_input(x: numpy.ndarray, t: Any, out: numpy.ndarray) -> numpy.ndarray:
-    """V (K, C, T) of x (n, C, H, W), written into ``out`` (K * C * T,), K = t.k: as
-    :func:`cnn_xp.functions.winograd.transform_input` (the junk tiles' values aside)."""
+    """V (K, C, T) of x (n, C, H, W), written into ``out``: as
+    :func:`cnn_xp.functions.winograd.transform_input` (the junk tiles' values aside).  ``out``
+    is flat: K * C * T elements (F(2x2, 3x3)), or at least :func:`planes_elems` of them for the
+    :func:`planes` V of F(4x4, 3x3)."""
     _check_tiling(t)
     x = numpy.ascontiguousarray(x)
-    check_call({"x": (x, x.dtype, t.n * t.c * t.h * t.w)}, {"out": (out, x.dtype, t.k * t.c * t.tiles)})
+    if t.m == 4:
+        v = planes(out, t.k, t.c, t.tiles)
+        check_call({"x": (x, x.dtype, t.n * t.c * t.h * t.w)}, {"out": (v, x.dtype, (t.k, t.c, t.tiles))})
+        ld: tuple[int, ...] = (plane_stride_of("out", v, (t.k, t.c, t.tiles)),)
+    else:
+        check_call({"x": (x, x.dtype, t.n * t.c * t.h * t.w)}, {"out": (out, x.dtype, t.k * t.c * t.tiles)})
+        v, ld = numpy.reshape(out, (t.k, t.c, t.tiles)), ()  # a view: the kernel writes into out
     family, grid = _grid(t)
-    _call(f"{family}_input", x.dtype, x, t.n, t.c, t.h, t.w, t.ph, t.pw, *grid, out, _scratch(t, x.dtype))
-    return numpy.reshape(out, (t.k, t.c, t.tiles))  # a view: the kernel wrote into out
+    _call(f"{family}_input", x.dtype, x, t.n, t.c, t.h, t.w, t.ph, t.pw, *grid, *ld, v, _scratch(t, x.dtype))
+    return v
 
 
 def input_gradient(dV: numpy.ndarray, t: Any) -> numpy.ndarray:
     """dx (n, C, H, W) from dV (K, C, T): as :func:`cnn_xp.functions.winograd.input_gradient`."""
     _check_tiling(t)
-    dV = numpy.ascontiguousarray(dV)
+    dV, reads, ld = _transformed("dV", dV, t, t.c)
     dx = numpy.empty((t.n, t.c, t.h, t.w), dtype=dV.dtype)
-    check_call({"dV": (dV, dV.dtype, t.k * t.c * t.tiles)}, {"dx": (dx, dV.dtype, dx.size)})
+    check_call(reads, {"dx": (dx, dV.dtype, dx.size)})
     family, grid = _grid(t)
-    if _call(f"{family}_input_grad", dV.dtype, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, *grid, dx, _scratch(t, dV.dtype)):
+    if _call(
+        f"{family}_input_grad", dV.dtype, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, *grid, *ld, dx, _scratch(t, dV.dtype)
+    ):
         raise NonFiniteResult("input gradient")
     return dx
 
@@ -241,26 +333,32 @@ def transform_output(M: numpy.ndarray, b: numpy.ndarray, t: Any) -> numpy.ndarra
     """y (n, FN, OH, OW) from M (K, FN, T) and b (FN,): as
     :func:`cnn_xp.functions.winograd.transform_output` (M is left as it is)."""
     _check_tiling(t)
-    M = numpy.ascontiguousarray(M)
-    b = numpy.ascontiguousarray(b, dtype=M.dtype)
     fn = int(M.shape[1]) if M.ndim == 3 else 0
+    M, reads, ld = _transformed("M", M, t, fn)
+    b = numpy.ascontiguousarray(b, dtype=M.dtype)
     y = numpy.empty((t.n, fn, t.oh, t.ow), dtype=M.dtype)
-    check_call({"M": (M, M.dtype, t.k * fn * t.tiles), "b": (b, M.dtype, fn)}, {"y": (y, M.dtype, y.size)})
+    check_call({**reads, "b": (b, M.dtype, fn)}, {"y": (y, M.dtype, y.size)})
     family, grid = _grid(t)
-    if _call(f"{family}_output", M.dtype, M, b, t.n, fn, t.oh, t.ow, *grid, y, _scratch(t, M.dtype)):
+    if _call(f"{family}_output", M.dtype, M, b, t.n, fn, t.oh, t.ow, *grid, *ld, y, _scratch(t, M.dtype)):
         raise NonFiniteResult("output")
     return y
 
 
 def output_gradient(dy: numpy.ndarray, t: Any) -> numpy.ndarray:
-    """dM (K, FN, T) from dy (n, FN, OH, OW): as :func:`cnn_xp.functions.winograd.output_gradient`."""
+    """dM (K, FN, T) from dy (n, FN, OH, OW): as :func:`cnn_xp.functions.winograd.output_gradient`
+    (F(4x4, 3x3): a new array of :func:`planes`)."""
     _check_tiling(t)
     dy = numpy.ascontiguousarray(dy)
     fn = int(dy.shape[1]) if dy.ndim == 4 else 0
-    dm = numpy.empty((t.k, fn, t.tiles), dtype=dy.dtype)
-    check_call({"dy": (dy, dy.dtype, t.n * fn * t.oh * t.ow)}, {"dm": (dm, dy.dtype, dm.size)})
+    if t.m == 4:
+        dm = empty_planes(t.k, fn, t.tiles, dy.dtype)
+        spec: Any = (t.k, fn, t.tiles)
+        ld: tuple[int, ...] = (plane_stride_of("dm", dm, spec),)
+    else:
+        dm, spec, ld = numpy.empty((t.k, fn, t.tiles), dtype=dy.dtype), t.k * fn * t.tiles, ()
+    check_call({"dy": (dy, dy.dtype, t.n * fn * t.oh * t.ow)}, {"dm": (dm, dy.dtype, spec)})
     family, grid = _grid(t)
-    _call(f"{family}_output_grad", dy.dtype, dy, t.n, fn, t.oh, t.ow, *grid, dm, _scratch(t, dy.dtype))
+    _call(f"{family}_output_grad", dy.dtype, dy, t.n, fn, t.oh, t.ow, *grid, *ld, dm, _scratch(t, dy.dtype))
     return dm
 
 

@@ -164,6 +164,21 @@ def tile_elems(x_shape: tuple[int, ...], pad: tuple[int, int]) -> int:
     return 16 * t.c * t.tiles
 
 
+def input_elems(t: Tiling, itemsize: int) -> int:
+    """Elements of the flat buffer :func:`transform_input` writes V into: K * C * T, or for
+    F(4x4, 3x3) those of its planes (:func:`cnn_xp.functions.native.planes`)."""
+    return native.planes_elems(t.k, t.c, t.tiles, itemsize) if t.m == 4 else t.k * t.c * t.tiles
+
+
+def products(A: Array, B: Array, t: Tiling) -> Array:
+    """A @ B plane by plane, (K, P, Q) @ (K, Q, T) -> (K, P, T): M = U @ V in the forward,
+    dV = U^T @ dM in the backward.  For F(4x4, 3x3) the result is laid out as its compiled
+    transforms read it (:func:`cnn_xp.functions.native.planes`)."""
+    if t.m == 4:
+        return native.matmul_planes(A, B)
+    return get_array_module(A, B).matmul(A, B)
+
+
 def _row_spans(pad: int, size: int, parity: int) -> tuple[int, int, int]:
     """Padded rows of ``parity`` that hold data: half-rows [start, stop) and the first source row."""
     start = (pad - parity + 1) // 2
@@ -230,7 +245,8 @@ def _bt_adjoint(g: list[Array], even: Array, odd: Array, xp: Any, axis: int = 1)
 
 
 def transform_input(x: Array, t: Tiling, out: Array) -> Array:
-    """V (16, C, T) = B^T d B of every 4x4 input patch d, written into ``out`` (16 * C * T,).
+    """V (16, C, T) = B^T d B of every 4x4 input patch d, written into ``out`` (flat,
+    :func:`input_elems` elements; F(4x4, 3x3): V (36, C, T) by the compiled kernels).
 
     x (n, C, H, W).  Rows first (B^T d), then columns (. B), each a handful of passes."""
     if t.compact or native.accepts(x):  # compact: the compiled kernels' own layout

@@ -10,6 +10,7 @@ import ctypes
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -419,3 +420,52 @@ def test_transform_input_refuses_an_out_it_cannot_write_into():
     ]:
         with pytest.raises(native.KernelArgumentError, match=words):
             native.transform_input(x, t, out)
+
+
+@pytest.mark.parametrize("rows, tiles, itemsize", [(16, 3200, 4), (32, 800, 4), (64, 200, 8), (1, 1, 4), (3, 5, 8)])
+def test_plane_stride_spreads_the_planes_over_the_cache_sets(rows, tiles, itemsize):
+    """F(4x4, 3x3)'s planes are at least a plane apart and one 64-byte line past a whole number
+    of 4 KiB pages, so the 36 planes a transform walks at once do not share a few L1 sets (the
+    first three shapes are ResNet-20's, whose contiguous planes are whole pages apart)."""
+    ld = native.plane_stride(rows, tiles, itemsize)
+    assert ld >= rows * tiles and (ld * itemsize) % 4096 == 64
+    assert ld * itemsize - rows * tiles * itemsize < 4096 + 64  # never more than a page wasted
+
+
+def test_the_f4_transforms_read_and_write_planes_at_any_stride():
+    """V, M, dM and dV of F(4x4, 3x3) laid out as planes (native.planes) give the same bits as
+    C-contiguous copies, and matmul_planes equals matmul."""
+    rng = np.random.default_rng(11)
+    x, dy = rng.standard_normal((5, 3, 9, 7)), rng.standard_normal((5, 4, 9, 7))
+    t = replace(winograd.tiling(x.shape, (1, 1), compact=True, m=4), group=2)
+    v = winograd.transform_input(x, t, np.empty(winograd.input_elems(t, x.itemsize)))
+    assert v.shape == (36, 3, t.tiles) and v.strides[0] == 8 * native.plane_stride(3, t.tiles, 8)
+    U = rng.standard_normal((36, 4, 3))
+    m = winograd.products(U, v, t)
+    assert m.strides[0] == 8 * native.plane_stride(4, t.tiles, 8)
+    _same_bits(m, np.matmul(U, np.ascontiguousarray(v)))
+    _same_bits(
+        winograd.transform_output(m, np.ones(4), t), winograd.transform_output(np.ascontiguousarray(m), np.ones(4), t)
+    )
+    dm = winograd.output_gradient(dy, t)
+    assert dm.strides[0] == 8 * native.plane_stride(4, t.tiles, 8)
+    dv = winograd.products(U.mT, dm, t)
+    _same_bits(winograd.input_gradient(dv, t), winograd.input_gradient(np.ascontiguousarray(dv), t))
+
+
+def test_the_f4_transforms_refuse_planes_laid_out_otherwise():
+    """A (K, rows, T) argument whose planes are not C-contiguous matrices, or overlap (closer
+    than a plane's size), or of another shape, is refused before the kernel runs."""
+    x = np.zeros((2, 3, 8, 8))
+    t = winograd.tiling(x.shape, (1, 1), compact=True, m=4)
+    m = np.zeros((36, 4, t.tiles))
+    overlapping = np.lib.stride_tricks.as_strided(m, strides=(8 * (4 * t.tiles - 1), *m.strides[1:]))
+    for bad, words in [
+        (np.zeros((36, t.tiles, 4)).transpose(0, 2, 1), "M: expected aligned planes of C-contiguous"),
+        (overlapping, "M: expected aligned planes of C-contiguous"),
+        (np.zeros((36, 4, t.tiles + 1)), "M: expected shape"),
+    ]:
+        with pytest.raises(native.KernelArgumentError, match=words):
+            native.transform_output(bad, np.zeros(4), t)
+    with pytest.raises(native.KernelArgumentError, match="buffer: expected a flat array of at least"):
+        native.transform_input(x, t, np.empty(36 * 3 * t.tiles))

@@ -45,7 +45,7 @@ def _tiling(x, pad, group=0):
 
 def _convolve(x, W, b, t):
     """y by the transforms alone: A^T [U * V] A of every tile, plus b."""
-    V = winograd.transform_input(x, t, np.empty(t.k * t.c * t.tiles, dtype=x.dtype))
+    V = winograd.transform_input(x, t, np.empty(winograd.input_elems(t, x.itemsize), dtype=x.dtype))
     return winograd.transform_output(np.matmul(winograd.transform_filters(W, 4), V), b, t)
 
 
@@ -69,7 +69,7 @@ def test_the_backward_transforms_are_the_adjoints_of_the_forward_ones(case, grou
     rng = np.random.default_rng(1)
     t = _tiling(x, pad, group)
     fn = W.shape[0]
-    v = winograd.transform_input(x, t, np.empty(t.k * t.c * t.tiles))
+    v = winograd.transform_input(x, t, np.empty(winograd.input_elems(t, x.itemsize)))
     w = rng.standard_normal(v.shape)
     np.testing.assert_allclose(np.sum(v * w), np.sum(x * winograd.input_gradient(w, t)), rtol=1e-12)
     m = rng.standard_normal((36, fn, t.tiles))
