@@ -451,8 +451,8 @@ class _Winograd:
         if len(blocks) == 1:
             return winograd.transform_output(winograd.products(U, cols, t), b, t)
         y = xp.empty((t.n, W.shape[0], t.oh, t.ow), dtype=cols.dtype, device=array_device(cols))
-        for images, tiles, block in blocks:
-            y[images, ...] = winograd.transform_output(winograd.products(U, cols[:, :, tiles], block), b, block)
+        for images, tiles, block in blocks:  # each block's output straight into its images of y
+            winograd.transform_output(winograd.products(U, cols[:, :, tiles], block), b, block, out=y[images, ...])
         return y
 
     @staticmethod
@@ -468,15 +468,15 @@ class _Winograd:
         dU = None
         for images, tiles, block in blocks:
             V = cols[:, :, tiles]
-            dM = winograd.output_gradient(dy[images, ...], block)  # (16, FN, T)
+            dM = winograd.output_gradient(dy[images, ...], block)  # (K, FN, T)
             dUb = xp.matmul(dM, V.mT)
             dU = dUb if dU is None else dU + dUb
             if Ut is not None:
-                dxb = winograd.input_gradient(winograd.products(Ut, dM, block), block)  # from dV (K, C, T)
-                if dx is None:  # one block: its dx is the batch's, no copy
-                    dx = dxb
-                else:
-                    dx[images, ...] = dxb
+                dV = winograd.products(Ut, dM, block)  # (K, C, T)
+                if dx is None:  # one block: its dx is the batch's
+                    dx = winograd.input_gradient(dV, block)
+                else:  # straight into its images of dx
+                    winograd.input_gradient(dV, block, out=dx[images, ...])
         assert dU is not None  # one block at least (the batch is not empty here)
         return dx, winograd.filter_gradient(dU, fn, c)
 

@@ -315,12 +315,23 @@ def transform_input(x: numpy.ndarray, t: Any, out: numpy.ndarray) -> numpy.ndarr
     return v
 
 
-def input_gradient(dV: numpy.ndarray, t: Any) -> numpy.ndarray:
-    """dx (n, C, H, W) from dV (K, C, T): as :func:`cnn_xp.functions.winograd.input_gradient`."""
+def _output(out: numpy.ndarray | None, shape: tuple[int, ...], dtype: Any) -> numpy.ndarray:
+    """``out``, or a new array of ``shape``: the array a transform writes its result into (the
+    caller checks it with the call's other arguments)."""
+    if out is None:
+        return numpy.empty(shape, dtype=dtype)
+    if tuple(getattr(out, "shape", ())) != shape:
+        raise KernelArgumentError(f"out: expected shape {shape}, got {getattr(out, 'shape', type(out).__name__)}")
+    return out
+
+
+def input_gradient(dV: numpy.ndarray, t: Any, out: numpy.ndarray | None = None) -> numpy.ndarray:
+    """dx (n, C, H, W) from dV (K, C, T): as :func:`cnn_xp.functions.winograd.input_gradient`;
+    into ``out`` (C-contiguous, of that shape) if given."""
     _check_tiling(t)
     dV, reads, ld = _transformed("dV", dV, t, t.c)
-    dx = numpy.empty((t.n, t.c, t.h, t.w), dtype=dV.dtype)
-    check_call(reads, {"dx": (dx, dV.dtype, dx.size)})
+    dx = _output(out, (t.n, t.c, t.h, t.w), dV.dtype)
+    check_call(reads, {"dx": (dx, dV.dtype, t.n * t.c * t.h * t.w)})
     family, grid = _grid(t)
     if _call(
         f"{family}_input_grad", dV.dtype, dV, t.n, t.c, t.h, t.w, t.ph, t.pw, *grid, *ld, dx, _scratch(t, dV.dtype)
@@ -329,15 +340,16 @@ def input_gradient(dV: numpy.ndarray, t: Any) -> numpy.ndarray:
     return dx
 
 
-def transform_output(M: numpy.ndarray, b: numpy.ndarray, t: Any) -> numpy.ndarray:
+def transform_output(M: numpy.ndarray, b: numpy.ndarray, t: Any, out: numpy.ndarray | None = None) -> numpy.ndarray:
     """y (n, FN, OH, OW) from M (K, FN, T) and b (FN,): as
-    :func:`cnn_xp.functions.winograd.transform_output` (M is left as it is)."""
+    :func:`cnn_xp.functions.winograd.transform_output` (M is left as it is); into ``out``
+    (C-contiguous, of that shape) if given."""
     _check_tiling(t)
     fn = int(M.shape[1]) if M.ndim == 3 else 0
     M, reads, ld = _transformed("M", M, t, fn)
     b = numpy.ascontiguousarray(b, dtype=M.dtype)
-    y = numpy.empty((t.n, fn, t.oh, t.ow), dtype=M.dtype)
-    check_call({**reads, "b": (b, M.dtype, fn)}, {"y": (y, M.dtype, y.size)})
+    y = _output(out, (t.n, fn, t.oh, t.ow), M.dtype)
+    check_call({**reads, "b": (b, M.dtype, fn)}, {"y": (y, M.dtype, t.n * fn * t.oh * t.ow)})
     family, grid = _grid(t)
     if _call(f"{family}_output", M.dtype, M, b, t.n, fn, t.oh, t.ow, *grid, *ld, y, _scratch(t, M.dtype)):
         raise NonFiniteResult("output")

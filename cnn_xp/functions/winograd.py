@@ -272,10 +272,14 @@ def transform_input(x: Array, t: Tiling, out: Array) -> Array:
     return xp.reshape(out, (16, c, t.tiles))
 
 
-def input_gradient(dV: Array, t: Tiling) -> Array:
-    """dx (n, C, H, W) from dV (16, C, T): the adjoint of :func:`transform_input`."""
+def input_gradient(dV: Array, t: Tiling, out: Array | None = None) -> Array:
+    """dx (n, C, H, W) from dV (16, C, T): the adjoint of :func:`transform_input`; written into
+    ``out`` (an (n, C, H, W) array) if given."""
     if t.compact or native.accepts(dV):  # compact: the compiled kernels' own layout
-        return native.input_gradient(dV, t)
+        return native.input_gradient(dV, t, out)
+    if out is not None:  # the passes below make their own array
+        out[...] = input_gradient(dV, t)
+        return out
     xp = get_array_module(dV)
     dev = array_device(dV)
     c, n, th, wp = t.c, t.n, t.th, t.wp
@@ -315,11 +319,15 @@ def _at_adjoint(g0: Array, g1: Array, out: Array) -> None:
     combine_into(out[3, ...], 0, g1, -1)
 
 
-def transform_output(M: Array, b: Array, t: Tiling) -> Array:
-    """y (n, FN, OH, OW) = A^T m A of every tile's 4x4 product m, plus b (FN,).  M (16, FN, T)
-    may be overwritten (the NumPy passes add the bias into it)."""
+def transform_output(M: Array, b: Array, t: Tiling, out: Array | None = None) -> Array:
+    """y (n, FN, OH, OW) = A^T m A of every tile's 4x4 product m, plus b (FN,), written into
+    ``out`` (an (n, FN, OH, OW) array) if given.  M (16, FN, T) may be overwritten (the NumPy
+    passes add the bias into it)."""
     if t.compact or native.accepts(M):  # compact: the compiled kernels' own layout
-        return native.transform_output(M, b, t)
+        return native.transform_output(M, b, t, out)
+    if out is not None:  # the passes below make their own array
+        out[...] = transform_output(M, b, t)
+        return out
     xp = get_array_module(M)
     dev = array_device(M)
     fn, n, th, t1 = M.shape[1], t.n, t.th, t.t1

@@ -14,7 +14,13 @@ import pytest
 import cnn_xp.functions.conv2d as conv2d
 from cnn_xp import Convolution, no_grad
 from cnn_xp.functions.conv2d import conv2d_backward, conv2d_forward
-from cnn_xp.functions.fast_paths import direct_convolution, fast_paths_enabled, generic_paths, winograd_enabled
+from cnn_xp.functions.fast_paths import (
+    direct_convolution,
+    fast_paths_enabled,
+    generic_paths,
+    small_winograd_tiles,
+    winograd_enabled,
+)
 from cnn_xp.functions.workspace import Workspace
 
 # (N, C, FN, H, W, KH, KW, pad): C < FN and C >= FN (the two input-gradient methods), asymmetric
@@ -107,20 +113,23 @@ def test_chunked_batches_give_the_same_result(monkeypatch, case, generic):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-def test_workspace_is_reused_between_steps_and_results_stay_right():
+@pytest.mark.parametrize("switch", [contextlib.nullcontext, small_winograd_tiles, direct_convolution])
+def test_workspace_is_reused_between_steps_and_results_stay_right(switch):
+    """Each path's kept columns (Winograd's V, the flat rows) live in one buffer, step after step."""
     x, W, b, dy, pad = _data(CASES[0], np.float32)
-    layer = Convolution(W, b, pad=pad)
-    first = layer.forward(x)
-    buf = layer._workspace._buf
-    assert buf is not None
-    dx1 = layer.backward(dy)
-    x2 = x[::-1].copy()
-    second = layer.forward(x2)
-    assert layer._workspace._buf is buf  # no new allocation for the same shapes
-    dx2 = layer.backward(dy)
-    ref = Convolution(W, b, pad=pad)
-    np.testing.assert_array_equal(second, ref.forward(x2))
-    np.testing.assert_array_equal(dx2, ref.backward(dy))
+    with switch():
+        layer = Convolution(W, b, pad=pad)
+        first = layer.forward(x)
+        buf = layer._workspace._buf
+        assert buf is not None
+        dx1 = layer.backward(dy)
+        x2 = x[::-1].copy()
+        second = layer.forward(x2)
+        assert layer._workspace._buf is buf  # no new allocation for the same shapes
+        dx2 = layer.backward(dy)
+        ref = Convolution(W, b, pad=pad)
+        np.testing.assert_array_equal(second, ref.forward(x2))
+        np.testing.assert_array_equal(dx2, ref.backward(dy))
     assert not np.array_equal(first, second) and np.array_equal(dx1, dx2)  # dx depends on W only
 
 

@@ -469,3 +469,28 @@ def test_the_f4_transforms_refuse_planes_laid_out_otherwise():
             native.transform_output(bad, np.zeros(4), t)
     with pytest.raises(native.KernelArgumentError, match="buffer: expected a flat array of at least"):
         native.transform_input(x, t, np.empty(36 * 3 * t.tiles))
+
+
+def test_the_f4_output_transforms_write_into_a_given_array_or_refuse_it():
+    """transform_output and input_gradient write a block's result straight into its images of
+    the batch's array (no copy); an out of another shape, not C-contiguous or read-only is
+    refused before the kernel runs."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((4, 3, 8, 8))
+    t = winograd.tiling(x.shape, (1, 1), compact=True, m=4)
+    m, dv = rng.standard_normal((36, 5, t.tiles)), rng.standard_normal((36, 3, t.tiles))
+    y, dx = np.zeros((6, 5, 8, 8)), np.zeros((6, 3, 8, 8))
+    assert winograd.transform_output(m, np.ones(5), t, out=y[1:5]).base is y
+    assert winograd.input_gradient(dv, t, out=dx[2:6]).base is dx
+    _same_bits(y[1:5], winograd.transform_output(m, np.ones(5), t))
+    _same_bits(dx[2:6], winograd.input_gradient(dv, t))
+    assert not y[0].any() and not y[5].any() and not dx[:2].any()
+    frozen = np.zeros((4, 5, 8, 8))
+    frozen.flags.writeable = False
+    for out, words in [
+        (np.zeros((4, 5, 8, 9)), r"out: expected shape \(4, 5, 8, 8\)"),
+        (np.zeros((4, 5, 8, 16))[..., ::2], "y: expected a C-contiguous"),
+        (frozen, "y: the kernel writes it, but the array is read-only"),
+    ]:
+        with pytest.raises(native.KernelArgumentError, match=words):
+            native.transform_output(m, np.ones(5), t, out=out)
