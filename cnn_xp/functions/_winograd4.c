@@ -9,7 +9,10 @@
    few elements long.  Instead every loop runs across the images of a group (nb of them, the
    last group of a call possibly fewer): a group's channel plane is first copied image-innermost
    (element (y, x) of image p at (y * width + x) * gn + p, zero padding included), and each tile
-   is then transformed as a few dozen operations on vectors of gn elements.
+   row is then transformed in two passes: down its columns (one run over the whole row of
+   tiles) and along each of its six rows (one call for all the tiles of the row).  Groups are
+   small (a block of images whose transforms stay in cache: 8 to 32 images), so each call does
+   a whole tile row's work, not one tile's.
 
    Layouts (T = n * th * tw tiles; th = ceil(oh / 4), tw = ceil(ow / 4)):
      x, dx   (n, c, h, w)        v, dv   (36, c, T), planes ldk apart
@@ -29,86 +32,98 @@
 
 idx winograd4_scratch(idx th, idx tw, idx nb)
 {
-    return ((4 * th + 2) * (4 * tw + 2) + 6 * (4 * tw + 2)) * nb;
+    /* the padded planes, and one tile row's partial transforms: 6 rows of 4 * tw + 2 columns
+       (input), 6 x 6 values of tw tiles (input gradient) or 6 x 4 of them (output) */
+    return ((4 * th + 2) * (4 * tw + 2) + 36 * tw + 12) * nb;
 }
 
 #define DEFINE_TRANSFORMS4(T_, S_)                                                                 \
                                                                                                    \
-/* B^T (d0 .. d5), element by element over gn images: the input transform of six rows. */          \
-static void bt6_##S_(idx gn, const T_ *restrict d0, const T_ *restrict d1, const T_ *restrict d2,  \
-                     const T_ *restrict d3, const T_ *restrict d4, const T_ *restrict d5,          \
-                     T_ *restrict o0, T_ *restrict o1, T_ *restrict o2, T_ *restrict o3,           \
-                     T_ *restrict o4, T_ *restrict o5)                                             \
+/* B^T (d0 .. d5) over count runs of gn elements: the input transform of six rows.  Run j of       \
+   input k is dk[j * is ..], of output k ok[j * os ..]. */                                         \
+static void bt6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict d0, const T_ *restrict d1, \
+                     const T_ *restrict d2, const T_ *restrict d3, const T_ *restrict d4,          \
+                     const T_ *restrict d5, T_ *restrict o0, T_ *restrict o1, T_ *restrict o2,     \
+                     T_ *restrict o3, T_ *restrict o4, T_ *restrict o5)                            \
 {                                                                                                  \
-    for (idx p = 0; p < gn; p++) {                                                                 \
-        T_ a1 = d1[p], a2 = d2[p], a3 = d3[p], a4 = d4[p];                                         \
-        o0[p] = (4 * d0[p] - 5 * a2) + a4;                                                         \
-        o1[p] = (a3 + a4) - 4 * (a1 + a2);                                                         \
-        o2[p] = (a4 - a3) + 4 * (a1 - a2);                                                         \
-        o3[p] = (a4 - a2) - 2 * (a1 - a3);                                                         \
-        o4[p] = (a4 - a2) + 2 * (a1 - a3);                                                         \
-        o5[p] = (4 * a1 - 5 * a3) + d5[p];                                                         \
-    }                                                                                              \
-}                                                                                                  \
-                                                                                                   \
-/* B (g0 .. g5): the adjoint of bt6, gradients of its outputs to gradients of its inputs,       */ \
-/* added to o0 .. o5 if add, else stored.                                                       */ \
-static void b6_##S_(idx gn, const T_ *restrict g0, const T_ *restrict g1, const T_ *restrict g2,   \
-                    const T_ *restrict g3, const T_ *restrict g4, const T_ *restrict g5,           \
-                    T_ *restrict o0, T_ *restrict o1, T_ *restrict o2, T_ *restrict o3,            \
-                    T_ *restrict o4, T_ *restrict o5, int add)                                     \
-{                                                                                                  \
-    for (idx p = 0; p < gn; p++) {                                                                 \
-        T_ a0 = g0[p], a1 = g1[p], a2 = g2[p], a3 = g3[p], a4 = g4[p], a5 = g5[p];                 \
-        T_ s12 = a1 + a2, s34 = a3 + a4;                                                           \
-        T_ r0 = 4 * a0;                                                                            \
-        T_ r1 = (4 * (a2 - a1) + 2 * (a4 - a3)) + 4 * a5;                                          \
-        T_ r2 = (-5 * a0 - 4 * s12) - s34;                                                         \
-        T_ r3 = ((a1 - a2) + 2 * (a3 - a4)) - 5 * a5;                                              \
-        T_ r4 = (a0 + s12) + s34;                                                                  \
-        if (add) {                                                                                 \
-            o0[p] += r0; o1[p] += r1; o2[p] += r2; o3[p] += r3; o4[p] += r4; o5[p] += a5;          \
-        } else {                                                                                   \
-            o0[p] = r0; o1[p] = r1; o2[p] = r2; o3[p] = r3; o4[p] = r4; o5[p] = a5;                \
+    for (idx j = 0; j < count; j++)                                                                \
+        for (idx p = 0; p < gn; p++) {                                                             \
+            idx q = j * is + p, u = j * os + p;                                                    \
+            T_ a1 = d1[q], a2 = d2[q], a3 = d3[q], a4 = d4[q];                                     \
+            o0[u] = (4 * d0[q] - 5 * a2) + a4;                                                     \
+            o1[u] = (a3 + a4) - 4 * (a1 + a2);                                                     \
+            o2[u] = (a4 - a3) + 4 * (a1 - a2);                                                     \
+            o3[u] = (a4 - a2) - 2 * (a1 - a3);                                                     \
+            o4[u] = (a4 - a2) + 2 * (a1 - a3);                                                     \
+            o5[u] = (4 * a1 - 5 * a3) + d5[q];                                                     \
         }                                                                                          \
-    }                                                                                              \
 }                                                                                                  \
                                                                                                    \
-/* A^T (m0 .. m5) + (0, bias, 0, 0, 0, 0): the output transform of six rows. */                    \
-static void at6_##S_(idx gn, const T_ *restrict m0, const T_ *restrict m1, const T_ *restrict m2,  \
-                     const T_ *restrict m3, const T_ *restrict m4, const T_ *restrict m5,          \
-                     T_ bias, T_ *restrict o0, T_ *restrict o1, T_ *restrict o2, T_ *restrict o3)  \
+/* B (g0 .. g5): the adjoint of bt6, gradients of its outputs to gradients of its inputs, added    \
+   to o0 .. o5 if add, else stored; runs as in bt6. */                                             \
+static void b6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict g0, const T_ *restrict g1, \
+                    const T_ *restrict g2, const T_ *restrict g3, const T_ *restrict g4,           \
+                    const T_ *restrict g5, T_ *restrict o0, T_ *restrict o1, T_ *restrict o2,      \
+                    T_ *restrict o3, T_ *restrict o4, T_ *restrict o5, int add)                    \
 {                                                                                                  \
-    for (idx p = 0; p < gn; p++) {                                                                 \
-        T_ a1 = m1[p] + bias, a2 = m2[p], a3 = m3[p], a4 = m4[p];                                  \
-        T_ s12 = a1 + a2, d12 = a1 - a2, s34 = a3 + a4, d34 = a3 - a4;                             \
-        o0[p] = (m0[p] + s12) + s34;                                                               \
-        o1[p] = d12 + 2 * d34;                                                                     \
-        o2[p] = s12 + 4 * s34;                                                                     \
-        o3[p] = (d12 + 8 * d34) + m5[p];                                                           \
-    }                                                                                              \
+    for (idx j = 0; j < count; j++)                                                                \
+        for (idx p = 0; p < gn; p++) {                                                             \
+            idx q = j * is + p, u = j * os + p;                                                    \
+            T_ a0 = g0[q], a1 = g1[q], a2 = g2[q], a3 = g3[q], a4 = g4[q], a5 = g5[q];             \
+            T_ s12 = a1 + a2, s34 = a3 + a4;                                                       \
+            T_ r0 = 4 * a0;                                                                        \
+            T_ r1 = (4 * (a2 - a1) + 2 * (a4 - a3)) + 4 * a5;                                      \
+            T_ r2 = (-5 * a0 - 4 * s12) - s34;                                                     \
+            T_ r3 = ((a1 - a2) + 2 * (a3 - a4)) - 5 * a5;                                          \
+            T_ r4 = (a0 + s12) + s34;                                                              \
+            if (add) {                                                                             \
+                o0[u] += r0; o1[u] += r1; o2[u] += r2; o3[u] += r3; o4[u] += r4; o5[u] += a5;      \
+            } else {                                                                               \
+                o0[u] = r0; o1[u] = r1; o2[u] = r2; o3[u] = r3; o4[u] = r4; o5[u] = a5;            \
+            }                                                                                      \
+        }                                                                                          \
 }                                                                                                  \
                                                                                                    \
-/* A (g0 .. g3): the adjoint of at6. */                                                            \
-static void a6_##S_(idx gn, const T_ *restrict g0, const T_ *restrict g1, const T_ *restrict g2,   \
-                    const T_ *restrict g3, T_ *restrict o0, T_ *restrict o1, T_ *restrict o2,      \
-                    T_ *restrict o3, T_ *restrict o4, T_ *restrict o5)                             \
+/* A^T (m0 .. m5) + (0, bias, 0, 0, 0, 0): the output transform of six rows; runs as in bt6. */    \
+static void at6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict m0, const T_ *restrict m1, \
+                     const T_ *restrict m2, const T_ *restrict m3, const T_ *restrict m4,          \
+                     const T_ *restrict m5, T_ bias, T_ *restrict o0, T_ *restrict o1,             \
+                     T_ *restrict o2, T_ *restrict o3)                                             \
 {                                                                                                  \
-    for (idx p = 0; p < gn; p++) {                                                                 \
-        T_ a0 = g0[p], a1 = g1[p], a2 = g2[p], a3 = g3[p];                                         \
-        T_ s02 = a0 + a2, s13 = a1 + a3, e = a0 + 4 * a2, f = 2 * a1 + 8 * a3;                     \
-        o0[p] = a0;                                                                                \
-        o1[p] = s02 + s13;                                                                         \
-        o2[p] = s02 - s13;                                                                         \
-        o3[p] = e + f;                                                                             \
-        o4[p] = e - f;                                                                             \
-        o5[p] = a3;                                                                                \
-    }                                                                                              \
+    for (idx j = 0; j < count; j++)                                                                \
+        for (idx p = 0; p < gn; p++) {                                                             \
+            idx q = j * is + p, u = j * os + p;                                                    \
+            T_ a1 = m1[q] + bias, a2 = m2[q], a3 = m3[q], a4 = m4[q];                              \
+            T_ s12 = a1 + a2, d12 = a1 - a2, s34 = a3 + a4, d34 = a3 - a4;                         \
+            o0[u] = (m0[q] + s12) + s34;                                                           \
+            o1[u] = d12 + 2 * d34;                                                                 \
+            o2[u] = s12 + 4 * s34;                                                                 \
+            o3[u] = (d12 + 8 * d34) + m5[q];                                                       \
+        }                                                                                          \
 }                                                                                                  \
                                                                                                    \
-/* Copies between gn planes (h, w), stride apart, and their image-innermost copy xi (rows,      */ \
-/* cols, gn) with the planes placed at (top, left): into xi if to_xi (xi zeroed first), else    */ \
-/* back (the rest of xi dropped).                                                               */ \
+/* A (g0 .. g3): the adjoint of at6; runs as in bt6. */                                            \
+static void a6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict g0, const T_ *restrict g1, \
+                    const T_ *restrict g2, const T_ *restrict g3, T_ *restrict o0, T_ *restrict o1, \
+                    T_ *restrict o2, T_ *restrict o3, T_ *restrict o4, T_ *restrict o5)            \
+{                                                                                                  \
+    for (idx j = 0; j < count; j++)                                                                \
+        for (idx p = 0; p < gn; p++) {                                                             \
+            idx q = j * is + p, u = j * os + p;                                                    \
+            T_ a0 = g0[q], a1 = g1[q], a2 = g2[q], a3 = g3[q];                                     \
+            T_ s02 = a0 + a2, s13 = a1 + a3, e = a0 + 4 * a2, f = 2 * a1 + 8 * a3;                 \
+            o0[u] = a0;                                                                            \
+            o1[u] = s02 + s13;                                                                     \
+            o2[u] = s02 - s13;                                                                     \
+            o3[u] = e + f;                                                                         \
+            o4[u] = e - f;                                                                         \
+            o5[u] = a3;                                                                            \
+        }                                                                                          \
+}                                                                                                  \
+                                                                                                   \
+/* Copies between gn planes (h, w), stride apart, and their image-innermost copy xi (rows,         \
+   cols, gn) with the planes placed at (top, left): into xi if to_xi (xi zeroed first), else       \
+   back (the rest of xi dropped). */                                                               \
 static idx interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx top, idx left,    \
                            idx rows, idx cols, T_ *restrict xi, int to_xi)                         \
 {                                                                                                  \
@@ -143,21 +158,17 @@ void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx 
             interleave_##S_((T_ *)x + (g0 * c + ci) * h * w, c * h * w, gn, h, w, ph, pw, rows,    \
                             cols, xi, 1);                                                          \
             T_ *out = v + ci * n * th * tw + g0 * th * tw;                                         \
+            idx dr = cols * gn; /* one row of xi, and of r */                                      \
             for (idx i = 0; i < th; i++) {                                                         \
-                for (idx s = 0; s < cols; s++) { /* down the columns of the tile row */            \
-                    const T_ *d = xi + (4 * i * cols + s) * gn;                                    \
-                    idx dr = cols * gn, o = cols * gn;                                             \
-                    T_ *e = r + s * gn;                                                            \
-                    bt6_##S_(gn, d, d + dr, d + 2 * dr, d + 3 * dr, d + 4 * dr, d + 5 * dr, e,     \
-                             e + o, e + 2 * o, e + 3 * o, e + 4 * o, e + 5 * o);                   \
+                const T_ *d = xi + 4 * i * dr; /* down all columns of the tile row at once */      \
+                bt6_##S_(1, dr, 0, 0, d, d + dr, d + 2 * dr, d + 3 * dr, d + 4 * dr, d + 5 * dr, r, \
+                         r + dr, r + 2 * dr, r + 3 * dr, r + 4 * dr, r + 5 * dr);                  \
+                for (idx a = 0; a < 6; a++) { /* ... and along row a of every tile */              \
+                    const T_ *e = r + a * dr;                                                      \
+                    T_ *o = out + 6 * a * ct + i * tw * gn;                                        \
+                    bt6_##S_(tw, gn, 4 * gn, gn, e, e + gn, e + 2 * gn, e + 3 * gn, e + 4 * gn,    \
+                             e + 5 * gn, o, o + ct, o + 2 * ct, o + 3 * ct, o + 4 * ct, o + 5 * ct); \
                 }                                                                                  \
-                for (idx j = 0; j < tw; j++)     /* ... and along the rows of each tile */         \
-                    for (idx a = 0; a < 6; a++) {                                                  \
-                        const T_ *e = r + (a * cols + 4 * j) * gn;                                 \
-                        T_ *o = out + 6 * a * ct + (i * tw + j) * gn;                              \
-                        bt6_##S_(gn, e, e + gn, e + 2 * gn, e + 3 * gn, e + 4 * gn, e + 5 * gn, o, \
-                                 o + ct, o + 2 * ct, o + 3 * ct, o + 4 * ct, o + 5 * ct);          \
-                    }                                                                              \
             }                                                                                      \
         }                                                                                          \
 }                                                                                                  \
@@ -172,27 +183,26 @@ idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w,
         for (idx g0 = 0; g0 < n; g0 += nb) {                                                       \
             idx gn = n - g0 < nb ? n - g0 : nb;                                                    \
             T_ *xi = scratch;                   /* (rows, cols, gn): the padded planes' gradient */ \
-            T_ *r = scratch + rows * cols * gn; /* (6, 6, gn): one tile's, B^T d */                \
-            memset(xi, 0, sizeof(T_) * (size_t)(rows * cols * gn));                                \
+            T_ *r = scratch + rows * cols * gn; /* (6, tw, 6, gn): a tile row's, B^T d */          \
+            idx dr = cols * gn, o = 6 * tw * gn; /* one row of xi, of r */                         \
+            memset(xi, 0, sizeof(T_) * (size_t)(rows * dr));                                       \
             const T_ *in = dv + ci * n * th * tw + g0 * th * tw;                                   \
-            for (idx i = 0; i < th; i++)                                                           \
-                for (idx j = 0; j < tw; j++) {                                                     \
-                    for (idx a = 0; a < 6; a++) { /* B's adjoint along the tile's rows */          \
-                        const T_ *g = in + 6 * a * ct + (i * tw + j) * gn;                         \
-                        T_ *e = r + 6 * a * gn;                                                    \
-                        b6_##S_(gn, g, g + ct, g + 2 * ct, g + 3 * ct, g + 4 * ct, g + 5 * ct, e,  \
-                                e + gn, e + 2 * gn, e + 3 * gn, e + 4 * gn, e + 5 * gn, 0);        \
-                    }                                                                              \
-                    for (idx s = 0; s < 6; s++) { /* ... down its columns, added in place */       \
-                        const T_ *e = r + s * gn;                                                  \
-                        idx o = 6 * gn, dr = cols * gn;                                            \
-                        T_ *d = xi + (4 * i * cols + 4 * j + s) * gn;                              \
-                        b6_##S_(gn, e, e + o, e + 2 * o, e + 3 * o, e + 4 * o, e + 5 * o, d,       \
-                                d + dr, d + 2 * dr, d + 3 * dr, d + 4 * dr, d + 5 * dr, 1);        \
-                    }                                                                              \
+            for (idx i = 0; i < th; i++) {                                                         \
+                for (idx a = 0; a < 6; a++) { /* B's adjoint along row a of every tile */          \
+                    const T_ *g = in + 6 * a * ct + i * tw * gn;                                   \
+                    T_ *e = r + a * o;                                                             \
+                    b6_##S_(tw, gn, gn, 6 * gn, g, g + ct, g + 2 * ct, g + 3 * ct, g + 4 * ct,     \
+                            g + 5 * ct, e, e + gn, e + 2 * gn, e + 3 * gn, e + 4 * gn, e + 5 * gn, 0); \
                 }                                                                                  \
-            bad += interleave_##S_(dx + (g0 * c + ci) * h * w, c * h * w, gn, h, w, ph, pw, rows, cols,   \
-                            xi, 0);                                                                \
+                for (idx s = 0; s < 6; s++) { /* ... down column s of every tile, added in place */ \
+                    const T_ *e = r + s * gn;                                                      \
+                    T_ *d = xi + (4 * i * cols + s) * gn;                                          \
+                    b6_##S_(tw, gn, 6 * gn, 4 * gn, e, e + o, e + 2 * o, e + 3 * o, e + 4 * o,     \
+                            e + 5 * o, d, d + dr, d + 2 * dr, d + 3 * dr, d + 4 * dr, d + 5 * dr, 1); \
+                }                                                                                  \
+            }                                                                                      \
+            bad += interleave_##S_(dx + (g0 * c + ci) * h * w, c * h * w, gn, h, w, ph, pw, rows,  \
+                                   cols, xi, 0);                                                   \
         }                                                                                          \
     return bad;                                                                                    \
 }                                                                                                  \
@@ -207,26 +217,22 @@ idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx
         for (idx g0 = 0; g0 < n; g0 += nb) {                                                       \
             idx gn = n - g0 < nb ? n - g0 : nb;                                                    \
             T_ *yi = scratch;                   /* (rows, cols, gn): the output planes */          \
-            T_ *r = scratch + rows * cols * gn; /* (6, 4, gn): one tile's . A */                   \
+            T_ *r = scratch + rows * cols * gn; /* (6, tw, 4, gn): a tile row's . A */             \
+            idx dr = cols * gn;                 /* one row of yi, and of r */                      \
             const T_ *in = m + f * n * th * tw + g0 * th * tw;                                     \
-            for (idx i = 0; i < th; i++)                                                           \
-                for (idx j = 0; j < tw; j++) {                                                     \
-                    for (idx a = 0; a < 6; a++) { /* along the tile's rows; b into m[1][1] */      \
-                        const T_ *g = in + 6 * a * ft + (i * tw + j) * gn;                         \
-                        T_ *e = r + 4 * a * gn;                                                    \
-                        at6_##S_(gn, g, g + ft, g + 2 * ft, g + 3 * ft, g + 4 * ft, g + 5 * ft,    \
-                                 a == 1 ? b[f] : 0, e, e + gn, e + 2 * gn, e + 3 * gn);            \
-                    }                                                                              \
-                    for (idx s = 0; s < 4; s++) { /* ... and down its columns */                   \
-                        const T_ *e = r + s * gn;                                                  \
-                        idx o = 4 * gn, dr = cols * gn;                                            \
-                        T_ *d = yi + (4 * i * cols + 4 * j + s) * gn;                              \
-                        at6_##S_(gn, e, e + o, e + 2 * o, e + 3 * o, e + 4 * o, e + 5 * o, 0, d,   \
-                                 d + dr, d + 2 * dr, d + 3 * dr);                                  \
-                    }                                                                              \
+            for (idx i = 0; i < th; i++) {                                                         \
+                for (idx a = 0; a < 6; a++) { /* along row a of every tile; b into m[1][1] */      \
+                    const T_ *g = in + 6 * a * ft + i * tw * gn;                                   \
+                    T_ *e = r + a * dr;                                                            \
+                    at6_##S_(tw, gn, gn, 4 * gn, g, g + ft, g + 2 * ft, g + 3 * ft, g + 4 * ft,    \
+                             g + 5 * ft, a == 1 ? b[f] : 0, e, e + gn, e + 2 * gn, e + 3 * gn);    \
                 }                                                                                  \
-            bad += interleave_##S_(y + (g0 * fn + f) * oh * ow, fn * oh * ow, gn, oh, ow, 0, 0, rows,     \
-                            cols, yi, 0);                                                          \
+                T_ *d = yi + 4 * i * dr; /* ... and down all columns of the tile row at once */    \
+                at6_##S_(1, dr, 0, 0, r, r + dr, r + 2 * dr, r + 3 * dr, r + 4 * dr, r + 5 * dr, 0, d, \
+                         d + dr, d + 2 * dr, d + 3 * dr);                                          \
+            }                                                                                      \
+            bad += interleave_##S_(y + (g0 * fn + f) * oh * ow, fn * oh * ow, gn, oh, ow, 0, 0, rows, \
+                                   cols, yi, 0);                                                   \
         }                                                                                          \
     return bad;                                                                                    \
 }                                                                                                  \
@@ -239,26 +245,22 @@ void winograd4_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, id
         for (idx g0 = 0; g0 < n; g0 += nb) {                                                       \
             idx gn = n - g0 < nb ? n - g0 : nb;                                                    \
             T_ *yi = scratch;                   /* (rows, cols, gn): dy's planes, zero-padded */   \
-            T_ *r = scratch + rows * cols * gn; /* (6, 4, gn): one tile's, A's adjoint */          \
+            T_ *r = scratch + rows * cols * gn; /* (6, cols, gn): a tile row's, A's adjoint */     \
+            idx dr = cols * gn;                 /* one row of yi, and of r */                      \
             interleave_##S_((T_ *)dy + (g0 * fn + f) * oh * ow, fn * oh * ow, gn, oh, ow, 0, 0,    \
                             rows, cols, yi, 1);                                                    \
             T_ *out = dm + f * n * th * tw + g0 * th * tw;                                         \
-            for (idx i = 0; i < th; i++)                                                           \
-                for (idx j = 0; j < tw; j++) {                                                     \
-                    for (idx s = 0; s < 4; s++) { /* down the tile's columns */                    \
-                        const T_ *d = yi + (4 * i * cols + 4 * j + s) * gn;                        \
-                        idx dr = cols * gn, o = 4 * gn;                                            \
-                        T_ *e = r + s * gn;                                                        \
-                        a6_##S_(gn, d, d + dr, d + 2 * dr, d + 3 * dr, e, e + o, e + 2 * o,        \
-                                e + 3 * o, e + 4 * o, e + 5 * o);                                  \
-                    }                                                                              \
-                    for (idx a = 0; a < 6; a++) { /* ... and along its rows */                     \
-                        const T_ *e = r + 4 * a * gn;                                              \
-                        T_ *o = out + 6 * a * ft + (i * tw + j) * gn;                              \
-                        a6_##S_(gn, e, e + gn, e + 2 * gn, e + 3 * gn, o, o + ft, o + 2 * ft,      \
-                                o + 3 * ft, o + 4 * ft, o + 5 * ft);                               \
-                    }                                                                              \
+            for (idx i = 0; i < th; i++) {                                                         \
+                const T_ *d = yi + 4 * i * dr; /* down all columns of the tile row at once */      \
+                a6_##S_(1, dr, 0, 0, d, d + dr, d + 2 * dr, d + 3 * dr, r, r + dr, r + 2 * dr,     \
+                        r + 3 * dr, r + 4 * dr, r + 5 * dr);                                       \
+                for (idx a = 0; a < 6; a++) { /* ... and along row a of every tile */              \
+                    const T_ *e = r + a * dr;                                                      \
+                    T_ *o = out + 6 * a * ft + i * tw * gn;                                        \
+                    a6_##S_(tw, gn, 4 * gn, gn, e, e + gn, e + 2 * gn, e + 3 * gn, o, o + ft,      \
+                            o + 2 * ft, o + 3 * ft, o + 4 * ft, o + 5 * ft);                       \
                 }                                                                                  \
+            }                                                                                      \
         }                                                                                          \
 }
 
