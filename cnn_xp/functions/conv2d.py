@@ -604,11 +604,15 @@ def _forward(
 
 
 @follows_input_device
-def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True) -> tuple[Array | None, Array, Array]:
+def conv2d_backward(
+    dy: Array, W: Array, state: ConvState, need_dx: bool = True, need_db: bool = True
+) -> tuple[Array | None, Array, Array | None]:
     """(dx, dW, db) from dy (N, FN, OH, OW) and the state of the matching forward.
 
     ``need_dx=False`` skips the input gradient (dx is None): a network's first layer, whose
     input is data, needs only dW and db -- as PyTorch skips inputs that do not require grad.
+    ``need_db=False`` skips the bias gradient (db is None; a pass over dy): a convolution
+    without a bias.
     A Winograd backward that gives a non-finite value is computed again by the direct path."""
     xp = get_array_module(dy, W)
     x = state.x
@@ -618,7 +622,7 @@ def conv2d_backward(dy: Array, W: Array, state: ConvState, need_dx: bool = True)
     expected = (n, W.shape[0], *window_output_shape(tuple(x.shape), kh, kw, *state.stride, *state.pad))
     if tuple(dy.shape) != expected:
         raise ValueError(f"dy: expected shape {expected} (the forward's output), got {tuple(dy.shape)}")
-    db = xp.sum(dy, axis=(0, 2, 3))
+    db = xp.sum(dy, axis=(0, 2, 3)) if need_db else None
     if state.path == "winograd":
         try:
             with numpy.errstate(all="ignore"):

@@ -141,7 +141,8 @@ class Convolution(Layer):
         fh, fw = self.W.shape[2], self.W.shape[3]
         oh, ow = window_output_shape(tuple(state.x.shape), fh, fw, *self.stride, *self.pad)
         check_dout(dout, (n, fn, oh, ow))
-        dx, self.dW, db = conv2d_backward(as_float(dout, like=self.W), self.W, state, need_dx)
-        if self.b is not None:
+        has_bias = self.b is not None
+        dx, self.dW, db = conv2d_backward(as_float(dout, like=self.W), self.W, state, need_dx, need_db=has_bias)
+        if has_bias:
             self.db = db
         return dx

@@ -390,3 +390,18 @@ def test_an_input_whose_reshape_is_a_strided_view_gives_the_right_result(torch, 
     assert state.path == path
     want = torch.nn.functional.conv2d(torch.tensor(x.copy()), torch.tensor(W), torch.tensor(b), stride=stride)
     np.testing.assert_allclose(y, want.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES[:4], ids=str)
+def test_need_db_false_skips_the_bias_gradient_only(case):
+    """A convolution without a bias asks for no db (a pass over dy saved); dx and dW are the
+    same bits as with it."""
+    x, W, _b, dy, pad = _data(case)
+    _y, state = conv2d_forward(x, W, None, (1, 1), pad)
+    dx, dW, db = conv2d_backward(dy, W, state, need_db=False)
+    assert db is None
+    _y2, state2 = conv2d_forward(x, W, None, (1, 1), pad)
+    dx2, dW2, db2 = conv2d_backward(dy, W, state2)
+    np.testing.assert_array_equal(dx, dx2)
+    np.testing.assert_array_equal(dW, dW2)
+    np.testing.assert_allclose(db2, dy.sum(axis=(0, 2, 3)), rtol=1e-12)
