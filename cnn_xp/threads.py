@@ -155,11 +155,16 @@ class Turnstile:
         self._broken = False
         self._cond = threading.Condition()
         self._barrier = threading.Barrier(count)
-        self._parts: list[Any] = [None] * count
+        # two sets of parts, used by alternate calls of sum: a shard writes the next call's part
+        # while another may still be reading this call's (it cannot get two calls ahead: the
+        # next call's barrier waits for every shard)
+        self._parts: list[list[Any]] = [[None] * count, [None] * count]
+        self._calls = [0] * count
 
     def reset(self) -> None:
         with self._cond:
             self._next, self._broken = 0, False
+            self._calls = [0] * self.count
         if self._barrier.broken:
             self._barrier.reset()
 
@@ -185,13 +190,14 @@ class Turnstile:
     def sum(self, shard: int, value: Any) -> Any:
         """The sum of every shard's ``value`` (arrays of one shape), added in shard order; each
         of the ``count`` shards must call it, each with its own value."""
-        self._parts[shard] = value
+        parts = self._parts[self._calls[shard] % 2]
+        self._calls[shard] += 1
+        parts[shard] = value
         try:
             self._barrier.wait()  # every part is in
-            total = self._parts[0]
-            for part in self._parts[1:]:
-                total = total + part
-            self._barrier.wait()  # every shard has read the parts: they may be written again
         except threading.BrokenBarrierError:
             raise RuntimeError("another shard of this batch failed") from None
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
         return total

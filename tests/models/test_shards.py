@@ -213,6 +213,31 @@ def test_run_in_threads_orders_turns_and_propagates_errors() -> None:
         run_in_threads(fail_first, 3, turnstile.abort)
 
 
+def test_turnstile_sums_of_consecutive_calls_never_mix() -> None:
+    """sum() waits once per call, its parts alternating between two sets: a fast shard writes the
+    next call's part while a slow one still reads this call's, and every shard gets every call's
+    own total (timing shuffled by random sleeps)."""
+    import random
+    import time
+
+    count, calls = 3, 200
+    turnstile = Turnstile(count)
+
+    def run(shard: int) -> list[int]:
+        rng = random.Random(shard)
+        totals = []
+        for k in range(calls):
+            if rng.random() < 0.1:
+                time.sleep(rng.random() * 1e-3)
+            totals.append(turnstile.sum(shard, 1000 * k + shard))
+        return totals
+
+    want = [sum(1000 * k + s for s in range(count)) for k in range(calls)]
+    assert run_in_threads(run, count, turnstile.abort) == [want] * count
+    turnstile.reset()
+    assert run_in_threads(run, count, turnstile.abort) == [want] * count
+
+
 def test_set_num_threads_checks_its_argument(threads: None) -> None:
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="n: expected an int >= 1"):
