@@ -27,8 +27,9 @@ from cnn_xp.functions.fast_paths import (
 from ..helpers import CONV3X3_CASES, conv3x3_data, native_skip_reason
 
 # outputs that are not a multiple of 4 (a part-empty last tile row or column), pads 0-2, one
-# image, a one-pixel output, a non-square image; and DeepConvNet's conv2 on 3 images
-CASES = [*CONV3X3_CASES, (3, 16, 8, 28, 28, (1, 1))]
+# image, a one-pixel output, a non-square image; DeepConvNet's conv2 on 3 images; and 7 images
+# (as one group: copied four images at a time, then three one at a time)
+CASES = [*CONV3X3_CASES, (3, 16, 8, 28, 28, (1, 1)), (7, 3, 4, 9, 6, (1, 1))]
 _data = conv3x3_data
 
 
