@@ -132,7 +132,7 @@ static idx interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx
     if (to_xi) {                                                                                   \
         memset(xi, 0, sizeof(T_) * (size_t)(rows * cols * gn));                                    \
         for (; p + 4 <= gn; p += 4) /* four images at a time, in 4 x 4 blocks read and */          \
-            for (idx y = 0; y < h; y++) { /* written whole (one element at a time: 4x slower) */   \
+            for (idx y = 0; y < h; y++) { /* written whole, not one scattered store each */       \
                 const T_ *row = x + p * stride + y * w;                                            \
                 T_ *dst = xi + ((top + y) * cols + left) * gn + p;                                 \
                 idx k = 0;                                                                         \

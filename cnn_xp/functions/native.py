@@ -251,9 +251,8 @@ def plane_stride(rows: int, tiles: int, itemsize: int) -> int:
     their gradients): at least a plane's rows * tiles, and one 64-byte line more than a whole
     number of 4 KiB pages.  Each transform reads or writes all 36 planes at once; planes a whole
     number of pages apart (as a batch's planes often are: 16 channels of 8x8 tiles are 4 KiB)
-    fall into the same few sets of a core's L1 cache and evict each other, which made the
-    transforms of ResNet-20's 16-channel layers 1.3-2x slower; one line more spreads them over
-    all the sets."""
+    fall into the same few sets of a core's L1 cache and evict each other; one line more
+    spreads them over all the sets."""
     pages = -(-max(rows * tiles * itemsize - _LINE, 0) // _PAGE)
     return (pages * _PAGE + _LINE) // itemsize
 

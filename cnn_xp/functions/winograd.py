@@ -39,7 +39,9 @@ results as the passes below (which stay the reference, and the path everywhere e
 **F(4x4, 3x3).**  The same scheme with 4x4 output tiles from 6x6 input patches: 36 products per
 tile and channel pair instead of 144, so 36 matrix products with a quarter of the tiles
 (``Tiling(m=4)``, ``K = 36``).  Its transforms exist only compiled (``_winograd4.c``, a group of
-images at a time, tiles ordered (group, tile row, tile column, image); no junk tiles), so the
+images at a time, tiles ordered (group, tile row, tile column, image); no junk tiles; V, M and
+their gradients laid out as 36 planes a cache line past whole pages apart,
+:func:`cnn_xp.functions.native.planes`, which :func:`products` writes), so the
 convolution takes it only where those run, and only where it needs fewer products than
 F(2x2, 3x3) (:func:`cnn_xp.functions.conv2d._winograd_tile`).  Its transforms hold +-4, +-5,
 +-8 and 1/24: float32 results round more.  On the shapes above (three seeds) the error of y,
