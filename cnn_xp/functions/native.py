@@ -269,6 +269,8 @@ def planes(buffer: numpy.ndarray, k: int, rows: int, tiles: int) -> numpy.ndarra
     ld = plane_stride(rows, tiles, buffer.itemsize)
     if buffer.ndim != 1 or buffer.shape[0] < k * ld:
         raise KernelArgumentError(f"buffer: expected a flat array of at least {k * ld} elements, got {buffer.shape}")
+    if not buffer.flags.c_contiguous:  # (a reshape would copy it: the kernel would write the copy)
+        raise KernelArgumentError("buffer: expected a contiguous flat array")
     return numpy.reshape(numpy.reshape(buffer[: k * ld], (k, ld))[:, : rows * tiles], (k, rows, tiles))
 
 

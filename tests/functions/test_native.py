@@ -469,6 +469,10 @@ def test_the_f4_transforms_refuse_planes_laid_out_otherwise():
             native.transform_output(bad, np.zeros(4), t)
     with pytest.raises(native.KernelArgumentError, match="buffer: expected a flat array of at least"):
         native.transform_input(x, t, np.empty(36 * 3 * t.tiles))
+    strided = np.zeros(2 * winograd.input_elems(t, 8))[::2]  # reshaped, it would be a copy
+    with pytest.raises(native.KernelArgumentError, match="buffer: expected a contiguous flat array"):
+        native.transform_input(x, t, strided)
+    assert not strided.any()
 
 
 def test_the_f4_output_transforms_write_into_a_given_array_or_refuse_it():
