@@ -1,7 +1,7 @@
 """Re-run the training runs whose figures the README quotes, and print their table.
 
     python scripts/headline_runs.py                       # simple (~1 min), mpi (~1 min), deep (~5 min)
-    python scripts/headline_runs.py --runs fashion        # ResNet-20 (~70 min) and DeepConvNet (~5 min) on Fashion-MNIST
+    python scripts/headline_runs.py --runs fashion        # ResNet-20 (~40 min) and DeepConvNet (~5 min) on Fashion-MNIST
     python scripts/headline_runs.py --runs simple,mpi     # a subset
     python scripts/headline_runs.py --quick               # tiny sizes: checks the script, figures mean nothing
 
