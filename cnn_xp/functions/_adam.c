@@ -13,7 +13,7 @@
 #include "_kernels.h"
 
 #define DEFINE_ADAM(T_, S_, SQRT)                                                                  \
-void adam_##S_(T_ *restrict p, const T_ *restrict g, T_ *restrict m, T_ *restrict v, idx size,   \
+CNN_XP_CLONES void adam_##S_(T_ *restrict p, const T_ *restrict g, T_ *restrict m, T_ *restrict v, idx size,   \
                double a1, double a2, double lr, double eps)                                        \
 {                                                                                                  \
     const T_ a1_ = (T_)a1, a2_ = (T_)a2, lr_ = (T_)lr, eps_ = (T_)eps;                             \

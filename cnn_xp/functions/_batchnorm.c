@@ -19,7 +19,7 @@
 
 #define DEFINE_BATCHNORM(T_, S_)                                                                     \
                                                                                                      \
-void bn_sum_##S_(const T_ *restrict x, idx n, idx c, idx hw, double *restrict out)                   \
+CNN_XP_CLONES void bn_sum_##S_(const T_ *restrict x, idx n, idx c, idx hw, double *restrict out)                   \
 {                                                                                                    \
     for (idx ch = 0; ch < c; ch++) {                                                                 \
         double acc[LANES] = {0};                                                                     \
@@ -36,7 +36,7 @@ void bn_sum_##S_(const T_ *restrict x, idx n, idx c, idx hw, double *restrict ou
     }                                                                                                \
 }                                                                                                    \
                                                                                                      \
-void bn_sqdev_##S_(const T_ *restrict x, idx n, idx c, idx hw, const double *restrict mean,           \
+CNN_XP_CLONES void bn_sqdev_##S_(const T_ *restrict x, idx n, idx c, idx hw, const double *restrict mean,           \
                    double *restrict out)                                                             \
 {                                                                                                    \
     for (idx ch = 0; ch < c; ch++) {                                                                 \
@@ -60,7 +60,7 @@ void bn_sqdev_##S_(const T_ *restrict x, idx n, idx c, idx hw, const double *res
     }                                                                                                \
 }                                                                                                    \
                                                                                                      \
-void bn_affine_##S_(const T_ *restrict x, idx n, idx c, idx hw, const T_ *restrict scale,             \
+CNN_XP_CLONES void bn_affine_##S_(const T_ *restrict x, idx n, idx c, idx hw, const T_ *restrict scale,             \
                     const T_ *restrict shift, T_ *restrict y)                                        \
 {                                                                                                    \
     for (idx img = 0; img < n; img++)                                                                \
@@ -71,7 +71,7 @@ void bn_affine_##S_(const T_ *restrict x, idx n, idx c, idx hw, const T_ *restri
         }                                                                                            \
 }                                                                                                    \
                                                                                                      \
-void bn_grad_sums_##S_(const T_ *restrict dy, const T_ *restrict x, idx n, idx c, idx hw,            \
+CNN_XP_CLONES void bn_grad_sums_##S_(const T_ *restrict dy, const T_ *restrict x, idx n, idx c, idx hw,            \
                        const double *restrict mean, double *restrict out)                            \
 {                                                                                                    \
     for (idx ch = 0; ch < c; ch++) {                                                                 \
@@ -101,7 +101,7 @@ void bn_grad_sums_##S_(const T_ *restrict dy, const T_ *restrict x, idx n, idx c
     }                                                                                                \
 }                                                                                                    \
                                                                                                      \
-void bn_grad_apply_##S_(const T_ *restrict dy, const T_ *restrict x, idx n, idx c, idx hw,           \
+CNN_XP_CLONES void bn_grad_apply_##S_(const T_ *restrict dy, const T_ *restrict x, idx n, idx c, idx hw,           \
                         const T_ *restrict a, const T_ *restrict b, const T_ *restrict k,            \
                         T_ *restrict dx)                                                             \
 {                                                                                                    \

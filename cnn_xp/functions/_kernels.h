@@ -20,6 +20,20 @@
 typedef ptrdiff_t idx;
 typedef unsigned char u8;
 
+/* CNN_XP_CLONES on a kernel: where GCC builds for x86-64 Linux, the kernel is compiled three
+   times -- for AVX-512, for AVX2 and for the x86-64 baseline (SSE2) -- and the loader picks the
+   widest the CPU has (an ifunc, resolved once).  Each variant computes the same bits: -std=c99
+   forbids contracting a * b + c into a fused multiply-add, and no sum is reordered.
+   CNN_XP_INLINE on a kernel's helpers puts their loops into each variant (a helper left out of
+   line would run the baseline code).  Elsewhere both are plain C. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(CNN_XP_ONE_VARIANT)
+#define CNN_XP_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define CNN_XP_INLINE static inline __attribute__((always_inline))
+#else
+#define CNN_XP_CLONES
+#define CNN_XP_INLINE static inline
+#endif
+
 #define CNN_XP_KERNELS_ABI 7
 
 int cnn_xp_kernels_abi(void);

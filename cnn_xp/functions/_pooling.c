@@ -24,7 +24,7 @@
 
 #define DEFINE_POOLING(T_, U_, S_)                                                                     \
                                                                                                    \
-void max_pool_##S_(const T_ *restrict x, idx planes, idx h, idx w, idx kh, idx kw, idx sh, idx sw, \
+CNN_XP_CLONES void max_pool_##S_(const T_ *restrict x, idx planes, idx h, idx w, idx kh, idx kw, idx sh, idx sw, \
                    idx ph, idx pw, idx oh, idx ow, T_ *restrict y, u8 *restrict win)               \
 {                                                                                                  \
     for (idx p = 0; p < planes; p++) {                                                             \
@@ -80,7 +80,7 @@ void max_pool_##S_(const T_ *restrict x, idx planes, idx h, idx w, idx kh, idx k
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \
-void max_pool_grad_##S_(const T_ *restrict dy, const u8 *restrict win, idx planes, idx h, idx w,  \
+CNN_XP_CLONES void max_pool_grad_##S_(const T_ *restrict dy, const u8 *restrict win, idx planes, idx h, idx w,  \
                         idx kh, idx kw, idx sh, idx sw, idx ph, idx pw, idx oh, idx ow,            \
                         T_ *restrict dx)                                                           \
 {                                                                                                  \

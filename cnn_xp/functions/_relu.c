@@ -10,7 +10,7 @@
 
 #define DEFINE_RELU(T_, S_)                                                                        \
                                                                                                    \
-void relu_##S_(const T_ *restrict x, idx size, T_ *restrict y, u8 *restrict mask)                 \
+CNN_XP_CLONES void relu_##S_(const T_ *restrict x, idx size, T_ *restrict y, u8 *restrict mask)                 \
 {                                                                                                  \
     for (idx i = 0; i < size; i++) {                                                               \
         T_ v = x[i];                                                                               \
@@ -19,7 +19,7 @@ void relu_##S_(const T_ *restrict x, idx size, T_ *restrict y, u8 *restrict mask
     }                                                                                              \
 }                                                                                                  \
                                                                                                    \
-void relu_grad_##S_(const T_ *restrict dy, const u8 *restrict mask, idx size, T_ *restrict dx)    \
+CNN_XP_CLONES void relu_grad_##S_(const T_ *restrict dy, const u8 *restrict mask, idx size, T_ *restrict dx)    \
 {                                                                                                  \
     for (idx i = 0; i < size; i++) dx[i] = dy[i] * (T_)(1 - mask[i]);                               \
 }

@@ -32,7 +32,7 @@ idx winograd_scratch(idx th, idx t1)
 #define DEFINE_TRANSFORMS(T_, S_)                                                                  \
                                                                                                    \
 /* B^T (d0, d1, d2, d3) = (d0 - d2, d1 + d2, d2 - d1, d1 - d3), one element of four rows. */      \
-static inline void bt_##S_(T_ d0, T_ d1, T_ d2, T_ d3, T_ *o0, T_ *o1, T_ *o2, T_ *o3)             \
+CNN_XP_INLINE void bt_##S_(T_ d0, T_ d1, T_ d2, T_ d3, T_ *o0, T_ *o1, T_ *o2, T_ *o3)             \
 {                                                                                                  \
     *o0 = d0 - d2;                                                                                 \
     *o1 = d1 + d2;                                                                                 \
@@ -41,7 +41,7 @@ static inline void bt_##S_(T_ d0, T_ d1, T_ d2, T_ d3, T_ *o0, T_ *o1, T_ *o2, T
 }                                                                                                  \
                                                                                                    \
 /* A^T's adjoint: (g0, g1) -> (g0, g0 + g1, g0 - g1, 0 - g1), one element. */                    \
-static inline void at_adjoint_##S_(T_ g0, T_ g1, T_ *o0, T_ *o1, T_ *o2, T_ *o3)                   \
+CNN_XP_INLINE void at_adjoint_##S_(T_ g0, T_ g1, T_ *o0, T_ *o1, T_ *o2, T_ *o3)                   \
 {                                                                                                  \
     *o0 = g0;                                                                                      \
     *o1 = g0 + g1;                                                                                 \
@@ -52,7 +52,7 @@ static inline void at_adjoint_##S_(T_ g0, T_ g1, T_ *o0, T_ *o1, T_ *o2, T_ *o3)
 /* Copies between x's plane (h, w) and the four quarters q (2, 2, th + 1, t1) of that plane     */ \
 /* zero-padded by (ph, pw): into the quarters if to_q, else back (padding dropped), counting    */ \
 /* the non-finite values copied back (x - x is 0 for a finite x only).                          */ \
-static idx quarters_##S_(T_ *restrict x, idx h, idx w, idx ph, idx pw, idx th, idx t1,             \
+CNN_XP_INLINE idx quarters_##S_(T_ *restrict x, idx h, idx w, idx ph, idx pw, idx th, idx t1,             \
                          T_ *restrict q, int to_q)                                                 \
 {                                                                                                  \
     idx size = (th + 1) * t1, bad = 0;                                                             \
@@ -74,7 +74,7 @@ static idx quarters_##S_(T_ *restrict x, idx h, idx w, idx ph, idx pw, idx th, i
     return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-void winograd_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw,        \
+CNN_XP_CLONES void winograd_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw,        \
                          idx th, idx t1, idx tw, T_ *restrict v, T_ *restrict scratch)             \
 {                                                                                                  \
     idx plane = th * t1, size = (th + 1) * t1, ct = c * n * th * tw;                               \
@@ -107,7 +107,7 @@ void winograd_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx p
         }                                                                                          \
 }                                                                                                  \
                                                                                                    \
-idx winograd_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw,  \
+CNN_XP_CLONES idx winograd_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw,  \
                               idx th, idx t1, idx tw, T_ *restrict dx, T_ *restrict scratch)       \
 {                                                                                                  \
     idx bad = 0; /* non-finite outputs: the caller falls back to the direct path */                \
@@ -158,7 +158,7 @@ idx winograd_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, 
     return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-idx winograd_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,      \
+CNN_XP_CLONES idx winograd_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,      \
                           idx ow, idx th, idx t1, idx tw, T_ *restrict y, T_ *restrict scratch)    \
 {                                                                                                  \
     idx bad = 0; /* non-finite outputs: the caller falls back to the direct path */                \
@@ -195,7 +195,7 @@ idx winograd_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx 
     return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-void winograd_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th,      \
+CNN_XP_CLONES void winograd_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th,      \
                                idx t1, idx tw, T_ *restrict dm, T_ *restrict scratch)              \
 {                                                                                                  \
     idx plane = th * t1, size = (th + 1) * t1, ft = fn * n * th * tw;                              \

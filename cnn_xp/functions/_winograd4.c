@@ -41,7 +41,7 @@ idx winograd4_scratch(idx th, idx tw, idx nb)
                                                                                                    \
 /* B^T (d0 .. d5) over count runs of gn elements: the input transform of six rows.  Run j of       \
    input k is dk[j * is ..], of output k ok[j * os ..]. */                                         \
-static void bt6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict d0, const T_ *restrict d1, \
+CNN_XP_INLINE void bt6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict d0, const T_ *restrict d1, \
                      const T_ *restrict d2, const T_ *restrict d3, const T_ *restrict d4,          \
                      const T_ *restrict d5, T_ *restrict o0, T_ *restrict o1, T_ *restrict o2,     \
                      T_ *restrict o3, T_ *restrict o4, T_ *restrict o5)                            \
@@ -61,7 +61,7 @@ static void bt6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict d0, c
                                                                                                    \
 /* B (g0 .. g5): the adjoint of bt6, gradients of its outputs to gradients of its inputs, added    \
    to o0 .. o5 if add, else stored; runs as in bt6. */                                             \
-static void b6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict g0, const T_ *restrict g1, \
+CNN_XP_INLINE void b6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict g0, const T_ *restrict g1, \
                     const T_ *restrict g2, const T_ *restrict g3, const T_ *restrict g4,           \
                     const T_ *restrict g5, T_ *restrict o0, T_ *restrict o1, T_ *restrict o2,      \
                     T_ *restrict o3, T_ *restrict o4, T_ *restrict o5, int add)                    \
@@ -85,7 +85,7 @@ static void b6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict g0, co
 }                                                                                                  \
                                                                                                    \
 /* A^T (m0 .. m5) + (0, bias, 0, 0, 0, 0): the output transform of six rows; runs as in bt6. */    \
-static void at6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict m0, const T_ *restrict m1, \
+CNN_XP_INLINE void at6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict m0, const T_ *restrict m1, \
                      const T_ *restrict m2, const T_ *restrict m3, const T_ *restrict m4,          \
                      const T_ *restrict m5, T_ bias, T_ *restrict o0, T_ *restrict o1,             \
                      T_ *restrict o2, T_ *restrict o3)                                             \
@@ -103,7 +103,7 @@ static void at6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict m0, c
 }                                                                                                  \
                                                                                                    \
 /* A (g0 .. g3): the adjoint of at6; runs as in bt6. */                                            \
-static void a6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict g0, const T_ *restrict g1, \
+CNN_XP_INLINE void a6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict g0, const T_ *restrict g1, \
                     const T_ *restrict g2, const T_ *restrict g3, T_ *restrict o0, T_ *restrict o1, \
                     T_ *restrict o2, T_ *restrict o3, T_ *restrict o4, T_ *restrict o5)            \
 {                                                                                                  \
@@ -124,7 +124,7 @@ static void a6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict g0, co
 /* Copies between gn planes (h, w), stride apart, and their image-innermost copy xi (rows,         \
    cols, gn) with the planes placed at (top, left): into xi if to_xi (xi zeroed first), else       \
    back (the rest of xi dropped). */                                                               \
-static idx interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx top, idx left,    \
+CNN_XP_INLINE idx interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx top, idx left,    \
                            idx rows, idx cols, T_ *restrict xi, int to_xi)                         \
 {                                                                                                  \
     idx bad = 0; /* non-finite values copied back (x - x is 0 for a finite x only) */              \
@@ -163,7 +163,7 @@ static idx interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx
     return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw,        \
+CNN_XP_CLONES void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw,        \
                           idx th, idx tw, idx nb, idx ldk, T_ *restrict v, T_ *restrict scratch)   \
 {                                                                                                  \
     idx rows = 4 * th + 2, cols = 4 * tw + 2, ct = ldk;                                            \
@@ -190,7 +190,7 @@ void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx 
         }                                                                                          \
 }                                                                                                  \
                                                                                                    \
-idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw,   \
+CNN_XP_CLONES idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w, idx ph, idx pw,   \
                                idx th, idx tw, idx nb, idx ldk, T_ *restrict dx,                   \
                                T_ *restrict scratch)                                               \
 {                                                                                                  \
@@ -224,7 +224,7 @@ idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c, idx h, idx w,
     return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,       \
+CNN_XP_CLONES idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx fn, idx oh,       \
                            idx ow, idx th, idx tw, idx nb, idx ldk, T_ *restrict y,                \
                            T_ *restrict scratch)                                                   \
 {                                                                                                  \
@@ -254,7 +254,7 @@ idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict b, idx n, idx
     return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
-void winograd4_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th,      \
+CNN_XP_CLONES void winograd4_output_grad_##S_(const T_ *restrict dy, idx n, idx fn, idx oh, idx ow, idx th,      \
                                 idx tw, idx nb, idx ldk, T_ *restrict dm, T_ *restrict scratch)    \
 {                                                                                                  \
     idx rows = 4 * th, cols = 4 * tw, ft = ldk;                                                    \
