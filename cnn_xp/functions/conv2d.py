@@ -39,6 +39,7 @@ free memory, since there every chunk costs kernel launches rather than cache mis
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -401,29 +402,47 @@ L2 cache instead of going to memory, which the other thread's shard is using too
 one block per shard on DeepConvNet's layers, two threads at once)."""
 
 
-def _winograd_block_size(t: winograd.Tiling, itemsize: int) -> int:
-    """Images per block: at least :data:`winograd_block_tiles` tiles, and at most
-    :data:`winograd_block_bytes` of transformed patches unless that is fewer tiles."""
+def _winograd_block_size(t: winograd.Tiling, itemsize: int, block_tiles: int, block_bytes: int) -> int:
+    """Images per block: at least ``block_tiles`` tiles (:data:`winograd_block_tiles`), and at
+    most ``block_bytes`` (:data:`winograd_block_bytes`) of transformed patches unless that is
+    fewer tiles."""
     per_image = t.th * t.row_tiles
-    return max(1, -(-winograd_block_tiles // per_image), winograd_block_bytes // (t.k * t.c * per_image * itemsize))
+    return max(1, -(-block_tiles // per_image), block_bytes // (t.k * t.c * per_image * itemsize))
 
 
-def _winograd_tiling(x_shape: tuple[int, ...], st: ConvState, xp: Any, dtype: Any) -> winograd.Tiling:
-    """The tiling of a convolution of x (n, C, H, W); for F(4x4, 3x3) its groups of images are
-    the blocks (the compiled transforms order the tiles of each group image-innermost)."""
-    t = winograd.tiling(x_shape, st.pad, st.compact, st.tile)
-    return replace(t, group=_winograd_block_size(t, xp.finfo(dtype).bits // 8)) if t.m == 4 else t
+Blocks = tuple[tuple[slice, slice, winograd.Tiling], ...]
 
 
-def _winograd_views(t: winograd.Tiling, xp: Any, dtype: Any) -> list[tuple[slice, slice, winograd.Tiling]]:
-    """Per block of images: its images (a slice of the batch axis), its tiles (a slice of V's and
-    M's last axis) and its own tiling."""
+@functools.lru_cache(maxsize=512)
+def _winograd_geometry(
+    x_shape: tuple[int, ...], pad: tuple[int, int], compact: bool, tile: int, itemsize: int, block_tiles: int,
+    block_bytes: int,
+) -> tuple[winograd.Tiling, Blocks]:  # fmt: skip
+    """The tiling of a convolution of x (n, C, H, W) and its blocks of images: per block its
+    images (a slice of the batch axis), its tiles (a slice of V's and M's last axis) and its own
+    tiling.  For F(4x4, 3x3) the groups of images are the blocks (the compiled transforms order
+    the tiles of each group image-innermost).  Pure and cached: a layer asks for the same shapes
+    three times a step (the forward's two halves and the backward), every step."""
+    t = winograd.tiling(x_shape, pad, compact, tile)
+    size = _winograd_block_size(t, itemsize, block_tiles, block_bytes)
+    if t.m == 4:
+        t = replace(t, group=size)
     per_image = t.th * t.row_tiles
-    size = _winograd_block_size(t, xp.finfo(dtype).bits // 8)
-    return [
+    blocks = tuple(
         (slice(s, e), slice(s * per_image, e * per_image), replace(t, n=e - s))
         for s, e in ((s, min(s + size, t.n)) for s in range(0, t.n, size))
-    ]
+    )
+    return t, blocks
+
+
+def _winograd_blocks(x_shape: tuple[int, ...], st: ConvState, xp: Any, dtype: Any) -> tuple[winograd.Tiling, Blocks]:
+    """:func:`_winograd_geometry` of a convolution of x (n, C, H, W) run with state ``st``, at
+    the block sizes set now."""
+    itemsize = xp.finfo(dtype).bits // 8
+    pad = (st.pad[0], st.pad[1])
+    return _winograd_geometry(
+        tuple(x_shape), pad, st.compact, st.tile, itemsize, winograd_block_tiles, winograd_block_bytes
+    )
 
 
 class _Winograd:
@@ -438,16 +457,15 @@ class _Winograd:
     def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
         """V (K, C, T): the transformed input patches (4x4, or 6x6 for F(4x4, 3x3)) of x (n, C, H, W)."""
         xp = get_array_module(x)
-        t = _winograd_tiling(tuple(x.shape), st, xp, x.dtype)
+        t, _ = _winograd_blocks(tuple(x.shape), st, xp, x.dtype)
         return winograd.transform_input(x, t, ws.take((winograd.input_elems(t, xp.finfo(x.dtype).bits // 8),), like=x))
 
     @staticmethod
     def product(cols: Array, W: Array, b: Array, x_shape: tuple[int, ...], st: ConvState) -> Array:
         """y (n, FN, OH, OW), block by block of images (see :func:`_winograd_block_size`)."""
         xp = get_array_module(cols, W)
-        t = _winograd_tiling(x_shape, st, xp, cols.dtype)
+        t, blocks = _winograd_blocks(x_shape, st, xp, cols.dtype)
         U = winograd.transform_filters(W, t.m)
-        blocks = _winograd_views(t, xp, cols.dtype)
         if len(blocks) == 1:
             return winograd.transform_output(winograd.products(U, cols, t), b, t)
         y = xp.empty((t.n, W.shape[0], t.oh, t.ow), dtype=cols.dtype, device=array_device(cols))
@@ -461,9 +479,8 @@ class _Winograd:
     ) -> tuple[Array | None, Array]:
         xp = get_array_module(dy, W)
         fn, c = W.shape[0], W.shape[1]
-        t = _winograd_tiling(x_shape, st, xp, cols.dtype)
+        t, blocks = _winograd_blocks(x_shape, st, xp, cols.dtype)
         Ut = winograd.transform_filters(W, t.m).mT if need_dx else None
-        blocks = _winograd_views(t, xp, cols.dtype)
         dx = xp.empty(x_shape, dtype=dy.dtype, device=array_device(dy)) if need_dx and len(blocks) > 1 else None
         dU = None
         for images, tiles, block in blocks:

@@ -52,6 +52,7 @@ dx and dW was 1.5e-6 to 7.7e-6 of the largest magnitude, about ten times F(2x2, 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,46 +110,46 @@ class Tiling:
         if self.m not in (2, 4) or (self.m == 4 and not self.compact):
             raise ValueError(f"m: expected 2, or 4 with compact=True, got m={self.m!r}, compact={self.compact!r}")
 
-    @property
+    @functools.cached_property
     def nb(self) -> int:
         """F(4x4, 3x3): images per group (``group``, or all n if 0); V and M order their tiles
         (group, tile row, tile column, image in the group)."""
         return max(1, self.group or self.n)
 
-    @property
+    @functools.cached_property
     def k(self) -> int:
         """Transformed elements per tile and channel: the (m + 2) x (m + 2) input patch."""
         return (self.m + 2) ** 2
 
-    @property
+    @functools.cached_property
     def oh(self) -> int:
         return self.h + 2 * self.ph - 2
 
-    @property
+    @functools.cached_property
     def ow(self) -> int:
         return self.w + 2 * self.pw - 2
 
-    @property
+    @functools.cached_property
     def th(self) -> int:
         """Tile rows: ceil(OH / m)."""
         return (self.oh + self.m - 1) // self.m
 
-    @property
+    @functools.cached_property
     def t1(self) -> int:
         """Tiles per tile row, the junk one included: ceil(OW / m) + 1."""
         return (self.ow + self.m - 1) // self.m + 1
 
-    @property
+    @functools.cached_property
     def wp(self) -> int:
         """Width of the padded rows, 2 * t1 >= W + 2 * pw (F(2x2, 3x3))."""
         return 2 * self.t1
 
-    @property
+    @functools.cached_property
     def row_tiles(self) -> int:
         """Tiles per tile row in V and M: t1, or t1 - 1 when compact."""
         return self.t1 - 1 if self.compact else self.t1
 
-    @property
+    @functools.cached_property
     def tiles(self) -> int:
         """Tiles per channel in V and M, over all images."""
         return self.n * self.th * self.row_tiles
@@ -191,11 +192,30 @@ def _row_spans(pad: int, size: int, parity: int) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------- filters
 
 
+@functools.lru_cache(maxsize=64)
+def _gg_cached(xp: Any, m: int, dtype: Any, device: Any) -> Array:
+    gg = xp.asarray(_GG[m], dtype=dtype, device=device)
+    if hasattr(gg, "flags"):
+        gg.flags.writeable = False  # shared by every call: nobody may change it
+    return gg
+
+
+def _gg(xp: Any, m: int, like: Array) -> Array:
+    """The (K, 9) table of :func:`transform_filters` in ``like``'s dtype, on its device: made
+    once per (dtype, device) where that is hashable (a host array: every convolution's step
+    would otherwise convert the nested tuples again)."""
+    device = array_device(like)
+    try:
+        return _gg_cached(xp, m, like.dtype, device)
+    except TypeError:  # an unhashable device or dtype: made each call
+        return xp.asarray(_GG[m], dtype=like.dtype, device=device)
+
+
 def transform_filters(W: Array, m: int = 2) -> Array:
     """U (K, FN, C) = G g G^T of each filter g of W (FN, C, 3, 3); K = 16 (m = 2) or 36 (m = 4)."""
     xp = get_array_module(W)
     fn, c = W.shape[0], W.shape[1]
-    gg = xp.asarray(_GG[m], dtype=W.dtype, device=array_device(W))
+    gg = _gg(xp, m, W)
     return xp.reshape(xp.matmul(gg, xp.reshape(W, (fn * c, 9)).mT), (gg.shape[0], fn, c))
 
 
@@ -203,7 +223,7 @@ def filter_gradient(dU: Array, fn: int, c: int) -> Array:
     """dW (FN, C, 3, 3) = G^T dU G: the adjoint of :func:`transform_filters`, dU (K, FN, C)."""
     xp = get_array_module(dU)
     k = dU.shape[0]
-    gg = xp.asarray(_GG[2 if k == 16 else 4], dtype=dU.dtype, device=array_device(dU))
+    gg = _gg(xp, 2 if k == 16 else 4, dU)
     return xp.reshape(xp.matmul(xp.reshape(dU, (k, fn * c)).mT, gg), (fn, c, 3, 3))
 
 

@@ -18,6 +18,7 @@ UndefinedBehaviorSanitizer (``.ci/run``), where a read or write outside an array
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 
@@ -244,7 +245,7 @@ def test_winograd_kernels_refuse_tilings_that_do_not_describe_their_arrays():
         x = rng.standard_normal((n, c, h, w)).astype(dtype)
 
         def grown(field: str) -> winograd.Tiling:  # (a tiling consistent with other sizes is safe: not asked)
-            return winograd.Tiling(**{**t.__dict__, field: getattr(t, field) + int(rng.integers(1, 4))})
+            return dataclasses.replace(t, **{field: getattr(t, field) + int(rng.integers(1, 4))})
 
         field = ["n", "c", "h", "w"][int(rng.integers(4))]  # x's size changes with each
         what = f"case {case}: F({m}x{m}), {field} grown for x {x.shape}"
@@ -258,5 +259,5 @@ def test_winograd_kernels_refuse_tilings_that_do_not_describe_their_arrays():
         _refused(lambda: native.output_gradient(dy, grown("n")), f"case {case}: more images than dy holds")
         dv = rng.standard_normal((t.k, c, t.tiles)).astype(dtype)
         _refused(lambda: native.input_gradient(dv, grown("nc"[case % 2])), f"case {case}: dV too small")
-        negative = winograd.Tiling(**{**t.__dict__, "ph": -1})
+        negative = dataclasses.replace(t, ph=-1)
         _refused(lambda: native.input_gradient(np.zeros((t.k, c, t.tiles), dtype), negative), f"case {case}: pad -1")

@@ -208,7 +208,7 @@ def test_combine_into_writes_in_place_and_accumulates(backend):
 
 
 def test_blocks_of_images_give_the_whole_batchs_results(monkeypatch, torch):
-    """A shard worked through in blocks of images (conv2d._winograd_views) equals the batch done
+    """A shard worked through in blocks of images (conv2d._winograd_geometry) equals the batch done
     at once up to the rounding of dW's sum over blocks, and PyTorch's result in float64 (with
     the compiled transforms F(4x4, 3x3): groups of one image against one group of five)."""
     import cnn_xp.functions.conv2d as conv2d
@@ -217,7 +217,8 @@ def test_blocks_of_images_give_the_whole_batchs_results(monkeypatch, torch):
     whole = _run(x, W, b, dy, pad)
     monkeypatch.setattr(conv2d, "winograd_block_tiles", 1)
     monkeypatch.setattr(conv2d, "winograd_block_bytes", 1)  # one image per block
-    assert len(conv2d._winograd_views(winograd.tiling(x.shape, pad), np, np.float64)) == 5
+    _, blocks = conv2d._winograd_geometry(x.shape, pad, False, 2, 8, conv2d.winograd_block_tiles, 1)
+    assert len(blocks) == 5
     blocked = _run(x, W, b, dy, pad)
     assert blocked[-1] == "winograd"
     for got, want in zip(blocked[:4], whole[:4], strict=True):
@@ -252,8 +253,8 @@ def test_deepconvnets_shards_are_blocked_as_the_rule_says(layer, m, images):
     import cnn_xp.functions.conv2d as conv2d
 
     c, h = layer
-    t = winograd.tiling((50, c, h, h), (1, 1), compact=m == 4, m=m)
-    views = conv2d._winograd_views(t, np, np.float32)
+    t, views = conv2d._winograd_geometry((50, c, h, h), (1, 1), m == 4, m, 4, 500, 2**20)
+    assert (t.group == 0) if m == 2 else (min(t.group, 50) == images)  # F(4x4, 3x3): the blocks are its groups
     assert views[0][0] == slice(0, images) and views[-1][0].stop == 50
     assert all(b[0].start == a[0].stop for a, b in itertools.pairwise(views))
     per_image = t.th * t.row_tiles
