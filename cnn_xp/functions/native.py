@@ -128,12 +128,13 @@ def _require(name: str, a: Any, dtype: Any, size: int | tuple[int, int, int], wr
         raise KernelArgumentError(f"{name}: expected a NumPy array, got {type(a).__name__}")
     if a.dtype != dtype:
         raise KernelArgumentError(f"{name}: expected dtype {numpy.dtype(dtype)}, got {a.dtype}")
-    if writes and not a.flags.writeable:
+    flags = a.flags
+    if writes and not flags.writeable:
         raise KernelArgumentError(f"{name}: the kernel writes it, but the array is read-only")
     if isinstance(size, tuple):
         plane_stride_of(name, a, size)
         return
-    if not (a.flags.c_contiguous and a.flags.aligned):
+    if not (flags.c_contiguous and flags.aligned):
         raise KernelArgumentError(f"{name}: expected a C-contiguous, aligned array")
     if a.size != size:
         raise KernelArgumentError(f"{name}: expected {size} elements for these sizes, got {a.size} (shape {a.shape})")
@@ -173,9 +174,12 @@ def check_call(
         _require(name, a, dtype, size, False)
     for name, (a, dtype, size) in writes.items():
         _require(name, a, dtype, size, True)
+    every = (*reads.items(), *writes.items())
     for name, (a, _, _) in writes.items():
-        for other, (b, _, _) in {**reads, **writes}.items():
-            if other != name and a.size and b.size and numpy.may_share_memory(a, b):
+        if not a.size:
+            continue
+        for other, (b, _, _) in every:
+            if other != name and b.size and numpy.may_share_memory(a, b):
                 raise KernelArgumentError(f"{name}: the kernel writes it, but it overlaps {other}")
 
 
@@ -188,15 +192,44 @@ def fits(reads: Mapping[str, tuple[Any, Any, int]], writes: Mapping[str, tuple[A
     return True
 
 
+_functions: dict[tuple[Any, str, Any], Any] = {}  # (library, name, dtype): its typed function
+
+
+def _function(name: str, dtype: Any) -> Any:
+    """The library's ``<name>_<f32|f64>``, looked up once per library, name and dtype."""
+    lib = _library()
+    key = (lib, name, dtype)
+    fn = _functions.get(key)
+    if fn is None:
+        dt = numpy.dtype(dtype)
+        if lib is None or dt not in _SUFFIX:
+            raise KernelArgumentError(f"{name}: the compiled kernels are not available for {dtype}")
+        fn = _functions[key] = getattr(lib, f"{name}_{_SUFFIX[dt]}")
+    return fn
+
+
+_Byte = ctypes.c_char
+
+
+def _pointer(a: numpy.ndarray) -> int:
+    """The address of ``a``'s first element.  A writeable C-contiguous array lends its buffer
+    (a third of the time of ``a.ctypes.data``, which every call pays for each array); any other
+    (read-only, strided planes, empty) is asked through ``a.ctypes``."""
+    flags = a.flags
+    if flags.writeable and flags.c_contiguous and a.size:
+        try:
+            return ctypes.addressof(_Byte.from_buffer(a))
+        except (TypeError, ValueError, BufferError):  # a buffer numpy will not lend writeable
+            pass
+    return int(a.ctypes.data)
+
+
 def _call(name: str, dtype: Any, *args: Any) -> Any:
     """Call ``<name>`` for ``dtype``: arrays as pointers (the caller's references keep them
     alive), everything else as its C type; returns what the kernel returns.  The caller has run
     :func:`check_call`."""
-    lib = _library()
-    if lib is None or numpy.dtype(dtype) not in _SUFFIX:
-        raise KernelArgumentError(f"{name}: the compiled kernels are not available for {dtype}")
-    pointers = [a.ctypes.data if isinstance(a, numpy.ndarray) else a for a in args]
-    return getattr(lib, f"{name}_{_SUFFIX[numpy.dtype(dtype)]}")(*pointers)
+    fn = _function(name, dtype)
+    return fn(*[_pointer(a) if isinstance(a, numpy.ndarray) else a for a in args])
 
 
 class NonFiniteResult(ArithmeticError):  # noqa: N818 - an outcome the caller handles, not an error

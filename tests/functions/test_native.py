@@ -205,6 +205,33 @@ def test_without_the_extension_the_numpy_passes_run(monkeypatch):
     _same_bits(v, v_ref)  # junk tiles too: this is the NumPy path
 
 
+def test_every_kind_of_array_is_passed_at_its_own_address():
+    """The address a kernel is given is the array's first element, whichever way it is found:
+    a lent buffer (writeable, C-contiguous) or ``a.ctypes`` (read-only, strided, empty, a view
+    at an offset)."""
+    base = np.arange(4 * 6 * 8, dtype=np.float32).reshape(4, 6, 8)
+    frozen = base.copy()
+    frozen.flags.writeable = False
+    arrays = {
+        "contiguous": base,
+        "offset view": base[1:],
+        "strided": base[:, 1:, :],
+        "planes": native.empty_planes(3, 5, 7, np.float32),
+        "read-only": frozen,
+        "empty": np.empty((0, 3), np.float64),
+        "bool mask": np.zeros(9, np.bool_),
+    }
+    for what, a in arrays.items():
+        assert native._pointer(a) == a.ctypes.data, what
+    # ... and the kernel sees the data there: one pass of ReLU over a view that starts mid-array
+    shifted = base.reshape(-1) - 100.0
+    view = shifted[8:40]
+    assert view.base is shifted and native._pointer(view) == native._pointer(shifted) + 8 * 4
+    y, mask = native.relu(view)
+    np.testing.assert_array_equal(y, np.maximum(view, 0))
+    np.testing.assert_array_equal(mask, view <= 0)
+
+
 def test_calls_go_through_ctypes_cdll_which_releases_the_gil():
     """ctypes.CDLL lets go of the GIL for each call (ctypes.PyDLL would not): the two shards of a
     batch run their transforms at once."""
