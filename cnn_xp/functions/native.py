@@ -218,7 +218,7 @@ def _pointer(a: numpy.ndarray) -> int:
     flags = a.flags
     if flags.writeable and flags.c_contiguous and a.size:
         try:
-            return ctypes.addressof(_Byte.from_buffer(a))
+            return ctypes.addressof(_Byte.from_buffer(a))  # type: ignore[arg-type]  # (an ndarray is a buffer)
         except (TypeError, ValueError, BufferError):  # a buffer numpy will not lend writeable
             pass
     return int(a.ctypes.data)
