@@ -87,6 +87,39 @@ def test_the_built_library_has_every_declared_function_with_the_headers_abi():
     assert lib.cnn_xp_kernels_abi() == native.header()[0]
 
 
+def _gcc_x86_64_linux_build() -> str | None:
+    """Why the kernels' vector-width variants are not expected here, or None where they are."""
+    import platform
+    import shutil
+    import sysconfig
+
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        return f"the variants are built for x86-64 Linux only, this is {platform.system()} {platform.machine()}"
+    compiler = (sysconfig.get_config_var("CC") or "").split()
+    if not compiler or "clang" in compiler[0] or shutil.which("nm") is None:
+        return "the variants need GCC (target_clones) and nm to list the library's symbols"
+    return None
+
+
+@pytest.mark.usefixtures("kernels")
+def test_each_kernel_is_built_for_every_vector_width_and_picked_at_load():
+    """Where GCC builds for x86-64 Linux every kernel is an ifunc (target_clones: AVX-512, AVX2,
+    baseline, resolved at load), not only the baseline build that would leave an AVX-512 core's
+    vector units half used.  Their results are one's: the bit-exact tests of each kernel against
+    the NumPy passes run on whichever variant this CPU picks."""
+    import subprocess
+
+    reason = _gcc_x86_64_linux_build()
+    if reason is not None:
+        pytest.skip(reason)
+    library = native._library()
+    assert library is not None
+    symbols = subprocess.run(["nm", "-D", library._name], capture_output=True, text=True, check=True).stdout
+    kinds = {line.split()[-1]: line.split()[-2] for line in symbols.splitlines() if len(line.split()) >= 2}
+    kernels = [name for name in native.header()[1] if name.endswith(("_f32", "_f64"))]
+    assert kernels and {name: kinds.get(name) for name in kernels} == dict.fromkeys(kernels, "i")
+
+
 # --------------------------------------------------------------------------- checks before every call
 
 
