@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import sys
 import warnings
 from pathlib import Path
@@ -104,7 +105,14 @@ def _prepare(args: argparse.Namespace, gate: Any = None) -> Run:
 
 
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
-    return run_command(prog, _main, argv)
+    try:
+        return run_command(prog, _main, argv)
+    finally:
+        # A run's layers, Trainer and a failure's traceback hold one another in reference cycles:
+        # collect them now, so that a caller in the same process (a notebook, a sweep trying a
+        # smaller batch after running out of GPU memory) gets the GPU's memory back at once.
+        gc.collect()
+        release_gpu_memory()
 
 
 def _main(argv: list[str] | None, prog: str) -> int:

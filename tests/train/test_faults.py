@@ -171,6 +171,8 @@ def test_gpu_out_of_memory_is_a_clear_message(tmp_path, capsys):
         pytest.skip(reason)
     import cupy
 
+    pool = cupy.get_default_memory_pool()
+    used_before = pool.used_bytes()
     free, _ = cupy.cuda.runtime.memGetInfo()
     # Sized from this GPU's memory: 2000 square images whose first convolution's output alone
     # (30 maps of (side - 4)^2 float32 per image) needs 4x the free memory -- on any GPU.
@@ -200,4 +202,6 @@ def test_gpu_out_of_memory_is_a_clear_message(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "out of GPU memory" in err and "smaller --batch-size" in err, err
     assert time.time() - start_t < 300  # no hang
-    assert cupy.get_default_memory_pool().used_bytes() < 1 << 30  # the pool was released
+    # Nothing of the failed run stays on the GPU once it has returned: a caller (a notebook, a
+    # sweep) can go on with a smaller batch in the same process.
+    assert pool.used_bytes() <= used_before, (used_before, pool.used_bytes())

@@ -164,6 +164,7 @@ _last_access: dict[int, dict[int, tuple[Stream, int]]] = {}  # id(root buffer) -
 # blocks' access records, most recent last.
 _free_blocks: dict[tuple[int, int, int], list[dict[int, tuple[Stream, int]]]] = {}
 _POOL_DEPTH = 64  # freed blocks remembered per free list
+_used: dict[int, int] = {}  # id(root buffer) -> bytes of the pool's block it holds, while it lives
 
 
 def _rounded(nbytes: int) -> int:
@@ -178,6 +179,7 @@ def _root(a: numpy.ndarray) -> numpy.ndarray:
 
 def _freed(key: int, pool: tuple[int, int, int]) -> None:
     """A device buffer was garbage-collected: its block returns to its stream's free list."""
+    _used.pop(key, None)
     seen = _last_access.pop(key, None)
     if seen:
         blocks = _free_blocks.setdefault(pool, [])
@@ -194,6 +196,7 @@ def _allocated(root: numpy.ndarray) -> None:
     pool = (_cur(), get_current_stream().uid, _rounded(root.nbytes))
     blocks = _free_blocks.get(pool)
     _last_access[key] = blocks.pop() if blocks else {}
+    _used[key] = pool[2]
     weakref.finalize(root, _freed, key, pool)
 
 
@@ -295,8 +298,8 @@ class _Pool:
     def total_bytes(self) -> int:
         return 0
 
-    def used_bytes(self) -> int:
-        return 0
+    def used_bytes(self) -> int:  # the blocks live arrays hold, as CuPy counts them (pinned: untracked)
+        return _b.sum(_used.values()) if self is _pool else 0
 
     def free_bytes(self) -> int:
         return 0
