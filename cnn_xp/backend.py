@@ -38,6 +38,7 @@ __all__ = [
     "from_dlpack",
     "get_array_module",
     "gpu_available",
+    "gpu_elementwise",
     "gpu_scratch_bytes",
     "gpu_unavailable_reason",
     "is_gpu_array",
@@ -346,12 +347,21 @@ def get_array_module(*arrays: Any) -> ModuleType:
         # the common case, answered without array_namespace's checks: a training step asks
         # about 160 times per shard, and each check holds the GIL the other shard needs
         return _numpy_namespace()
+    if given and _cupy is not None and all(type(a) is _cupy.ndarray for a in given):
+        return _cupy_namespace()  # likewise on a GPU, where the checks are host time between launches
     return array_api_compat.array_namespace(*given)
 
 
 @functools.cache
 def _numpy_namespace() -> ModuleType:
     return array_api_compat.array_namespace(numpy.empty(0))
+
+
+@functools.cache
+def _cupy_namespace() -> ModuleType:
+    import array_api_compat.cupy
+
+    return array_api_compat.cupy
 
 
 def array_device(x: Any) -> Any:
@@ -623,6 +633,30 @@ def gpu_scratch_bytes(x: Any) -> int | None:
             pooled = cupy.get_default_memory_pool().free_bytes()
         _scratch[index] = max(64 * 2**20, (int(free) + int(pooled)) // 8)
     return _scratch[index]
+
+
+# --------------------------------------------------------------------------- fused element-wise kernels
+
+_elementwise: dict[str, Any] = {}
+
+
+def gpu_elementwise(x: Any, name: str, in_params: str, out_params: str, body: str) -> Callable[..., Any] | None:
+    """CuPy's ``ElementwiseKernel(in_params, out_params, body, name)``, built once per name, when
+    ``x`` is a CuPy array; None otherwise (the caller then takes its array operations).
+
+    On a GPU every array operation is a kernel launch and its Python call, which outweigh the
+    arithmetic of small arrays: a fused kernel does a chain of them in one.  The body is written
+    in the part of C that is also Python statements (``m += a * (g - m);``, ``sqrt``), so that
+    CuPy's test double can run it.  Call it as ``kernel(*inputs, *outputs)`` with the outputs
+    given: they are updated in place."""
+    if not is_gpu_array(x):
+        return None
+    kernel = _elementwise.get(name)
+    if kernel is None:
+        cupy = _get_cupy()
+        assert cupy is not None
+        kernel = _elementwise[name] = cupy.ElementwiseKernel(in_params, out_params, body, name)
+    return kernel
 
 
 # --------------------------------------------------------------------------- randomness

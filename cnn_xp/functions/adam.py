@@ -5,10 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..backend import get_array_module
+from ..backend import get_array_module, gpu_elementwise
 from . import native
 
 Array = Any
+
+# The same operations in the same order as the array passes below, as one GPU kernel.
+_KERNEL = (
+    "cnn_xp_adam",
+    "T g, T a1, T a2, T lr, T eps",
+    "T p, T m, T v",
+    "m += a1 * (g - m); v += a2 * (g * g - v); p -= lr * m / (sqrt(v) + eps);",
+)
 
 
 def adam_update(p: Array, g: Array, m: Array, v: Array, a1: float, a2: float, lr: float, eps: float) -> None:
@@ -17,11 +25,22 @@ def adam_update(p: Array, g: Array, m: Array, v: Array, a1: float, a2: float, lr
     The kernel runs only on arrays it can safely write: NumPy arrays of one float dtype and size,
     contiguous, writeable, none overlapping another (a gradient that is a view of its parameter,
     say).  Anything else takes the array passes, which read ``g`` before ``p`` is written, and
-    which raise as NumPy does for a read-only parameter."""
+    which raise as NumPy does for a read-only parameter.  On a GPU the four arrays of one dtype
+    and shape, the gradient apart from the parameter, take one fused kernel instead of twelve
+    launches."""
     if native.accepts(p) and native.fits(*native.adam_arguments(p, g, m, v)):
         native.adam(p, g, m, v, a1, a2, lr, eps)
         return
     xp = get_array_module(p, g)
+    kernel = gpu_elementwise(p, *_KERNEL)
+    if (
+        kernel is not None
+        and p.dtype == g.dtype == m.dtype == v.dtype
+        and p.shape == g.shape == m.shape == v.shape
+        and not xp.may_share_memory(p, g)
+    ):
+        kernel(g, a1, a2, lr, eps, p, m, v)
+        return
     m += a1 * (g - m)
     v += a2 * (g * g - v)
     p -= lr * m / (xp.sqrt(v) + eps)

@@ -17,11 +17,42 @@ from typing import Any
 
 import numpy  # host scalars and the kernels' per-channel factors
 
-from ..backend import array_device, get_array_module, to_numpy
+from ..backend import array_device, get_array_module, gpu_elementwise, to_numpy
 from . import native
 
 Array = Any
 Reduce = Callable[[Any], Any] | None
+
+# On a GPU the element-wise passes below are single kernels (cnn_xp.backend.gpu_elementwise): a
+# training step's batch normalisation takes 6 launches forward and 4 backward instead of 12 and
+# 14. The per-channel sums stay CuPy's reductions; mean and inv_std are (1, C, 1, 1) there.
+_INV_STD = ("cnn_xp_bn_inv_std", "T var, T eps", "T inv_std", "inv_std = 1 / sqrt(var + eps);")
+_NORMALIZE = (
+    "cnn_xp_bn_normalize",
+    "T x, T mean, T inv_std, T gamma, T beta",
+    "T xn, T y",
+    "xn = (x - mean) * inv_std; y = gamma * xn + beta;",
+)
+_AFFINE = (
+    "cnn_xp_bn_affine",
+    "T x, T mean, T inv_std, T gamma, T beta",
+    "T y",
+    "y = gamma * ((x - mean) * inv_std) + beta;",
+)
+# dx = inv_std (dxn - mean(dxn) - xn mean(dxn xn)) with dxn = gamma dy, whose sums are gamma
+# times dbeta's and dgamma's
+_BACKWARD = (
+    "cnn_xp_bn_backward",
+    "T dy, T xn, T gamma, T inv_std, T dbeta, T dgamma, T n",
+    "T dx",
+    "dx = inv_std * (dy * gamma - gamma * dbeta / n - xn * (gamma * dgamma / n));",
+)
+_RUNNING = (
+    "cnn_xp_bn_running",
+    "T old_mean, T old_var, T mean, T var, T m, T a, T k",
+    "T new_mean, T new_var",
+    "new_mean = m * old_mean + a * mean; new_var = m * old_var + a * var * k;",
+)
 
 
 @dataclass
@@ -85,6 +116,12 @@ def batch_norm_forward(
     if _kernels_take(x, gamma, beta):
         return _forward_kernels(x, gamma, beta, eps, train, running_mean, running_var, reduce, keep, local)
     xp = get_array_module(x, gamma)
+    if (
+        reduce is None
+        and gpu_elementwise(x, *_INV_STD) is not None
+        and _one_dtype(x, gamma, beta, running_mean, running_var)
+    ):
+        return _forward_gpu(xp, x, gamma, beta, eps, train, running_mean, running_var, keep, local)
     if train:
         mean = xp.sum(x, axis=axes) / local
         xc = x - xp.reshape(mean, shape)
@@ -105,6 +142,59 @@ def batch_norm_forward(
     y = xp.reshape(gamma, shape) * xn + xp.reshape(beta, shape)
     state = BatchNormState(train, count, inv_std, xn=xn, axes=axes, shape=shape) if keep else None
     return y, state, mean, var, count
+
+
+def _one_dtype(*arrays: Array) -> bool:
+    return len({a.dtype for a in arrays}) == 1
+
+
+def _launch(x: Any, spec: tuple[str, str, str, str], *args: Any) -> None:
+    kernel = gpu_elementwise(x, *spec)
+    assert kernel is not None  # (x is a GPU array)
+    kernel(*args)
+
+
+def _forward_gpu(
+    xp: Any, x: Any, gamma: Any, beta: Any, eps: float, train: bool, running_mean: Any, running_var: Any,
+    keep: bool, local: int,
+) -> tuple[Any, BatchNormState | None, Any, Any, float]:  # fmt: skip
+    axes, shape = _layout(x)
+    if train:
+        mean = xp.mean(x, axis=axes)
+        xc = x - xp.reshape(mean, shape)
+        var = xp.mean(xc * xc, axis=axes)
+    else:
+        mean, var = running_mean, running_var
+    inv_std = xp.empty_like(var)
+    _launch(x, _INV_STD, var, eps, inv_std)
+    inv_std = xp.reshape(inv_std, shape)
+    args = (x, xp.reshape(mean, shape), inv_std, xp.reshape(gamma, shape), xp.reshape(beta, shape))
+    y = xp.empty_like(x)
+    state = None
+    if keep:
+        xn = xp.empty_like(x)
+        _launch(x, _NORMALIZE, *args, xn, y)
+        state = BatchNormState(train, float(local), inv_std, xn=xn, axes=axes, shape=shape)
+    else:
+        _launch(x, _AFFINE, *args, y)
+    return y, state, (mean if train else None), (var if train else None), float(local)
+
+
+def running_average(
+    running_mean: Array, running_var: Array, mean: Array, var: Array, momentum: float, correction: float
+) -> tuple[Array, Array]:
+    """New running statistics (C,): ``momentum * running + (1 - momentum) * batch``, the batch
+    variance times ``correction`` (n / (n - 1) for the unbiased estimate)."""
+    kernel = gpu_elementwise(running_mean, *_RUNNING)
+    if kernel is None or not _one_dtype(running_mean, running_var, mean, var):
+        return (
+            momentum * running_mean + (1 - momentum) * mean,
+            momentum * running_var + (1 - momentum) * var * correction,
+        )
+    xp = get_array_module(running_mean)
+    new_mean, new_var = xp.empty_like(running_mean), xp.empty_like(running_var)
+    kernel(running_mean, running_var, mean, var, momentum, 1 - momentum, correction, new_mean, new_var)
+    return new_mean, new_var
 
 
 def _forward_kernels(
@@ -139,6 +229,12 @@ def batch_norm_backward(
     xn, axes, shape, inv_std = state.xn, state.axes, state.shape, state.inv_std
     dbeta = xp.sum(dy, axis=axes)
     dgamma = xp.sum(dy * xn, axis=axes)
+    kernel = gpu_elementwise(dy, *_BACKWARD)
+    if state.train and reduce is None and kernel is not None and _one_dtype(dy, xn, gamma, inv_std):
+        dx = xp.empty_like(dy)
+        args = (xp.reshape(gamma, shape), inv_std, xp.reshape(dbeta, shape), xp.reshape(dgamma, shape))
+        kernel(dy, xn, *args, state.count, dx)
+        return dx, dgamma, dbeta
     dxn = dy * xp.reshape(gamma, shape)
     if not state.train:
         return dxn * inv_std, dgamma, dbeta

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..backend import get_array_module
 from ..checks import check_int, check_number, check_rank
-from ..functions.batchnorm import BatchNormState, batch_norm_backward, batch_norm_forward
+from ..functions.batchnorm import BatchNormState, batch_norm_backward, batch_norm_forward, running_average
 from ..functions.dtypes import as_float
 from ..threads import Turnstile
 from .base import Array, Layer, adopt_input, check_dout, float_param, settings, zeros
@@ -152,10 +152,10 @@ class BatchNormalization(Layer):
                 f"x: training-mode batch statistics need more than 1 value per channel (or unbiased=False), got {count:g}"
             )
         mean, var = (_like(v, owner.running_mean) for v in (mean, var))
-        m = self.momentum
         correction = count / (count - 1) if self.unbiased else 1.0
-        owner.running_mean = m * owner.running_mean + (1 - m) * mean
-        owner.running_var = m * owner.running_var + (1 - m) * var * correction
+        owner.running_mean, owner.running_var = running_average(
+            owner.running_mean, owner.running_var, mean, var, self.momentum, correction
+        )
         if owner is not self:
             self.running_mean, self.running_var = owner.running_mean, owner.running_var
 

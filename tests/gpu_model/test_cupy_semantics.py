@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 FAKE = HERE / "fake"
 
 # Kernel launches one training step at batch 100 may issue on a GPU (forward, backward, Adam).
-LAUNCH_BUDGET = {"SimpleConvNet": 250, "DeepConvNet": 500, "ResNet20": 2000}
+LAUNCH_BUDGET = {"SimpleConvNet": 100, "DeepConvNet": 320, "ResNet20": 800}
 
 
 ROOT = HERE.parents[1]  # the repository: scenarios.py imports tests.helpers
@@ -120,6 +120,69 @@ def test_launch_budget_and_no_reads_in_a_training_step(tmp_path):
         got = counts[name]
         assert got["reads"] == 0
         assert 0 < got["launches"] <= budget, f"{name}: {got['launches']} launches per step, budget {budget}"
+
+
+def test_adam_is_one_fused_kernel_per_parameter_on_a_gpu():
+    """Adam's update on a GPU: one launch per parameter (CuPy's ElementwiseKernel, run by the double
+    as NumPy passes), equal bit for bit to the CPU's update; a gradient that shares memory with its
+    parameter, or of another dtype, takes the array passes. The double refuses what CuPy would."""
+    code = """
+import json, numpy as np, cupy
+from cnn_xp.backend import to_device, on_device
+from cnn_xp.optim import Adam
+rng = np.random.default_rng(0)
+shapes = {"W1": (8, 3, 3, 3), "b1": (8,), "W2": (10, 72)}
+start = {k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()}
+steps = [{k: rng.standard_normal(s).astype(np.float32) for k, s in shapes.items()} for _ in range(3)]
+cpu_p, gpu_p = {k: v.copy() for k, v in start.items()}, {k: to_device(v, "gpu:1") for k, v in start.items()}
+cpu, gpu = Adam(lr=0.01), Adam(lr=0.01)
+launches = []
+for g in steps:
+    cpu.update(cpu_p, g)
+    dg = {k: to_device(v, "gpu:1") for k, v in g.items()}
+    before = cupy.stats.launches
+    cupy.stats.launch_log.clear()
+    gpu.update(gpu_p, dg)
+    launches.append((cupy.stats.launches - before, sorted(set(cupy.stats.launch_log))))
+out = {"launches": launches, "equal": all(np.array_equal(cpu_p[k], cupy.asnumpy(gpu_p[k])) for k in shapes)}
+alias = {"W": to_device(np.ones(4, np.float32), "gpu:1")}
+opt = Adam()
+opt.update(alias, {"W": alias["W"]})  # the state made first, then a step counted
+before = cupy.stats.launches
+opt.update(alias, {"W": alias["W"]})
+out["aliased"] = cupy.stats.launches - before
+wide = {"W": to_device(np.ones(4, np.float32), "gpu:1")}
+opt = Adam()
+opt.update(wide, {"W": to_device(np.ones(4), "gpu:1")})
+before = cupy.stats.launches
+opt.update(wide, {"W": to_device(np.ones(4), "gpu:1")})
+out["float64_grad"] = cupy.stats.launches - before - 1  # less the gradient's copy to the GPU
+k = cupy.ElementwiseKernel("T x, T a", "T y", "y += a * x;", "axpy")
+x32 = to_device(np.ones(3, np.float32), "gpu:1")
+refused = []
+for args in ((x32, 2.0, to_device(np.ones(3), "gpu:1")), (x32, 2.0), (x32, 2.0, to_device(np.ones(3, np.float32), "gpu:0"))):
+    try:
+        with on_device(x32):
+            k(*args)
+    except (TypeError, ValueError) as e:
+        refused.append(type(e).__name__)
+y = to_device(np.ones(3, np.float32), "gpu:1")
+with on_device(y):
+    k(x32, 2.0, y)
+out["refused"], out["axpy"] = refused, cupy.asnumpy(y).tolist()
+print(json.dumps(out))
+"""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(FAKE), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    assert out["equal"]
+    first, *later = out["launches"]
+    assert first[0] == 3 + 2 * 3  # the first step also makes each parameter's two state arrays
+    assert later == [[3, ["cnn_xp_adam"]]] * 2
+    assert out["aliased"] == 12 and out["float64_grad"] == 12  # the twelve array passes
+    assert out["refused"] == ["TypeError", "TypeError", "ValueError"]
+    assert out["axpy"] == [3.0, 3.0, 3.0]
 
 
 def test_prefetch_never_overwrites_a_buffer_still_being_read(tmp_path):

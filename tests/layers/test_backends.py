@@ -5,7 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnn_xp import Affine, AvgPooling, BatchNormalization, Convolution, Dropout, Pooling, Relu, Sigmoid, SoftmaxWithLoss
+from cnn_xp import (
+    Affine,
+    AvgPooling,
+    BatchNormalization,
+    Convolution,
+    Dropout,
+    Pooling,
+    Relu,
+    Sigmoid,
+    SoftmaxWithLoss,
+    no_grad,
+)
 
 
 def _cases(dtype, seed=0):
@@ -53,6 +64,26 @@ def test_layer_agrees_with_numpy(backend, float_dtype, name):
         backend.assert_matches(getattr(dev_layer, "d" + p), getattr(ref_layer, "d" + p), float_dtype)
     for b in ref_layer.buffer_names:
         backend.assert_matches(getattr(dev_layer, b), getattr(ref_layer, b), float_dtype)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 2, 2), (5, 3)], ids=["2d", "1d"])
+def test_batch_norm_in_eval_mode_agrees_with_numpy(backend, float_dtype, shape):
+    """After a training step (running statistics updated), eval mode normalises with the running
+    statistics: forward with and without no_grad (which keeps nothing), and backward."""
+    rng = np.random.default_rng(5)
+    gamma, beta = (rng.standard_normal(3).astype(float_dtype) for _ in range(2))
+    x, x2, dout = (rng.standard_normal(shape).astype(float_dtype) for _ in range(3))
+    ref, dev = BatchNormalization(gamma, beta), BatchNormalization(backend.asarray(gamma), backend.asarray(beta))
+    ref.forward(x)
+    dev.forward(backend.asarray(x))
+    ref.eval(), dev.eval()
+    with no_grad():
+        backend.assert_matches(dev.forward(backend.asarray(x2)), ref.forward(x2), float_dtype)
+    backend.assert_matches(dev.forward(backend.asarray(x2)), ref.forward(x2), float_dtype)
+    backend.assert_matches(dev.backward(backend.asarray(dout)), ref.backward(dout), float_dtype)
+    for b in ("running_mean", "running_var"):
+        backend.assert_matches(getattr(dev, b), getattr(ref, b), float_dtype)
+    assert not np.allclose(ref.running_mean, 0)  # the training step moved them
 
 
 def test_softmax_with_loss_agrees(backend, float_dtype):

@@ -40,6 +40,7 @@ import builtins as _b
 import contextlib
 import functools
 import os
+import re
 import threading
 import weakref
 from types import ModuleType, SimpleNamespace
@@ -650,6 +651,56 @@ _METHODS = frozenset(
         "var",
     ]
 )
+
+
+class ElementwiseKernel:
+    """cupy.ElementwiseKernel for bodies in the part of C that is also Python statements
+    (``m += a * (g - m);``, ``sqrt``), run as NumPy passes: one launch. As CuPy's: its arguments
+    are the inputs then the outputs; every ``T`` argument shares one dtype (scalars are cast to
+    it, two array dtypes are a TypeError); arrays on another device are a ValueError; given outputs
+    must have the inputs' broadcast shape and are written in place."""
+
+    def __init__(self, in_params: str, out_params: str, operation: str, name: str = "kernel", **kwargs: Any) -> None:
+        self.ins = [p.split() for p in in_params.split(",")]
+        self.outs = [p.split() for p in out_params.split(",")]
+        self.name = name
+        self.lines = [line.strip() for line in operation.split(";") if line.strip()]
+
+    def __call__(self, *args: Any) -> None:
+        params = self.ins + self.outs
+        if len(args) != len(params):
+            raise TypeError(f"Wrong number of arguments for {self.name!r}: {len(args)} given, {len(params)} expected")
+        for a in args:
+            if isinstance(a, numpy.ndarray):
+                raise TypeError("Unsupported type <class 'numpy.ndarray'>")
+            if isinstance(a, ndarray):
+                _check_here(a)
+        dtypes = {a.dtype for a, (t, _) in zip(args, params, strict=True) if isinstance(a, ndarray) and t == "T"}
+        if len(dtypes) != 1:
+            raise TypeError(f"Type is mismatched. {self.name!r}: T is {sorted(map(str, dtypes))}")
+        (t_dtype,) = dtypes
+        shape = numpy.broadcast_shapes(*(a.shape for a in args if isinstance(a, ndarray)))
+        space: dict[str, Any] = {"sqrt": numpy.sqrt, "exp": numpy.exp, "log": numpy.log}
+        for a, (t, n) in zip(args, params, strict=True):
+            if isinstance(a, ndarray):
+                space[n] = a._a
+            else:
+                space[n] = (t_dtype if t == "T" else numpy.dtype(t)).type(a)
+        for a, (_, n) in zip(args[len(self.ins) :], self.outs, strict=True):
+            if a.shape != shape:
+                raise ValueError(f"{self.name!r}: output {n} has shape {a.shape}, the inputs broadcast to {shape}")
+        with numpy.errstate(all="ignore"):  # a GPU kernel computes on: inf and nan, no warnings
+            for line in self.lines:
+                statement = re.fullmatch(r"(\w+)\s*([-+*/]?=)\s*(.+)", line)
+                if statement is None:
+                    raise NotImplementedError(f"{self.name!r}: the double runs only assignments, not {line!r}")
+                target, op, expr = statement.groups()
+                if op == "=":  # a plain assignment writes the output's elements
+                    space[target][...] = eval(expr, space)  # the kernel's own body
+                else:
+                    exec(line, space)  # an augmented assignment, in place
+        _launched(self.name)
+        _access([a._a for a in args if isinstance(a, ndarray)])
 
 
 def _binary(name: str) -> Any:
