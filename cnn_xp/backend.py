@@ -39,6 +39,7 @@ __all__ = [
     "get_array_module",
     "gpu_available",
     "gpu_elementwise",
+    "gpu_name",
     "gpu_scratch_bytes",
     "gpu_unavailable_reason",
     "is_gpu_array",
@@ -109,6 +110,14 @@ def gpu_unavailable_reason(index: int = 0) -> str | None:
     if index >= count:
         return f"there is no GPU {index}: this machine has {count} CUDA device(s) (0..{count - 1})"
     return None
+
+
+def gpu_name(index: int = 0) -> str:
+    """The name CUDA gives GPU ``index`` ("NVIDIA H200"); the GPU must be usable."""
+    cupy = _get_cupy()
+    assert cupy is not None
+    name = cupy.cuda.runtime.getDeviceProperties(index)["name"]
+    return name.decode() if isinstance(name, bytes) else str(name)
 
 
 def gpu_available(index: int = 0) -> bool:

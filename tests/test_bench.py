@@ -162,3 +162,21 @@ def test_a_workers_peak_memory_is_its_own_not_its_parents():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     peak = float(result.stdout.strip())
     assert 10 < peak < 200, f"the worker reported {peak:.0f} MiB"
+
+
+def test_the_report_gives_gpu_memory_only_for_gpu_runs():
+    """On a GPU the report adds each engine's peak pool memory beside its host memory."""
+    from cnn_xp.cli.bench import report
+
+    def row(engine, speed, rss, gpu=None):
+        r = {"round": 0, "model": "resnet20", "input": "mnist", "mode": "train", "engine": engine, "batch": 100,
+             "images_per_s": speed, "ms_per_call": 100e3 / speed, "first_call_s": 0.1, "peak_rss_mib": rss}  # fmt: skip
+        return r if gpu is None else {**r, "gpu_reserved_peak_mib": gpu}
+
+    flops = {("resnet20", "mnist"): {"train": 1e8, "forward": 3e7}}
+    on_gpu = report([row("cnn_xp", 3000, 533, 1149.4), row("torch", 12000, 1381, 306)], {}, flops, ["torch"], {}, "H")
+    table = [line for line in on_gpu.splitlines() if line.startswith("|")]
+    assert table[0].endswith("| peak RSS cnn_xp / best peer | peak GPU memory cnn_xp / best peer |")
+    assert table[2].endswith("| 533 / 1381 MiB | 1149 / 306 MiB |") and "**0.25** vs PyTorch" in table[2]
+    on_cpu = report([row("cnn_xp", 3000, 533), row("torch", 12000, 1381)], {}, flops, ["torch"], {}, "H")
+    assert "GPU memory" not in on_cpu and on_cpu.splitlines()[4].endswith("| 533 / 1381 MiB |")

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy
 
-from ..backend import GPUUnavailableError, parse_device
+from ..backend import GPUUnavailableError, gpu_name, parse_device
 from ..models import MODELS as NETWORKS
 from ..models import build_named_model
 from ..serialization import write_atomically
@@ -272,6 +272,12 @@ def _speed(r: dict, latency: bool) -> float:
     return 1.0 / r["ms_per_call"] if latency else r["images_per_s"]
 
 
+def _gpu_peak(rows: list[dict]) -> str:
+    """The most GPU memory the engine's memory pool held (CuPy's, PyTorch's caching allocator)."""
+    held = [r["gpu_reserved_peak_mib"] for r in rows if "gpu_reserved_peak_mib" in r]
+    return f"{max(held):.0f}" if held else "?"
+
+
 def report(rows: list[dict], peak: dict[str, float], flops: dict, engines: list[str], skipped: dict[str, str],
            header: str) -> str:  # fmt: skip
     """The Markdown report: one row per network, input and mode; the engines' medians, the ratio of
@@ -287,9 +293,12 @@ def report(rows: list[dict], peak: dict[str, float], flops: dict, engines: list[
         lines.append(f"Matrix-product peak (float32, square sizes 1024-3072): {best_peak:.0f} GFLOP/s ({sources}).")
         lines.append("")
     titles = [ENGINE_TITLES[e] for e in shown]
+    gpu = any("gpu_reserved_peak_mib" in r for r in rows)  # on a GPU its memory is what runs out first
     lines.append("| network | input | mode | batch | " + " | ".join(titles)
-                 + " | cnn_xp / best peer (rounds) | cnn_xp GFLOP/s (of peak) | peak RSS cnn_xp / best peer |")  # fmt: skip
-    lines.append("| --- | --- | --- | ---: | " + " | ".join("---:" for _ in shown) + " | ---: | ---: | ---: |")
+                 + " | cnn_xp / best peer (rounds) | cnn_xp GFLOP/s (of peak) | peak RSS cnn_xp / best peer |"
+                 + (" peak GPU memory cnn_xp / best peer |" if gpu else ""))  # fmt: skip
+    lines.append("| --- | --- | --- | ---: | " + " | ".join("---:" for _ in shown) + " | ---: | ---: | ---: |"
+                 + (" ---: |" if gpu else ""))  # fmt: skip
     compile_times = []
     for model, shape, mode in cases:
         latency = mode == "latency"
@@ -299,7 +308,7 @@ def report(rows: list[dict], peak: dict[str, float], flops: dict, engines: list[
         peers = {e: [r for r in v if "error" not in r] for e, v in by_engine.items() if e in PEERS}
         peers = {e: v for e, v in peers.items() if v}
         ours = [r for r in by_engine["cnn_xp"] if "error" not in r]
-        ratio, rss = "", ""
+        ratio, rss, held = "", "", ""
         if peers and ours:
             best = max(peers, key=lambda e: statistics.median(_speed(r, latency) for r in peers[e]))
             per_round = []
@@ -311,8 +320,10 @@ def report(rows: list[dict], peak: dict[str, float], flops: dict, engines: list[
                 rounds = ", ".join(f"{v:.2f}" for v in per_round)
                 ratio = f"**{statistics.median(per_round):.2f}** vs {ENGINE_TITLES[best]} ({rounds})"
             rss = f"{max(r['peak_rss_mib'] for r in ours):.0f} / {max(r['peak_rss_mib'] for r in peers[best]):.0f} MiB"
+            held = f"{_gpu_peak(ours)} / {_gpu_peak(peers[best])} MiB"
         elif ours:
             rss = f"{max(r['peak_rss_mib'] for r in ours):.0f} MiB"
+            held = f"{_gpu_peak(ours)} MiB"
         gflops = ""
         if ours:
             per_image = flops[(model, shape)]["train" if mode in ("train", "trained") else "forward"]
@@ -321,7 +332,10 @@ def report(rows: list[dict], peak: dict[str, float], flops: dict, engines: list[
             gflops = f"{g:.0f} ({100 * g / best_peak:.0f}%)" if best_peak else f"{g:.0f}"
         batch = mine[0]["batch"] if mine else ""
         lines.append(
-            f"| {model} | {shape} | {mode} | {batch} | " + " | ".join(cells) + f" | {ratio} | {gflops} | {rss} |"
+            f"| {model} | {shape} | {mode} | {batch} | "
+            + " | ".join(cells)
+            + f" | {ratio} | {gflops} | {rss} |"
+            + (f" {held} |" if gpu else "")
         )
         for r in by_engine.get("compile", []):
             if "error" not in r:
@@ -428,7 +442,11 @@ def _main(argv: list[str] | None, prog: str) -> int:
     for module, title in (("torch", "PyTorch"), ("onnxruntime", "ONNX Runtime")):
         with contextlib.suppress(ImportError):
             versions.append(f"{title} {importlib.import_module(module).__version__}")
-    where = cpu_description() if not device.is_gpu else f"{args.device} ({cpu_description()} host)"
+    where = cpu_description()
+    if device.is_gpu:
+        import cupy
+
+        where = f"{args.device}, {gpu_name(device.index)} (CuPy {cupy.__version__}; host {where})"
     header = (f"Measured on {where}, {os.cpu_count()} cores, {n} threads per engine, float32; "
               f"{', '.join(versions)}. `{prog} {' '.join(argv or sys.argv[1:])}`.")  # fmt: skip
     cases = _cases(models, inputs, modes)

@@ -30,6 +30,7 @@ from ..backend import (
     AGREEMENT,
     Device,
     GPUUnavailableError,
+    gpu_name,
     gpu_unavailable_reason,
     on_device,
     parse_device,
@@ -128,8 +129,7 @@ def gpus() -> list[str]:
     lines = []
     for i in range(cupy.cuda.runtime.getDeviceCount()):
         props = cupy.cuda.runtime.getDeviceProperties(i)
-        name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
-        lines.append(f"gpu:{i}  {name}  {props['totalGlobalMem'] / 2**30:.1f} GiB")
+        lines.append(f"gpu:{i}  {gpu_name(i)}  {props['totalGlobalMem'] / 2**30:.1f} GiB")
     return lines
 
 
