@@ -57,7 +57,8 @@ def write_idx(path, arr, gz=False):
     codes = {np.uint8: 0x08}
     header = bytes([0, 0, codes[arr.dtype.type], arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
     data = header + arr.tobytes()
-    (gzip.open if gz else open)(path, "wb").write(data)
+    with (gzip.open if gz else open)(path, "wb") as f:  # closed here: GzipFile buffers its writes (3.12)
+        f.write(data)
 
 
 def make_idx_dir(d, n_train=12, n_test=5, prefix="", gz=True):

@@ -18,7 +18,15 @@ pytest.importorskip("mpi4py", reason="mpi4py is not installed: pip install 'cnn_
 MPIRUN = shutil.which("mpirun") or shutil.which("mpiexec")
 pytestmark = pytest.mark.skipif(MPIRUN is None, reason="no mpirun on PATH (pip install mpich)")
 HERE = Path(__file__).resolve().parent
-ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+# Open MPI's mpirun refuses to start as root (a container's usual user) unless told twice; MPICH
+# ignores both variables.
+ENV = {
+    **os.environ,
+    "OPENBLAS_NUM_THREADS": "1",
+    "PYTHONUNBUFFERED": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+}
 BASE = ["--device", "cpu", "--test-size", "200", "--dtype", "float64", "--lr-schedule", "constant", "--quiet"]
 # Equivalence tolerance: the 2-rank run sums two half-batch gradients where one process sums
 # the whole batch, so results differ by float64 round-off only: relative 1e-12 (measured ~1e-14).
