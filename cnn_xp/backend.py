@@ -617,9 +617,10 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def release_gpu_memory() -> None:
-    """Give the blocks cached by CuPy's memory pools back to the driver (no-op without CuPy)."""
+    """Give the blocks cached by CuPy's memory pools back to the driver (no-op without CuPy or a
+    usable GPU: with no driver, CuPy raises on touching its pool)."""
     cupy = _cupy if _cupy_tried else None
-    if cupy is not None:
+    if cupy is not None and gpu_available():
         cupy.get_default_memory_pool().free_all_blocks()
         cupy.get_default_pinned_memory_pool().free_all_blocks()
 

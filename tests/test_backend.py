@@ -148,6 +148,20 @@ def test_cupy_installed_without_driver(fake_cupy):
     assert parse_device("auto") == CPU
 
 
+def test_releasing_gpu_memory_without_a_driver_does_nothing(fake_cupy):
+    """``cnn_xp train`` releases CuPy's pools when it returns; with CuPy installed but no driver
+    its pools raise as soon as they are touched, so the release must not reach them."""
+    cupy = _cupy_module(False, CUDARuntimeError("cudaErrorInsufficientDriver"))
+
+    def pool():
+        raise CUDARuntimeError("cudaErrorInsufficientDriver: CUDA driver version is insufficient")
+
+    cupy.get_default_memory_pool = cupy.get_default_pinned_memory_pool = pool
+    fake_cupy(cupy)
+    assert backend.gpu_available() is False  # CuPy imported, as any device probe does
+    backend.release_gpu_memory()
+
+
 def test_cupy_runtime_error_never_escapes_gpu_available(fake_cupy):
     fake_cupy(_cupy_module(True, CUDARuntimeError("cudaErrorNoDevice")))
     assert backend.gpu_available() is False
