@@ -1,5 +1,5 @@
-"""The one compiled part of cnn_xp: CPU kernels for the Winograd transforms, max pooling, ReLU
-and Adam's update (cnn_xp/functions/native.py).  Everything else is in pyproject.toml.
+"""The one compiled part of cnn_xp: CPU kernels for the Winograd transforms, strided convolutions'
+columns, max pooling, ReLU, batch normalisation and Adam's update (cnn_xp/functions/native.py).  Everything else is in pyproject.toml.
 
 The kernels are built wherever a C compiler works.  Where none does (or CNN_XP_NO_KERNELS=1 is
 set), the install goes on without them -- the same computations then run as NumPy passes,
@@ -25,6 +25,7 @@ SOURCES = [
     "cnn_xp/functions/_relu.c",
     "cnn_xp/functions/_adam.c",
     "cnn_xp/functions/_batchnorm.c",
+    "cnn_xp/functions/_im2col.c",
 ]
 
 # -std=c99: no -ffast-math and no contraction into fused multiply-adds, so results stay exact;

@@ -34,7 +34,7 @@ typedef unsigned char u8;
 #define CNN_XP_INLINE static inline
 #endif
 
-#define CNN_XP_KERNELS_ABI 7
+#define CNN_XP_KERNELS_ABI 8
 
 int cnn_xp_kernels_abi(void);
 int cnn_xp_flush_denormals(int on);
@@ -59,7 +59,9 @@ idx winograd4_scratch(idx th, idx tw, idx nb);
     void bn_sqdev_##S_(const T_ *restrict x, idx n, idx c, idx hw, const double *restrict mean, double *restrict out); \
     void bn_affine_##S_(const T_ *restrict x, idx n, idx c, idx hw, const T_ *restrict scale, const T_ *restrict shift, T_ *restrict y); \
     void bn_grad_sums_##S_(const T_ *restrict dy, const T_ *restrict x, idx n, idx c, idx hw, const double *restrict mean, double *restrict out); \
-    void bn_grad_apply_##S_(const T_ *restrict dy, const T_ *restrict x, idx n, idx c, idx hw, const T_ *restrict a, const T_ *restrict b, const T_ *restrict k, T_ *restrict dx);
+    void bn_grad_apply_##S_(const T_ *restrict dy, const T_ *restrict x, idx n, idx c, idx hw, const T_ *restrict a, const T_ *restrict b, const T_ *restrict k, T_ *restrict dx); \
+    void im2col_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx kh, idx kw, idx sh, idx sw, idx ph, idx pw, idx oh, idx ow, T_ *restrict cols); \
+    void col2im_##S_(const T_ *restrict cols, idx n, idx c, idx h, idx w, idx kh, idx kw, idx sh, idx sw, idx ph, idx pw, idx oh, idx ow, T_ *restrict dx);
 
 CNN_XP_KERNELS(float, f32)
 CNN_XP_KERNELS(double, f64)

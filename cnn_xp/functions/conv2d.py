@@ -327,11 +327,14 @@ class _Pointwise:
 
 class _Strided:
     """A convolution of stride > 1 as one matrix product for the whole batch: columns
-    (C*KH*KW, n*OH*OW) built with one copy of a strided view of the padded input (one kernel on a
-    GPU), the product (FN, n*OH*OW), and for the input gradient the columns' gradient added back
-    window offset by window offset into the padded image (a fixed order: deterministic)."""
+    (C*KH*KW, n*OH*OW), the product (FN, n*OH*OW), and for the input gradient the columns'
+    gradient added back to the pixels they read, window offset by window offset in a fixed order
+    (deterministic).  On NumPy arrays the compiled kernels build the columns and add them back
+    in one pass over each image plane (``_im2col.c``, the same values and sums); elsewhere the
+    columns are one copy of a strided view of the padded input (one kernel on a GPU) and their
+    gradient is added into a padded array, one offset at a time."""
 
-    dx_is_new = False
+    dx_is_new = True  # grads' dx is a new C-contiguous (n, C, H, W) array
 
     @staticmethod
     def col_elems(x_shape: tuple[int, ...], w_shape: tuple[int, ...], stride: Any, pad: Any) -> int:
@@ -343,9 +346,11 @@ class _Strided:
         n, c, h, w = x.shape
         (sh, sw), (ph, pw) = st.stride, st.pad
         oh, ow = window_output_shape(tuple(x.shape), kh, kw, sh, sw, ph, pw)
+        out = ws.take((c, kh, kw, n, oh, ow), like=x)
+        if native.accepts(x):
+            return xp.reshape(native.im2col(x, kh, kw, st.stride, st.pad, out), (c * kh * kw, n * oh * ow))
         hp, wp = h + 2 * ph, w + 2 * pw
         img = xp.reshape(pad2d(x, ph, pw), (-1,))
-        out = ws.take((c, kh, kw, n, oh, ow), like=x)
         view = strided_view(img, 0, (c, kh, kw, n, oh, ow), (hp * wp, wp, 1, c * hp * wp, sh * wp, sw))
         if view is not None:
             out[...] = view
@@ -381,13 +386,17 @@ class _Strided:
         if not need_dx:
             return None, dW
         dcols = xp.reshape(xp.matmul(xp.reshape(W, (fn, c * kh * kw)).mT, d2), (c, kh, kw, n, oh, ow))
+        if native.accepts(dcols):
+            return native.col2im(dcols, x_shape, kh, kw, st.stride, st.pad), dW
         (sh, sw), (ph, pw) = st.stride, st.pad
         h, w = x_shape[2], x_shape[3]
         dxp = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=dy.dtype, device=array_device(dy))
         for i in range(kh):  # fixed order: deterministic sums on every device
             for j in range(kw):
                 dxp[:, :, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw] += dcols[:, i, j, ...]
-        return xp.permute_dims(dxp[:, :, ph : ph + h, pw : pw + w], (1, 0, 2, 3)), dW
+        dx = xp.empty(x_shape, dtype=dy.dtype, device=array_device(dy))
+        dx[...] = xp.permute_dims(dxp[:, :, ph : ph + h, pw : pw + w], (1, 0, 2, 3))
+        return dx, dW
 
 
 # --------------------------------------------------------------------------- Winograd path (3x3, stride 1, CPU)

@@ -7,6 +7,8 @@ well, and go over one image plane (or one array) at a time while it sits in cach
   the same additions in the same order, so bit for bit the NumPy passes' results;
 * the four transforms of F(4x4, 3x3) (``_winograd4.c``), which have no NumPy twin: the tests hold
   them to PyTorch's convolution and to the adjoint identities;
+* a strided convolution's columns and their gradient added back (``_im2col.c``): the values
+  and sums of the NumPy passes of :mod:`cnn_xp.functions.conv2d`'s strided path, bit for bit;
 * max pooling (``_pooling.c``), ReLU (``_relu.c``) and Adam's update (``_adam.c``): the same
   values as their NumPy passes (:mod:`cnn_xp.functions.pooling`, :mod:`~cnn_xp.functions.activations`,
   :mod:`~cnn_xp.functions.adam`), in one pass each way;
@@ -406,6 +408,47 @@ def output_gradient(dy: numpy.ndarray, t: Any) -> numpy.ndarray:
     family, grid = _grid(t)
     _call(f"{family}_output_grad", dy.dtype, dy, t.n, fn, t.oh, t.ow, *grid, *ld, dm, _scratch(t, dy.dtype))
     return dm
+
+
+# --------------------------------------------------------------------------- strided columns
+
+
+def _check_columns(x_shape: tuple[int, ...], kh: int, kw: int, stride: Any, pad: Any) -> tuple[int, ...]:
+    """(n, c, h, w, oh, ow) of a window of ``(kh, kw)``, ``stride`` and ``pad`` over x_shape."""
+    (sh, sw), (ph, pw) = stride, pad
+    if len(x_shape) != 4 or min(x_shape) < 0 or min(kh, kw, sh, sw) < 1 or min(ph, pw) < 0:
+        raise KernelArgumentError(f"im2col: window ({kh}, {kw}), stride {stride}, pad {pad} over shape {x_shape}")
+    n, c, h, w = (int(v) for v in x_shape)
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    if min(c, h, w, oh, ow) < 1:
+        raise KernelArgumentError(f"im2col: window ({kh}, {kw}), stride {stride}, pad {pad} over shape {x_shape}")
+    return n, c, h, w, oh, ow
+
+
+def im2col(x: numpy.ndarray, kh: int, kw: int, stride: Any, pad: Any, out: numpy.ndarray) -> numpy.ndarray:
+    """The columns (C, KH, KW, N, OH, OW) of x (N, C, H, W) zero-padded by ``pad``, windows
+    ``stride`` apart, written into ``out`` (C-contiguous, of that shape), which is returned."""
+    n, c, h, w, oh, ow = _check_columns(tuple(x.shape), kh, kw, stride, pad)
+    x = numpy.ascontiguousarray(x)
+    if tuple(out.shape) != (c, kh, kw, n, oh, ow):
+        raise KernelArgumentError(f"out: expected shape {(c, kh, kw, n, oh, ow)}, got {out.shape}")
+    check_call({"x": (x, x.dtype, x.size)}, {"out": (out, x.dtype, out.size)})
+    _call("im2col", x.dtype, x, n, c, h, w, kh, kw, *stride, *pad, oh, ow, out)
+    return out
+
+
+def col2im(cols: numpy.ndarray, x_shape: tuple[int, ...], kh: int, kw: int, stride: Any, pad: Any) -> numpy.ndarray:
+    """dx (N, C, H, W), a new array: the columns' gradient ``cols`` (C, KH, KW, N, OH, OW)
+    added back to the pixels each column read (padding dropped), offset by offset in row-major
+    order."""
+    n, c, h, w, oh, ow = _check_columns(tuple(x_shape), kh, kw, stride, pad)
+    if tuple(cols.shape) != (c, kh, kw, n, oh, ow):
+        raise KernelArgumentError(f"cols: expected shape {(c, kh, kw, n, oh, ow)}, got {cols.shape}")
+    cols = numpy.ascontiguousarray(cols)
+    dx = numpy.empty((n, c, h, w), dtype=cols.dtype)
+    check_call({"cols": (cols, cols.dtype, cols.size)}, {"dx": (dx, cols.dtype, dx.size)})
+    _call("col2im", cols.dtype, cols, n, c, h, w, kh, kw, *stride, *pad, oh, ow, dx)
+    return dx
 
 
 # --------------------------------------------------------------------------- max pooling

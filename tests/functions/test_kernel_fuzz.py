@@ -93,6 +93,27 @@ def test_convolutions_of_random_sizes_equal_the_numpy_passes():
             _compare(both, x, W, b, dtype=dtype, what=what + ", F(2x2)")
 
 
+def test_strided_convolutions_of_random_sizes_equal_the_numpy_passes():
+    for case, rng in _cases("strided"):
+        dtype = DTYPES[case % 2]
+        kh, kw = (int(v) for v in rng.integers(1, 5, 2))
+        stride = (int(rng.integers(2, 4)), int(rng.integers(1, 4)))
+        pad = (int(rng.integers(0, kh + 1)), int(rng.integers(0, kw + 1)))  # up to whole rows of padding
+        h, w = int(rng.integers(max(1, kh - 2 * pad[0]), 12)), int(rng.integers(max(1, kw - 2 * pad[1]), 12))
+        n, c, fn = int(rng.integers(0, 4)), int(rng.integers(1, 5)), int(rng.integers(1, 5))
+        x = rng.standard_normal((n, c, h, w)).astype(dtype)
+        W = rng.standard_normal((fn, c, kh, kw)).astype(dtype)
+
+        def both(x, W):
+            y, state = conv2d_forward(x, W, None, stride, pad)
+            assert state.path == ("pointwise" if (kh, kw, *pad) == (1, 1, 0, 0) else "strided"), state.path
+            dx, dW, _ = conv2d_backward(np.sin(np.arange(y.size, dtype=dtype)).reshape(y.shape), W, state)
+            return [y, dx, dW]
+
+        what = f"case {case}: x {x.shape}, W {W.shape}, stride {stride}, pad {pad}, {np.dtype(dtype)}"
+        _compare(both, x, W, dtype=dtype, what=what)
+
+
 def test_pooling_of_random_windows_equals_the_numpy_passes():
     for case, rng in _cases("pool"):
         dtype = DTYPES[case % 2]
@@ -234,6 +255,28 @@ def test_pooling_kernels_refuse_windows_and_winners_that_do_not_match():
             lambda: native.max_pool_grad(y, winners.astype(np.int16), x.shape, kh, kw, s, p),
             f"case {case}: winners int16",
         )
+
+
+def test_strided_column_kernels_refuse_inconsistent_arguments():
+    for case, rng in _cases("strided-bad"):
+        dtype = DTYPES[case % 2]
+        n, c, h, w = (int(v) for v in rng.integers(1, 6, 4))
+        k, s, p = int(rng.integers(1, 4)), (2, int(rng.integers(1, 3))), (int(rng.integers(0, 2)), 0)
+        if h + 2 * p[0] < k or w < k:
+            continue
+        oh, ow = (h + 2 * p[0] - k) // s[0] + 1, (w - k) // s[1] + 1
+        out = np.zeros((c, k, k, n, oh, ow), dtype)
+        memory = rng.standard_normal(n * c * h * w + out.size).astype(dtype)
+        x = memory[: n * c * h * w].reshape(n, c, h, w)
+        bad, kind = _broken(rng, out, may_alias=memory[x.size // 2 :])  # (an alias overlaps x)
+        what = f"case {case}: x {x.shape}, out {kind}"
+        if kind == "strided":  # the right shape, every other element
+            if out.size < 2:
+                continue
+            bad = np.zeros((*out.shape[:-1], 2 * ow), dtype)[..., ::2]
+        _refused(lambda: native.im2col(x, k, k, s, p, bad), what)
+        taller = (n, c, h + s[0] * int(rng.integers(1, 3)), w)  # more output rows than the columns hold
+        _refused(lambda: native.col2im(out, taller, k, k, s, p), f"case {case}: x {taller} for columns {out.shape}")
 
 
 def test_winograd_kernels_refuse_tilings_that_do_not_describe_their_arrays():

@@ -311,6 +311,65 @@ def test_max_pooling_of_integers_and_large_windows_takes_the_numpy_passes():
     assert big._state.winners is None and big._state.img is not None
 
 
+# --------------------------------------------------------------------------- strided columns
+
+# (n, C, H, W, FN, kernel, stride, pad): ResNet's downsampling 3x3 and 1x1 layers, odd sizes, a
+# window wider than the stride, a pad as large as the window (whole rows of padding), one channel
+STRIDED = [
+    (4, 16, 28, 28, 8, (3, 3), (2, 2), (1, 1)),
+    (3, 3, 9, 7, 4, (3, 3), (2, 2), (1, 1)),
+    (2, 2, 8, 11, 3, (3, 2), (3, 2), (0, 1)),
+    (2, 1, 5, 5, 2, (5, 5), (2, 2), (2, 2)),
+    (3, 2, 6, 6, 2, (3, 3), (2, 2), (3, 3)),
+    (0, 2, 6, 6, 2, (3, 3), (2, 2), (1, 1)),
+]
+
+
+@pytest.mark.parametrize("case", STRIDED, ids=str)
+def test_strided_columns_and_their_gradient_are_the_numpy_passes_bits(case, float_dtype):
+    n, c, h, w, fn, k, stride, pad = case
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n, c, h, w)).astype(float_dtype)
+    x.flat[: min(3, x.size)] = [-0.0, np.inf, np.nan][: min(3, x.size)]
+    W = rng.standard_normal((fn, c, *k)).astype(float_dtype)
+    b = rng.standard_normal(fn).astype(float_dtype)
+
+    def run(x, W, b):
+        y, state = conv2d_forward(x, W, b, stride, pad)
+        assert state.path == "strided"
+        dy = np.cos(np.arange(y.size, dtype=float_dtype)).reshape(y.shape)
+        dx, dW, db = conv2d_backward(dy, W, state)
+        return y, dx, dW
+
+    for got, want in zip(*_both(run, x, W, b), strict=True):
+        _same_bits(got, want)
+    dx = run(x, W, b)[1]
+    assert dx.flags.c_contiguous and dx.shape == x.shape
+
+
+def test_the_strided_column_kernels_refuse_what_does_not_fit():
+    x = np.ones((2, 3, 8, 8), np.float32)
+    out = np.empty((3, 3, 3, 2, 4, 4), np.float32)
+    with pytest.raises(native.KernelArgumentError, match=r"out: expected shape \(3, 3, 3, 2, 4, 4\)"):
+        native.im2col(x, 3, 3, (2, 2), (1, 1), out[:, :, :, :1])
+    with pytest.raises(native.KernelArgumentError, match="out: expected dtype float32, got float64"):
+        native.im2col(x, 3, 3, (2, 2), (1, 1), out.astype(np.float64))
+    out.flags.writeable = False
+    with pytest.raises(native.KernelArgumentError, match="out: the kernel writes it, but the array is read-only"):
+        native.im2col(x, 3, 3, (2, 2), (1, 1), out)
+    big = np.ones(3 * 3 * 3 * 2 * 4 * 4 + x.size, np.float32)
+    inside = big[: x.size].reshape(x.shape)
+    with pytest.raises(native.KernelArgumentError, match="out: the kernel writes it, but it overlaps x"):
+        native.im2col(inside, 3, 3, (2, 2), (1, 1), big[x.size // 2 :][: out.size].reshape(out.shape))
+    with pytest.raises(native.KernelArgumentError, match="im2col: window"):
+        native.im2col(x, 3, 3, (0, 2), (1, 1), out)
+    with pytest.raises(native.KernelArgumentError, match="im2col: window"):
+        native.im2col(x, 11, 3, (2, 2), (1, 1), out)  # a window larger than the padded image
+    cols = np.ones((3, 3, 3, 2, 4, 4), np.float32)
+    with pytest.raises(native.KernelArgumentError, match=r"cols: expected shape \(3, 3, 3, 2, 5, 4\)"):
+        native.col2im(cols, (2, 3, 9, 8), 3, 3, (2, 2), (1, 1))
+
+
 # --------------------------------------------------------------------------- ReLU
 
 
