@@ -339,7 +339,7 @@ def test_strided_columns_and_their_gradient_are_the_numpy_passes_bits(case, floa
         assert state.path == "strided"
         dy = np.cos(np.arange(y.size, dtype=float_dtype)).reshape(y.shape)
         dx, dW, db = conv2d_backward(dy, W, state)
-        return y, dx, dW
+        return y, dx, dW, db
 
     for got, want in zip(*_both(run, x, W, b), strict=True):
         _same_bits(got, want)
