@@ -146,7 +146,8 @@ def test_resume_continues_the_interrupted_runs_plan_and_says_so(tmp_path, monkey
     capsys.readouterr()
     ck = load_checkpoint(run_dir / "last.safetensors")
     assert (ck.trainer["epoch"], ck.trainer["step_in_epoch"]) == (1, 1) and ck.run["epochs"] == 3
-    assert train_cli.main(["--resume", str(run_dir / "last.safetensors"), "--quiet"]) == 0  # no --epochs
+    # no --epochs; the device is the session's, not the plan's (auto would take a GPU where there is one)
+    assert train_cli.main(["--resume", str(run_dir / "last.safetensors"), "--quiet", "--device", "cpu"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"resuming from {run_dir / 'last.safetensors'}: in epoch 2 after step 1 of 6 (global step 7); "

@@ -44,6 +44,18 @@ def mpirun(n, *args, timeout=180):
     )
 
 
+def own_lines(stderr: str) -> list[str]:
+    """The non-blank lines of ``stderr`` written by the job's processes: Open MPI's mpirun adds
+    notices of its own, framed by lines of dashes, when a rank exits non-zero (MPICH's adds none)."""
+    lines, framed = [], False
+    for line in stderr.splitlines():
+        if line.startswith("-----"):
+            framed = not framed
+        elif not framed and line.strip():
+            lines.append(line)
+    return lines
+
+
 def single(*args, timeout=180):
     return subprocess.run(
         [sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=ENV, check=False
