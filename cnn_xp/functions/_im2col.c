@@ -14,7 +14,8 @@
 
 #include "_kernels.h"
 
-/* the ox whose column ox*s + j - p falls inside [0, w): [*lo, *hi) */
+/* the ox whose column ox*s + j - p falls inside [0, w): [*lo, *hi) (every pointer formed then
+   points into its array) */
 CNN_XP_INLINE void inside(idx w, idx ow, idx s, idx p, idx j, idx *lo, idx *hi)
 {
     idx a = p - j > 0 ? (p - j + s - 1) / s : 0;
@@ -43,9 +44,9 @@ CNN_XP_CLONES void im2col_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w,
                             for (idx ox = 0; ox < ow; ox++) out[ox] = 0;                           \
                             continue;                                                              \
                         }                                                                          \
-                        const T_ *row = plane + yy * w + j - pw;                                   \
+                        const T_ *row = plane + yy * w;                                            \
                         for (idx ox = 0; ox < lo; ox++) out[ox] = 0;                               \
-                        for (idx ox = lo; ox < hi; ox++) out[ox] = row[ox * sw];                   \
+                        for (idx ox = lo; ox < hi; ox++) out[ox] = row[ox * sw + j - pw];          \
                         for (idx ox = hi; ox < ow; ox++) out[ox] = 0;                              \
                     }                                                                              \
                 }                                                                                  \
@@ -67,8 +68,8 @@ CNN_XP_CLONES void col2im_##S_(const T_ *restrict cols, idx n, idx c, idx h, idx
                     for (idx oy = 0; oy < oh; oy++, in += ow) {                                    \
                         idx yy = oy * sh + i - ph;                                                 \
                         if (yy < 0 || yy >= h) continue;                                           \
-                        T_ *row = plane + yy * w + j - pw;                                         \
-                        for (idx ox = lo; ox < hi; ox++) row[ox * sw] += in[ox];                   \
+                        T_ *row = plane + yy * w;                                                  \
+                        for (idx ox = lo; ox < hi; ox++) row[ox * sw + j - pw] += in[ox];          \
                     }                                                                              \
                 }                                                                                  \
         }                                                                                          \
