@@ -121,46 +121,77 @@ CNN_XP_INLINE void a6_##S_(idx count, idx gn, idx is, idx os, const T_ *restrict
         }                                                                                          \
 }                                                                                                  \
                                                                                                    \
+/* How many of the h x w values of gn images placed at (top, left) in xi (rows of cols, image      \
+   innermost) are not finite (x - x is 0 for a finite x only): one pass that only looks, over      \
+   runs a whole row long, and a count only where it finds one.  (Counted while copying, element    \
+   by element, the test cost as much as the transforms.) */                                        \
+CNN_XP_INLINE idx nonfinite_##S_(const T_ *restrict xi, idx gn, idx h, idx w, idx top, idx left,   \
+                          idx cols)                                                                \
+{                                                                                                  \
+    int any = 0;                                                                                   \
+    for (idx y = 0; y < h; y++) {                                                                  \
+        const T_ *s = xi + ((top + y) * cols + left) * gn;                                         \
+        for (idx q = 0; q < w * gn; q++)                                                           \
+            any |= (s[q] - s[q]) != 0;                                                             \
+    }                                                                                              \
+    idx bad = 0;                                                                                   \
+    if (any)                                                                                       \
+        for (idx y = 0; y < h; y++) {                                                              \
+            const T_ *s = xi + ((top + y) * cols + left) * gn;                                     \
+            for (idx q = 0; q < w * gn; q++)                                                       \
+                bad += (s[q] - s[q]) != 0;                                                         \
+        }                                                                                          \
+    return bad;                                                                                    \
+}                                                                                                  \
+                                                                                                   \
 /* Copies between gn planes (h, w), stride apart, and their image-innermost copy xi (rows,         \
    cols, gn) with the planes placed at (top, left): into xi if to_xi (xi zeroed first), else       \
-   back (the rest of xi dropped). */                                                               \
-CNN_XP_INLINE idx interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx top, idx left,    \
-                           idx rows, idx cols, T_ *restrict xi, int to_xi)                         \
+   back (the rest of xi dropped).  Four images at a time, in 4 x 4 blocks read and written whole,  \
+   not one scattered store each. */                                                                \
+CNN_XP_INLINE void interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx top, idx left,\
+                            idx rows, idx cols, T_ *restrict xi, int to_xi)                        \
 {                                                                                                  \
-    idx bad = 0; /* non-finite values copied back (x - x is 0 for a finite x only) */              \
     idx p = 0;                                                                                     \
-    if (to_xi) {                                                                                   \
+    if (to_xi)                                                                                     \
         memset(xi, 0, sizeof(T_) * (size_t)(rows * cols * gn));                                    \
-        for (; p + 4 <= gn; p += 4) /* four images at a time, in 4 x 4 blocks read and */          \
-            for (idx y = 0; y < h; y++) { /* written whole, not one scattered store each */       \
-                const T_ *row = x + p * stride + y * w;                                            \
-                T_ *dst = xi + ((top + y) * cols + left) * gn + p;                                 \
-                idx k = 0;                                                                         \
-                for (; k + 4 <= w; k += 4) {                                                       \
-                    T_ t[4][4];                                                                    \
+    for (; p + 4 <= gn; p += 4)                                                                    \
+        for (idx y = 0; y < h; y++) {                                                              \
+            T_ *row = x + p * stride + y * w;                                                      \
+            T_ *dst = xi + ((top + y) * cols + left) * gn + p;                                     \
+            idx k = 0;                                                                             \
+            for (; k + 4 <= w; k += 4) {                                                           \
+                T_ t[4][4];                                                                        \
+                if (to_xi) {                                                                       \
                     for (int a = 0; a < 4; a++)                                                    \
                         for (int e = 0; e < 4; e++) t[e][a] = row[a * stride + k + e];             \
                     for (int e = 0; e < 4; e++)                                                    \
                         for (int a = 0; a < 4; a++) dst[(k + e) * gn + a] = t[e][a];               \
+                } else {                                                                           \
+                    for (int e = 0; e < 4; e++)                                                    \
+                        for (int a = 0; a < 4; a++) t[a][e] = dst[(k + e) * gn + a];               \
+                    for (int a = 0; a < 4; a++)                                                    \
+                        for (int e = 0; e < 4; e++) row[a * stride + k + e] = t[a][e];             \
                 }                                                                                  \
-                for (; k < w; k++)                                                                 \
-                    for (int a = 0; a < 4; a++) dst[k * gn + a] = row[a * stride + k];             \
             }                                                                                      \
-    }                                                                                              \
-    for (; p < gn; p++) /* (into xi: the images left over) */                                      \
+            for (; k < w; k++)                                                                     \
+                for (int a = 0; a < 4; a++) {                                                      \
+                    if (to_xi)                                                                     \
+                        dst[k * gn + a] = row[a * stride + k];                                     \
+                    else                                                                           \
+                        row[a * stride + k] = dst[k * gn + a];                                     \
+                }                                                                                  \
+        }                                                                                          \
+    for (; p < gn; p++) /* the images left over, one at a time */                                  \
         for (idx y = 0; y < h; y++) {                                                              \
             T_ *row = x + p * stride + y * w;                                                      \
             T_ *dst = xi + ((top + y) * cols + left) * gn + p;                                     \
-            if (to_xi)                                                                             \
-                for (idx k = 0; k < w; k++) dst[k * gn] = row[k];                                  \
-            else                                                                                   \
-                for (idx k = 0; k < w; k++) {                                                      \
-                    T_ v = dst[k * gn];                                                            \
-                    row[k] = v;                                                                    \
-                    bad += (v - v) != 0;                                                           \
-                }                                                                                  \
+            for (idx k = 0; k < w; k++) {                                                          \
+                if (to_xi)                                                                         \
+                    dst[k * gn] = row[k];                                                          \
+                else                                                                               \
+                    row[k] = dst[k * gn];                                                          \
+            }                                                                                      \
         }                                                                                          \
-    return bad;                                                                                    \
 }                                                                                                  \
                                                                                                    \
 CNN_XP_CLONES void winograd4_input_##S_(const T_ *restrict x, idx n, idx c, idx h, idx w, idx ph, idx pw,        \
@@ -218,8 +249,9 @@ CNN_XP_CLONES idx winograd4_input_grad_##S_(const T_ *restrict dv, idx n, idx c,
                             e + 5 * o, d, d + dr, d + 2 * dr, d + 3 * dr, d + 4 * dr, d + 5 * dr, 1); \
                 }                                                                                  \
             }                                                                                      \
-            bad += interleave_##S_(dx + (g0 * c + ci) * h * w, c * h * w, gn, h, w, ph, pw, rows,  \
-                                   cols, xi, 0);                                                   \
+            bad += nonfinite_##S_(xi, gn, h, w, ph, pw, cols);                                     \
+            interleave_##S_(dx + (g0 * c + ci) * h * w, c * h * w, gn, h, w, ph, pw, rows, cols, xi,\
+                            0);                                                                    \
         }                                                                                          \
     return bad;                                                                                    \
 }                                                                                                  \
@@ -248,8 +280,9 @@ CNN_XP_CLONES idx winograd4_output_##S_(const T_ *restrict m, const T_ *restrict
                 at6_##S_(1, dr, 0, 0, r, r + dr, r + 2 * dr, r + 3 * dr, r + 4 * dr, r + 5 * dr, 0, d, \
                          d + dr, d + 2 * dr, d + 3 * dr);                                          \
             }                                                                                      \
-            bad += interleave_##S_(y + (g0 * fn + f) * oh * ow, fn * oh * ow, gn, oh, ow, 0, 0, rows, \
-                                   cols, yi, 0);                                                   \
+            bad += nonfinite_##S_(yi, gn, oh, ow, 0, 0, cols);                                     \
+            interleave_##S_(y + (g0 * fn + f) * oh * ow, fn * oh * ow, gn, oh, ow, 0, 0, rows, cols,\
+                            yi, 0);                                                                \
         }                                                                                          \
     return bad;                                                                                    \
 }                                                                                                  \
