@@ -411,12 +411,24 @@ L2 cache instead of going to memory, which the other thread's shard is using too
 one block per shard on DeepConvNet's layers, two threads at once)."""
 
 
-def _winograd_block_size(t: winograd.Tiling, itemsize: int, block_tiles: int, block_bytes: int) -> int:
+winograd_group_images = 8
+"""F(4x4, 3x3): images per block are a multiple of this (unless the batch is smaller).  Its
+compiled transforms loop across a block's images, so a whole number of vector registers (8
+floats in AVX2, half of AVX-512's 16) leaves no element to a scalar remainder loop."""
+
+
+def _winograd_block_size(
+    t: winograd.Tiling, itemsize: int, block_tiles: int, block_bytes: int, group_images: int
+) -> int:
     """Images per block: at least ``block_tiles`` tiles (:data:`winograd_block_tiles`), and at
     most ``block_bytes`` (:data:`winograd_block_bytes`) of transformed patches unless that is
-    fewer tiles."""
+    fewer tiles; for F(4x4, 3x3) then rounded up to a multiple of ``group_images``
+    (:data:`winograd_group_images`), and no more than the batch."""
     per_image = t.th * t.row_tiles
-    return max(1, -(-block_tiles // per_image), block_bytes // (t.k * t.c * per_image * itemsize))
+    size = max(1, -(-block_tiles // per_image), block_bytes // (t.k * t.c * per_image * itemsize))
+    if t.m == 4:
+        size = max(1, min(-(-size // group_images) * group_images, t.n))
+    return size
 
 
 Blocks = tuple[tuple[slice, slice, winograd.Tiling], ...]
@@ -425,7 +437,7 @@ Blocks = tuple[tuple[slice, slice, winograd.Tiling], ...]
 @functools.lru_cache(maxsize=512)
 def _winograd_geometry(
     x_shape: tuple[int, ...], pad: tuple[int, int], compact: bool, tile: int, itemsize: int, block_tiles: int,
-    block_bytes: int,
+    block_bytes: int, group_images: int = 1,
 ) -> tuple[winograd.Tiling, Blocks]:  # fmt: skip
     """The tiling of a convolution of x (n, C, H, W) and its blocks of images: per block its
     images (a slice of the batch axis), its tiles (a slice of V's and M's last axis) and its own
@@ -433,7 +445,7 @@ def _winograd_geometry(
     the tiles of each group image-innermost).  Pure and cached: a layer asks for the same shapes
     three times a step (the forward's two halves and the backward), every step."""
     t = winograd.tiling(x_shape, pad, compact, tile)
-    size = _winograd_block_size(t, itemsize, block_tiles, block_bytes)
+    size = _winograd_block_size(t, itemsize, block_tiles, block_bytes, group_images)
     if t.m == 4:
         t = replace(t, group=size)
     per_image = t.th * t.row_tiles
@@ -450,7 +462,8 @@ def _winograd_blocks(x_shape: tuple[int, ...], st: ConvState, xp: Any, dtype: An
     itemsize = xp.finfo(dtype).bits // 8
     pad = (st.pad[0], st.pad[1])
     return _winograd_geometry(
-        tuple(x_shape), pad, st.compact, st.tile, itemsize, winograd_block_tiles, winograd_block_bytes
+        tuple(x_shape), pad, st.compact, st.tile, itemsize, winograd_block_tiles, winograd_block_bytes,
+        winograd_group_images,
     )
 
 
