@@ -40,6 +40,7 @@ free memory, since there every chunk costs kernel launches rather than cache mis
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -462,7 +463,13 @@ def _winograd_blocks(x_shape: tuple[int, ...], st: ConvState, xp: Any, dtype: An
     itemsize = xp.finfo(dtype).bits // 8
     pad = (st.pad[0], st.pad[1])
     return _winograd_geometry(
-        tuple(x_shape), pad, st.compact, st.tile, itemsize, winograd_block_tiles, winograd_block_bytes,
+        tuple(x_shape),
+        pad,
+        st.compact,
+        st.tile,
+        itemsize,
+        winograd_block_tiles,
+        winograd_block_bytes,
         winograd_group_images,
     )
 
@@ -477,9 +484,13 @@ class _Winograd:
 
     @staticmethod
     def cols(x: Array, kh: int, kw: int, st: ConvState, ws: Workspace) -> Array:
-        """V (K, C, T): the transformed input patches (4x4, or 6x6 for F(4x4, 3x3)) of x (n, C, H, W)."""
+        """V (K, C, T): the transformed input patches (4x4) of x (n, C, H, W) -- or for F(4x4, 3x3)
+        x itself: its products and gradients transform each block of images as they use it, while
+        the block's 6x6 patches are in cache (:func:`_block_patches`), and keep none."""
         xp = get_array_module(x)
         t, _ = _winograd_blocks(tuple(x.shape), st, xp, x.dtype)
+        if t.m == 4:
+            return x
         return winograd.transform_input(x, t, ws.take((winograd.input_elems(t, xp.finfo(x.dtype).bits // 8),), like=x))
 
     @staticmethod
@@ -488,11 +499,13 @@ class _Winograd:
         xp = get_array_module(cols, W)
         t, blocks = _winograd_blocks(x_shape, st, xp, cols.dtype)
         U = winograd.transform_filters(W, t.m)
+        patches = _block_patches(cols, t, blocks)
         if len(blocks) == 1:
-            return winograd.transform_output(winograd.products(U, cols, t), b, t)
+            return winograd.transform_output(winograd.products(U, patches(*blocks[0]), t), b, t)
         y = xp.empty((t.n, W.shape[0], t.oh, t.ow), dtype=cols.dtype, device=array_device(cols))
         for images, tiles, block in blocks:  # each block's output straight into its images of y
-            winograd.transform_output(winograd.products(U, cols[:, :, tiles], block), b, block, out=y[images, ...])
+            V = patches(images, tiles, block)
+            winograd.transform_output(winograd.products(U, V, block), b, block, out=y[images, ...])
         return y
 
     @staticmethod
@@ -504,9 +517,10 @@ class _Winograd:
         t, blocks = _winograd_blocks(x_shape, st, xp, cols.dtype)
         Ut = winograd.transform_filters(W, t.m).mT if need_dx else None
         dx = xp.empty(x_shape, dtype=dy.dtype, device=array_device(dy)) if need_dx and len(blocks) > 1 else None
+        patches = _block_patches(cols, t, blocks)
         dU = None
         for images, tiles, block in blocks:
-            V = cols[:, :, tiles]
+            V = patches(images, tiles, block)
             dM = winograd.output_gradient(dy[images, ...], block)  # (K, FN, T)
             dUb = xp.matmul(dM, V.mT)
             dU = dUb if dU is None else dU + dUb
@@ -518,6 +532,22 @@ class _Winograd:
                     winograd.input_gradient(dV, block, out=dx[images, ...])
         assert dU is not None  # one block at least (the batch is not empty here)
         return dx, winograd.filter_gradient(dU, fn, c)
+
+
+def _block_patches(cols: Array, t: winograd.Tiling, blocks: Blocks) -> Callable[[slice, slice, winograd.Tiling], Array]:
+    """``patches(images, tiles, block)``: V (K, C, T) of one block of :meth:`_Winograd.cols`.
+    F(2x2, 3x3): the batch's V, sliced.  F(4x4, 3x3): cols is x, and each block's patches are
+    transformed when asked for, into one buffer that every block reuses -- a block's 6x6 patches
+    are 2.25 times its pixels, and the batch's (a layer's, kept from the forward to the backward)
+    would be written to memory and read back from it twice, where a block's stay in the core's
+    cache between their transform and their products."""
+    if t.m != 4:
+        return lambda images, tiles, block: cols[:, :, tiles]
+    xp = get_array_module(cols)
+    itemsize = xp.finfo(cols.dtype).bits // 8
+    size = winograd.input_elems(blocks[0][2], itemsize) if blocks else 0  # (the first block is the largest)
+    buf = xp.empty((size,), dtype=cols.dtype, device=array_device(cols))
+    return lambda images, tiles, block: winograd.transform_input(cols[images, ...], block, buf)
 
 
 def _winograd_tile(x_shape: tuple[int, ...], pad: tuple[int, int]) -> int:
