@@ -30,6 +30,37 @@
 
 #include "_kernels.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <xmmintrin.h>
+#define HAVE_SSE_TRANSPOSE 1
+#endif
+
+/* d[e * ds + a] = s[a * ss + e] for a, e < 4: a 4 x 4 block transposed, between four images'
+   rows of four pixels and four pixels' runs of four images.  In SSE registers for float (four
+   loads, the shuffles of _MM_TRANSPOSE4_PS, four stores: the compilers leave the loops as
+   sixteen single loads and inserts), element by element otherwise. */
+static inline void transpose4_f32(const float *restrict s, idx ss, float *restrict d, idx ds)
+{
+#ifdef HAVE_SSE_TRANSPOSE
+    __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + ss), r2 = _mm_loadu_ps(s + 2 * ss),
+           r3 = _mm_loadu_ps(s + 3 * ss);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+    _mm_storeu_ps(d, r0);
+    _mm_storeu_ps(d + ds, r1);
+    _mm_storeu_ps(d + 2 * ds, r2);
+    _mm_storeu_ps(d + 3 * ds, r3);
+#else
+    for (int a = 0; a < 4; a++)
+        for (int e = 0; e < 4; e++) d[e * ds + a] = s[a * ss + e];
+#endif
+}
+
+static inline void transpose4_f64(const double *restrict s, idx ss, double *restrict d, idx ds)
+{
+    for (int a = 0; a < 4; a++)
+        for (int e = 0; e < 4; e++) d[e * ds + a] = s[a * ss + e];
+}
+
 idx winograd4_scratch(idx th, idx tw, idx nb)
 {
     /* the padded planes, and one tile row's partial transforms: 6 rows of 4 * tw + 2 columns
@@ -145,33 +176,32 @@ CNN_XP_INLINE idx nonfinite_##S_(const T_ *restrict xi, idx gn, idx h, idx w, id
 }                                                                                                  \
                                                                                                    \
 /* Copies between gn planes (h, w), stride apart, and their image-innermost copy xi (rows,         \
-   cols, gn) with the planes placed at (top, left): into xi if to_xi (xi zeroed first), else       \
+   cols, gn) with the planes placed at (top, left): into xi if to_xi (the rest of xi zeroed), else \
    back (the rest of xi dropped).  Four images at a time, in 4 x 4 blocks read and written whole,  \
    not one scattered store each. */                                                                \
 CNN_XP_INLINE void interleave_##S_(T_ *restrict x, idx stride, idx gn, idx h, idx w, idx top, idx left,\
                             idx rows, idx cols, T_ *restrict xi, int to_xi)                        \
 {                                                                                                  \
     idx p = 0;                                                                                     \
-    if (to_xi)                                                                                     \
-        memset(xi, 0, sizeof(T_) * (size_t)(rows * cols * gn));                                    \
+    if (to_xi) { /* zero the padding: the rows above and below, the columns either side */         \
+        memset(xi, 0, sizeof(T_) * (size_t)(top * cols * gn));                                     \
+        memset(xi + (top + h) * cols * gn, 0, sizeof(T_) * (size_t)((rows - top - h) * cols * gn));\
+        for (idx y = top; y < top + h; y++) {                                                      \
+            memset(xi + y * cols * gn, 0, sizeof(T_) * (size_t)(left * gn));                       \
+            memset(xi + (y * cols + left + w) * gn, 0,                                             \
+                   sizeof(T_) * (size_t)((cols - left - w) * gn));                                 \
+        }                                                                                          \
+    }                                                                                              \
     for (; p + 4 <= gn; p += 4)                                                                    \
         for (idx y = 0; y < h; y++) {                                                              \
             T_ *row = x + p * stride + y * w;                                                      \
             T_ *dst = xi + ((top + y) * cols + left) * gn + p;                                     \
             idx k = 0;                                                                             \
             for (; k + 4 <= w; k += 4) {                                                           \
-                T_ t[4][4];                                                                        \
-                if (to_xi) {                                                                       \
-                    for (int a = 0; a < 4; a++)                                                    \
-                        for (int e = 0; e < 4; e++) t[e][a] = row[a * stride + k + e];             \
-                    for (int e = 0; e < 4; e++)                                                    \
-                        for (int a = 0; a < 4; a++) dst[(k + e) * gn + a] = t[e][a];               \
-                } else {                                                                           \
-                    for (int e = 0; e < 4; e++)                                                    \
-                        for (int a = 0; a < 4; a++) t[a][e] = dst[(k + e) * gn + a];               \
-                    for (int a = 0; a < 4; a++)                                                    \
-                        for (int e = 0; e < 4; e++) row[a * stride + k + e] = t[a][e];             \
-                }                                                                                  \
+                if (to_xi)                                                                         \
+                    transpose4_##S_(row + k, stride, dst + k * gn, gn);                            \
+                else                                                                               \
+                    transpose4_##S_(dst + k * gn, gn, row + k, stride);                            \
             }                                                                                      \
             for (; k < w; k++)                                                                     \
                 for (int a = 0; a < 4; a++) {                                                      \
