@@ -524,7 +524,7 @@ def relu_grad(dy: numpy.ndarray, mask: numpy.ndarray) -> numpy.ndarray:
 
 
 def adam_arguments(p: Any, g: Any, m: Any, v: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The (reads, writes) of Adam's kernel for these arrays, for :func:`fits`."""
+    """The (reads, writes) of Adam's kernel for these arrays (:func:`check_call`'s arguments)."""
     dtype, size = getattr(p, "dtype", None), getattr(p, "size", -1)
     return {"g": (g, dtype, size)}, {"p": (p, dtype, size), "m": (m, dtype, size), "v": (v, dtype, size)}
 
