@@ -554,8 +554,12 @@ def _winograd_tile(x_shape: tuple[int, ...], pad: tuple[int, int]) -> int:
     """The output tile of a Winograd convolution run by the compiled transforms: 4 (F(4x4, 3x3))
     where it takes fewer products than F(2x2, 3x3) -- every one of DeepConvNet's 3x3 layers; on
     8x8 outputs 144 against 256 per channel pair -- unless :func:`winograd_max_tile` says 2."""
-    if winograd_max_tile() < 4:
-        return 2
+    return 2 if winograd_max_tile() < 4 else _fewer_products_tile(tuple(x_shape), tuple(pad))
+
+
+@functools.lru_cache(maxsize=512)
+def _fewer_products_tile(x_shape: tuple[int, ...], pad: tuple[int, int]) -> int:
+    """4 or 2: the tile whose products are fewer (pure, cached: asked at every forward)."""
     small, large = (winograd.tiling(x_shape, pad, True, m) for m in (2, 4))
     return 4 if large.k * large.tiles < small.k * small.tiles else 2
 

@@ -36,7 +36,7 @@ import importlib.util
 import re
 import warnings
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -256,10 +256,15 @@ def set_flush_denormals(on: bool) -> int:
 
 
 def _scratch(t: Any, dtype: Any) -> numpy.ndarray:
-    lib = _library()
+    return numpy.empty(_scratch_size(_library(), t.m, t.th, t.t1 if t.m == 2 else t.row_tiles, t.nb), dtype=dtype)
+
+
+@lru_cache(maxsize=512)
+def _scratch_size(lib: Any, m: int, th: int, tw: int, nb: int) -> int:
+    """Elements of a transform's scratch, as the kernels' library states them (asked once per
+    shape: each ctypes call lets go of the GIL and waits to take it back)."""
     assert lib is not None
-    size = lib.winograd_scratch(t.th, t.t1) if t.m == 2 else lib.winograd4_scratch(t.th, t.row_tiles, t.nb)
-    return numpy.empty(size, dtype=dtype)
+    return int(lib.winograd_scratch(th, tw) if m == 2 else lib.winograd4_scratch(th, tw, nb))
 
 
 def _grid(t: Any) -> tuple[str, tuple[int, ...]]:

@@ -163,7 +163,12 @@ def tiling(x_shape: tuple[int, ...], pad: tuple[int, int], compact: bool = False
 def tile_elems(x_shape: tuple[int, ...], pad: tuple[int, int]) -> int:
     """Elements of F(2x2, 3x3)'s transformed input V per image, junk tiles included: 16 * C * TH * T1
     (at least F(4x4, 3x3)'s wherever that is used)."""
-    t = tiling((1, *x_shape[1:]), pad)
+    return _tile_elems(tuple(int(d) for d in x_shape[1:]), (int(pad[0]), int(pad[1])))
+
+
+@functools.lru_cache(maxsize=512)
+def _tile_elems(image_shape: tuple[int, ...], pad: tuple[int, int]) -> int:  # (asked at every forward)
+    t = tiling((1, *image_shape), pad)
     return 16 * t.c * t.tiles
 
 
