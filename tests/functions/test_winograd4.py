@@ -240,3 +240,30 @@ def test_outside_its_range_winograd_gives_the_direct_paths_inf_and_nan(torch, wh
     assert (
         conv2d.conv2d_forward(ordinary, W, np.zeros(8, np.float32), (1, 1), (1, 1))[1].path == "winograd"
     )  # unchanged
+
+
+@pytest.mark.parametrize("value", [np.inf, np.nan], ids=["inf", "nan"])
+@pytest.mark.parametrize("image", [0, 3, 5], ids=["first", "in_a_quad", "left_over"])
+def test_the_transforms_find_a_non_finite_result_wherever_it_is(value, image):
+    """The output and input-gradient transforms look for non-finite results in one pass over
+    their whole rows before copying them out: one bad value in any image of a group of six
+    (copied back four at a time, then two one at a time) is found, and finite data is not."""
+    from cnn_xp.functions import native
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((6, 3, 9, 10)).astype(np.float32)
+    t = _tiling(x, (1, 1), group=6)
+    V = winograd.transform_input(x, t, np.empty(winograd.input_elems(t, x.itemsize), dtype=x.dtype))
+    M = np.matmul(winograd.transform_filters(rng.standard_normal((5, 3, 3, 3)).astype(np.float32), 4), V)
+    b = np.zeros(5, np.float32)
+    native.transform_output(M, b, t)  # finite: no error
+    native.input_gradient(V.copy(), t)  # (V as the patches' gradient: any finite array)
+    tile = image  # tiles are ordered (tile row, tile column, image in the group): this image's first
+    bad = M.copy()
+    bad[7, 2, tile] = value
+    with pytest.raises(native.NonFiniteResult):
+        native.transform_output(bad, b, t)
+    dV = V.copy()
+    dV[7, 1, tile] = value
+    with pytest.raises(native.NonFiniteResult):
+        native.input_gradient(dV, t)
